@@ -1,0 +1,1 @@
+"""Settings package: base, local (development), test and production."""

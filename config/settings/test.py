@@ -1,0 +1,29 @@
+"""Test settings: fast hashing, a separate var directory, the same database engine choice."""
+
+from __future__ import annotations
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, VAR_DIR, env
+
+DEBUG = False
+SECRET_KEY = "insecure-test-key"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# A file-backed SQLite test database, so a real Celery worker process sees the same rows.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("QUANTPLAN_TEST_SQLITE", default=str(VAR_DIR / "test" / "db.sqlite3"))
+    }
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+# Everything a test run writes lives under var/test, shared with the worker it starts.
+TEST_VAR_DIR = VAR_DIR / "test"
+MEDIA_ROOT = TEST_VAR_DIR / "media"
+QUANTPLAN_ARTIFACT_ROOT = MEDIA_ROOT / "artifacts"
+QUANTPLAN_WORK_ROOT = MEDIA_ROOT / "work"
+QUANTPLAN_UPLOAD_ROOT = MEDIA_ROOT / "uploads"
+QUANTPLAN_LOCAL_MODEL_DIRS = [str(TEST_VAR_DIR / "models")]
+QUANTPLAN_HEARTBEAT_STALE_S = env.int("QUANTPLAN_HEARTBEAT_STALE_S", default=20)

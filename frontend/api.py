@@ -1,0 +1,82 @@
+"""API tokens and workers over REST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import Throttled
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from frontend import services
+from frontend.models import ApiToken
+from quantjobs.models import WorkerHeartbeat
+from quantjobs.selectors import workers_recent
+
+
+class TokenOutput(serializers.ModelSerializer[ApiToken]):
+    """A token as listed: its prefix, never its value."""
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+
+
+class TokenCreateInput(serializers.Serializer[Any]):
+    """Name a new token."""
+
+    name = serializers.CharField(max_length=100)
+
+
+class TokenListCreateApi(generics.ListAPIView[ApiToken]):
+    """List your tokens, or create one (its value is in the response, once)."""
+
+    serializer_class = TokenOutput
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        return ApiToken.objects.filter(user=self.request.user)
+
+    @extend_schema(request=TokenCreateInput, responses={201: TokenOutput})
+    def post(self, request: Request) -> Response:
+        payload = TokenCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            token, raw = services.api_token_create(
+                user=request.user, name=payload.validated_data["name"]
+            )
+        except services.TokenLimitReached as exc:
+            raise Throttled(detail=str(exc)) from None
+        return Response({**TokenOutput(token).data, "token": raw}, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailApi(APIView):
+    """Revoke a token."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+        services.api_token_revoke(token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WorkerOutput(serializers.ModelSerializer[WorkerHeartbeat]):
+    """A worker online: its queues and what its hardware can run."""
+
+    class Meta:
+        model = WorkerHeartbeat
+        fields = ["hostname", "queues", "capabilities", "started_at", "last_seen_at"]
+
+
+class WorkerListApi(generics.ListAPIView[WorkerHeartbeat]):
+    """Workers that reported in the last two minutes."""
+
+    serializer_class = WorkerOutput
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[WorkerHeartbeat]:
+        return workers_recent()

@@ -1,0 +1,147 @@
+"""Forms of the pages: sign-up, tokens, jobs. Each keeps what the user typed on error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
+
+from quantjobs.models import Job
+
+
+class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
+    """A new account: username, optional email, password twice."""
+
+    email = forms.EmailField(required=False, help_text="Optional; for password resets.")
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+
+class ApiTokenForm(forms.Form):
+    """Name a new API token."""
+
+    name = forms.CharField(
+        max_length=100, help_text="What it is for, e.g. 'CI pipeline' or 'laptop'."
+    )
+
+
+class JobForm(forms.Form):
+    """Quantize and benchmark: method, formats, source and optional evaluation text."""
+
+    method = forms.ChoiceField(choices=Job.Method.choices, initial=Job.Method.GGUF)
+    formats = forms.CharField(
+        max_length=400,
+        initial="gguf-Q4_K_M",
+        help_text="One or more formats separated by commas, e.g. gguf-Q8_0, gguf-Q4_K_M.",
+    )
+    source_kind = forms.ChoiceField(
+        choices=Job.SourceKind.choices, initial=Job.SourceKind.SAMPLE, label="Source"
+    )
+    source_ref = forms.CharField(
+        max_length=1024,
+        required=False,
+        label="Source reference",
+        help_text="Sample id, path on the worker, upload id, or Hugging Face id "
+        "(empty: the bundled SmolLM2-135M sample).",
+    )
+    name = forms.CharField(max_length=200, required=False)
+    eval_file = forms.FileField(
+        required=False,
+        label="Evaluation text",
+        help_text="Optional .txt or .jsonl of your own task; default: built-in English text.",
+    )
+    context_tokens = forms.IntegerField(
+        min_value=64, max_value=8192, initial=512, required=False, label="Context (tokens)"
+    )
+    max_chunks = forms.IntegerField(
+        min_value=1, max_value=10_000, required=False, label="Max evaluation chunks"
+    )
+    plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def clean_formats(self) -> list[str]:
+        raw = self.cleaned_data["formats"]
+        parts = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
+        if not parts:
+            raise forms.ValidationError("Enter at least one format.")
+        return parts
+
+    def cleaned_options(self) -> dict[str, Any]:
+        return {
+            k: self.cleaned_data[k]
+            for k in ("context_tokens", "max_chunks")
+            if self.cleaned_data.get(k) is not None
+        }
+
+
+ENGINE_CHOICES = [("vllm", "vLLM (GPU serving)"), ("llama.cpp", "llama.cpp (GPU or CPU)")]
+KV_CHOICES = [("f16", "f16"), ("bf16", "bf16"), ("fp8", "fp8"), ("q8_0", "q8_0 (llama.cpp)"),
+              ("q4_0", "q4_0 (llama.cpp)")]
+
+
+class PlanForm(forms.Form):
+    """Plan a model on GPUs: catalog model, Hugging Face id, or a pasted/uploaded config."""
+
+    model = forms.CharField(
+        max_length=200, required=False, label="Model",
+        help_text="A catalog id (e.g. llama-3-70b) or a Hugging Face id (org/name).",
+    )
+    config_text = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        label="…or paste config.json",
+    )
+    config_file = forms.FileField(required=False, label="…or upload config.json")
+    gpus_chosen = forms.MultipleChoiceField(
+        choices=[], label="GPUs (or CPU server)",
+        help_text="Pick one or more to compare; Ctrl/⌘-click for several.",
+    )
+    gpus = forms.IntegerField(
+        min_value=1, max_value=64, required=False, label="GPUs per server",
+        help_text="Empty: the fewest that fit.",
+    )
+    formats = forms.MultipleChoiceField(choices=[], label="Formats")
+    context_tokens = forms.IntegerField(min_value=1, max_value=10_000_000, initial=8192, label="Context length (tokens)")
+    concurrency = forms.IntegerField(min_value=1, max_value=100_000, initial=8, label="Concurrent sequences")
+    engine = forms.ChoiceField(choices=ENGINE_CHOICES, initial="vllm", label="Serving engine")
+    kv_cache_dtype = forms.ChoiceField(choices=KV_CHOICES, initial="f16", label="KV cache type")
+    utilization = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.5, label="Utilization (0–1)",
+                                   help_text="Share of the month the servers do useful work.")
+    api_price = forms.ChoiceField(choices=[], required=False, label="Compare with API")
+    price_usd_per_hour = forms.FloatField(min_value=0, max_value=10_000, required=False,
+                                          label="Your price ($/GPU-hour)", help_text="Empty: catalog price.")
+    max_quality_loss_pct = forms.FloatField(min_value=0, max_value=100, required=False,
+                                            label="Max quality loss (%)")
+    min_tokens_per_s = forms.FloatField(min_value=0, required=False, label="Min tokens/s per sequence")
+    max_ttft_s = forms.FloatField(min_value=0, required=False, label="Max time to first token (s)")
+    name = forms.CharField(max_length=200, required=False, label="Plan name (to save)")
+
+    def __init__(self, *args: Any, gpu_choices: list[tuple[str, str]], format_choices: list[tuple[str, str]],
+                 api_choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["gpus_chosen"].choices = gpu_choices
+        self.fields["formats"].choices = format_choices
+        self.fields["api_price"].choices = [("", "— none —"), *api_choices]
+
+    def clean(self) -> dict[str, Any]:
+        from planner.services import PlanInputError, config_parse_text
+
+        data = super().clean() or {}
+        upload = data.get("config_file")
+        text = data.get("config_text") or ""
+        if upload is not None:
+            if upload.size and upload.size > 1_000_000:
+                self.add_error("config_file", "config.json is larger than 1 MB; upload the model's own.")
+                return data
+            text = upload.read().decode("utf-8", errors="replace")
+        data["config"] = None
+        if text.strip():
+            try:
+                data["config"] = config_parse_text(text)
+            except PlanInputError as exc:
+                self.add_error("config_file" if upload is not None else "config_text", str(exc))
+        elif not (data.get("model") or "").strip():
+            self.add_error("model", "Choose a model, give a Hugging Face id, or paste its config.json.")
+        return data

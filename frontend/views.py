@@ -1,0 +1,218 @@
+"""Server-rendered pages. Thin: forms in, services and selectors called, templates out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from frontend import services as account_services
+from frontend.forms import ApiTokenForm, JobForm, SignUpForm
+from frontend.models import ApiToken
+from quantjobs import selectors, services
+from quantjobs.api.serializers import ResultOutput
+from quantjobs.api.views import queues_without_workers
+from quantjobs.broker import BrokerUnavailable
+from quantjobs.downloads import artifact_response
+from quantjobs.uploads import UploadError, eval_text_store
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account and sign in."""
+    if request.user.is_authenticated:
+        return redirect("plan")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}. Start with a plan.")
+        return redirect("plan")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    """List, create and revoke API tokens."""
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _token, new_token = account_services.api_token_create(
+                user=request.user, name=form.cleaned_data["name"]
+            )
+        except account_services.TokenLimitReached as exc:
+            form.add_error("name", str(exc))
+        else:
+            form = ApiTokenForm()
+    return render(
+        request,
+        "frontend/tokens.html",
+        {
+            "form": form,
+            "new_token": new_token,
+            "tokens": ApiToken.objects.filter(user=request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke one of the user's tokens."""
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    account_services.api_token_revoke(token=token)
+    messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("tokens")
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    """The user's jobs with status and progress."""
+    jobs = selectors.job_list_for_user(user=request.user)
+    return render(
+        request,
+        "frontend/job_list.html",
+        {"jobs": jobs, "idle_queues": queues_without_workers()},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_new(request: HttpRequest) -> HttpResponse:
+    """Create a quantize-and-benchmark job (works without JavaScript)."""
+    form = JobForm(request.POST or None, request.FILES or None, initial=_job_initial(request))
+    if request.method == "POST" and form.is_valid():
+        job = _create_job(request, form)
+        if job is not None:
+            messages.success(request, "Job queued.")
+            return redirect("job-detail", pk=job.pk)
+    return render(request, "frontend/job_new.html", {"form": form})
+
+
+def _job_initial(request: HttpRequest) -> dict[str, Any]:
+    initial: dict[str, Any] = {}
+    for key in ("method", "formats", "source_kind", "source_ref", "plan", "name"):
+        if key in request.GET:
+            initial[key] = request.GET[key]
+    return initial
+
+
+def _create_job(request: HttpRequest, form: JobForm) -> Any:
+    data = form.cleaned_data
+    eval_path, eval_name = "", ""
+    if data.get("eval_file"):
+        try:
+            eval_path, eval_name = eval_text_store(
+                user_id=request.user.pk, uploaded=data["eval_file"]
+            )
+        except UploadError as exc:
+            form.add_error("eval_file", str(exc))
+            return None
+    try:
+        return services.job_create(
+            user=request.user,
+            method=data["method"],
+            formats=data["formats"],
+            source_kind=data["source_kind"],
+            source_ref=data.get("source_ref") or "",
+            name=data.get("name") or "",
+            eval_text_path=eval_path,
+            eval_text_name=eval_name,
+            options=form.cleaned_options(),
+            plan_id=data.get("plan"),
+        )
+    except services.JobInputError as exc:
+        field = exc.field if exc.field in form.fields else None
+        form.add_error(field, str(exc))
+    except services.QuotaExceeded as exc:
+        form.add_error(None, str(exc))
+    except BrokerUnavailable as exc:
+        form.add_error(None, str(exc))
+    return None
+
+
+@login_required
+def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    """One job: live progress, log tail, results beside projections, downloads."""
+    job = selectors.job_get_for_user(user=request.user, job_id=pk)
+    results = [ResultOutput(r, context={}).data for r in job.results.all()]
+    waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
+    return render(
+        request,
+        "frontend/job_detail.html",
+        {"job": job, "results": results, "waiting": waiting, "log_tail": job.log_lines[-40:]},
+    )
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
+    """Cancel a job from its page."""
+    job = selectors.job_get_for_user(user=request.user, job_id=pk)
+    try:
+        services.job_cancel(job=job)
+        messages.success(request, "Cancel requested.")
+    except services.JobInputError as exc:
+        messages.error(request, str(exc))
+    return redirect("job-detail", pk=job.pk)
+
+
+@login_required
+@require_POST
+def job_rerun(request: HttpRequest, pk: str) -> HttpResponse:
+    """Queue the same job again."""
+    job = selectors.job_get_for_user(user=request.user, job_id=pk)
+    try:
+        new_job = services.job_rerun(job=job, user=request.user)
+    except (services.JobInputError, services.QuotaExceeded, BrokerUnavailable) as exc:
+        messages.error(request, str(exc))
+        return redirect("job-detail", pk=job.pk)
+    messages.success(request, "Job queued again.")
+    return redirect("job-detail", pk=new_job.pk)
+
+
+@login_required
+def artifact_list(request: HttpRequest) -> HttpResponse:
+    """The user's artifacts with size, sha256 and download links."""
+    artifacts = selectors.artifact_list_for_user(user=request.user)
+    return render(request, "frontend/artifact_list.html", {"artifacts": artifacts})
+
+
+@login_required
+def artifact_download(request: HttpRequest, pk: str) -> HttpResponse:
+    """Download through the session (the API has the same with a token)."""
+    artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
+    return artifact_response(request, artifact)
+
+
+def api_page(request: HttpRequest) -> HttpResponse:
+    """How to use the API: tokens, the schema and the interactive docs."""
+    return render(request, "frontend/api.html")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A 404 page (JSON for the API)."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """A 500 page without a traceback (JSON for the API)."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse(
+            {"detail": "Internal error; it has been logged.", "code": "server_error"},
+            status=500,
+        )
+    return render(request, "500.html", status=500)

@@ -1,0 +1,72 @@
+"""REST endpoints for plans and catalogs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from planner import catalog_views, selectors, services
+from planner.api.serializers import PlanCreateInput, PlanOutput, PlanSummaryOutput
+from planner.models import Plan
+
+
+class PlanListCreateApi(generics.ListAPIView[Plan]):
+    """Compute a plan (and save it with ``save: true``), or list saved plans."""
+
+    serializer_class = PlanSummaryOutput
+
+    def get_queryset(self) -> QuerySet[Plan]:
+        return selectors.plan_list_for_user(user=self.request.user)
+
+    @extend_schema(request=PlanCreateInput, responses={200: OpenApiResponse(), 201: PlanOutput})
+    def post(self, request: Request) -> Response:
+        payload = PlanCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.to_plan_input()
+        try:
+            report = services.plan_compute(data=data, user=request.user)
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        body: dict[str, Any] = services.report_to_dict(report)
+        if payload.validated_data.get("save"):
+            plan = services.plan_save(
+                user=request.user, name=payload.validated_data.get("name", ""), data=data,
+                report=report,
+            )
+            body["id"] = str(plan.pk)
+            return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body)
+
+
+class PlanDetailApi(APIView):
+    """A saved plan, or delete it."""
+
+    @extend_schema(responses={200: PlanOutput})
+    def get(self, request: Request, pk: str) -> Response:
+        plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
+        return Response(PlanOutput(plan).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
+        plan.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CatalogApi(APIView):
+    """A catalog list: models, gpus, formats or api-prices (each entry has an ``id``)."""
+
+    permission_classes = [AllowAny]
+    kind = "models"
+
+    @extend_schema(responses={200: OpenApiResponse(description="A list of catalog entries")})
+    def get(self, request: Request) -> Response:
+        return Response(catalog_views.catalog_list(self.kind))

@@ -1,0 +1,50 @@
+"""Saved plans and the GPUs and prices users add themselves."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Plan(models.Model):
+    """A saved projection: the request a user made and the report it produced."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="plans"
+    )
+    name = models.CharField(max_length=200)
+    model_id = models.CharField(max_length=200)
+    model_config = models.JSONField(default=dict, blank=True)
+    request = models.JSONField(default=dict)
+    report = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CustomGpu(models.Model):
+    """An accelerator a user defined (or a catalog GPU with their own price)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="custom_gpus"
+    )
+    slug = models.SlugField(max_length=64)
+    spec = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "slug"], name="one_custom_gpu_per_slug")
+        ]
+
+    def __str__(self) -> str:
+        return self.slug

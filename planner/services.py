@@ -1,0 +1,245 @@
+"""Plans: resolve the model and GPU a user named, run the engine, save the result.
+
+The pages, the API and ``manage.py plan`` all call ``plan_compute``; none of them
+holds a rule of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from planner import engine
+from planner.models import CustomGpu, Plan
+
+DEFAULT_FORMATS = (
+    "fp16",
+    "fp8",
+    "int8",
+    "gptq-4bit-g128",
+    "awq-4bit-g128",
+    "gguf-Q8_0",
+    "gguf-Q6_K",
+    "gguf-Q5_K_M",
+    "gguf-Q4_K_M",
+    "gguf-Q3_K_M",
+    "gguf-Q2_K",
+)
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 20
+
+
+class PlanInputError(ValueError):
+    """Input a plan cannot use; ``field`` names what to change."""
+
+    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """Everything a plan needs, as the pages, API and CLI collect it."""
+
+    gpu: str
+    model: str = ""
+    config: dict[str, Any] | None = None
+    gpus: int | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    context_tokens: int = 8192
+    concurrency: int = 1
+    engine: str = "vllm"
+    utilization: float = 0.5
+    gpu_memory_utilization: float = 0.9
+    kv_cache_dtype: str = "f16"
+    prompt_tokens: int = 1024
+    output_tokens: int = 256
+    api_price: str | None = None
+    price_usd_per_hour: float | None = None
+    max_quality_loss_pct: float | None = None
+    min_tokens_per_s: float | None = None
+    max_ttft_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _depth(value: Any, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def config_validate(config: Any) -> dict[str, Any]:
+    """Check a pasted or uploaded config.json before the engine reads it."""
+    if not isinstance(config, dict):
+        raise PlanInputError("config.json must be a JSON object ({...}).", field="config")
+    if _depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise PlanInputError(
+            f"config.json is nested more than {MAX_CONFIG_DEPTH} levels deep; paste the "
+            "model's own config.json.",
+            field="config",
+        )
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        raise PlanInputError("config.json is larger than 1 MB; paste the model's own.", field="config")
+    return config
+
+
+def config_parse_text(text: str) -> dict[str, Any]:
+    """Parse config.json text with an error that points at the line."""
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise PlanInputError("config.json is larger than 1 MB; paste the model's own.", field="config")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanInputError(
+            f"config.json is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            field="config",
+        ) from None
+    except RecursionError:
+        raise PlanInputError("config.json is nested too deeply.", field="config") from None
+    return config_validate(data)
+
+
+def model_resolve(*, model: str, config: dict[str, Any] | None) -> tuple[engine.ModelSpec, str]:
+    """The model spec and its id, from a pasted config, the catalog, a path or the hub."""
+    if config is not None:
+        try:
+            spec = engine.model_spec_from_config(config_validate(config), model_id=model or "custom")
+        except engine.SpecError as exc:
+            raise PlanInputError(f"config.json: {exc}", field="config") from None
+        return spec, model or "custom"
+    model = (model or "").strip()
+    if not model:
+        raise PlanInputError("Choose a model from the catalog, or paste its config.json.", field="model")
+    try:
+        entry = engine.catalog.get_model(model)
+    except engine.CatalogError as catalog_error:
+        path = Path(model)
+        if path.suffix == ".json" and path.is_file():
+            return model_resolve(model=path.stem, config=config_parse_text(path.read_text()))
+        if "/" in model:
+            return _model_from_hub(model)
+        raise PlanInputError(str(catalog_error), field="model") from None
+    return entry.spec, entry.id
+
+
+def _model_from_hub(hf_id: str) -> tuple[engine.ModelSpec, str]:
+    from planner.hub import HubError, fetch_config, validate_hf_id
+
+    try:
+        repo = validate_hf_id(hf_id)
+        config, _revision = fetch_config(repo)
+    except (ValueError, HubError) as exc:
+        raise PlanInputError(str(exc), field="model") from None
+    try:
+        return engine.model_spec_from_config(config_validate(config), model_id=repo), repo
+    except engine.SpecError as exc:
+        raise PlanInputError(f"{repo} config.json: {exc}", field="model") from None
+
+
+def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
+    """A catalog GPU, or one the user defined."""
+    gpu = (gpu or "").strip()
+    if not gpu:
+        raise PlanInputError("Choose a GPU (or a CPU server).", field="gpu")
+    if user is not None and user.is_authenticated:
+        custom = CustomGpu.objects.filter(user=user, slug=gpu).first()
+        if custom is not None:
+            try:
+                return engine.catalog.gpu_spec_from_dict({**custom.spec, "id": custom.slug})
+            except (ValueError, TypeError) as exc:
+                raise PlanInputError(f"Your GPU {gpu}: {exc}", field="gpu") from None
+    try:
+        return engine.catalog.get_gpu(gpu)
+    except engine.CatalogError as exc:
+        raise PlanInputError(str(exc), field="gpu") from None
+
+
+def plan_compute(*, data: PlanInput, user: AbstractBaseUser | None) -> engine.PlanReport:
+    """Run the engine for a plan input; every user error becomes a PlanInputError."""
+    spec, _model_id = model_resolve(model=data.model, config=data.config)
+    gpu = gpu_resolve(gpu=data.gpu, user=user)
+    for text in data.formats:
+        try:
+            engine.parse_format(text)
+        except engine.FormatError as exc:
+            raise PlanInputError(str(exc), field="formats") from None
+    try:
+        request = engine.PlanRequest(
+            model=spec,
+            gpu=gpu,
+            gpus=data.gpus,
+            formats=tuple(data.formats),
+            context_tokens=data.context_tokens,
+            concurrency=data.concurrency,
+            engine=data.engine,
+            utilization=data.utilization,
+            gpu_memory_utilization=data.gpu_memory_utilization,
+            kv_cache_dtype=data.kv_cache_dtype,
+            prompt_tokens=data.prompt_tokens,
+            output_tokens=data.output_tokens,
+            api_price_id=data.api_price,
+            price_usd_per_hour=data.price_usd_per_hour,
+            max_quality_loss_pct=data.max_quality_loss_pct,
+            min_tokens_per_s=data.min_tokens_per_s,
+            max_ttft_s=data.max_ttft_s,
+            measured=_measured_quality(user=user, model_id=_model_id),
+        )
+        return engine.plan(request)
+    except engine.PlanError as exc:
+        raise PlanInputError(str(exc)) from None
+    except engine.CatalogError as exc:
+        raise PlanInputError(str(exc), field="api_price") from None
+
+
+def _measured_quality(*, user: AbstractBaseUser | None, model_id: str) -> dict[str, Any]:
+    """Quality the user measured for this model, to replace published estimates."""
+    if user is None or not user.is_authenticated:
+        return {}
+    from quantjobs.selectors import measured_quality_for_model
+
+    return measured_quality_for_model(user=user, model_id=model_id)
+
+
+def plan_save(
+    *, user: AbstractBaseUser, name: str, data: PlanInput, report: engine.PlanReport
+) -> Plan:
+    """Store a plan so its owner can reopen and compare it."""
+    request = {k: v for k, v in data.__dict__.items() if k not in ("config", "extra")}
+    request["formats"] = list(data.formats)
+    return Plan.objects.create(
+        user=user,
+        name=(name or f"{data.model or 'custom model'} on {data.gpu}")[:200],
+        model_id=data.model or "custom",
+        model_config=data.config or {},
+        request=request,
+        report=report_to_dict(report),
+    )
+
+
+def report_to_dict(report: engine.PlanReport) -> dict[str, Any]:
+    """The JSON form of an engine report."""
+    return report.to_dict()
+
+
+def plan_input_from_saved(plan: Plan) -> PlanInput:
+    """The input a saved plan was made from."""
+    request = dict(plan.request)
+    request["formats"] = tuple(request.get("formats") or DEFAULT_FORMATS)
+    known = set(PlanInput.__dataclass_fields__)
+    kwargs = {k: v for k, v in request.items() if k in known}
+    if plan.model_config:
+        kwargs["config"] = plan.model_config
+    return PlanInput(**kwargs)

@@ -1,0 +1,154 @@
+"""API shapes for jobs and artifacts: one serializer per direction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from quantjobs.models import Artifact, Job, JobResult
+from quantjobs.projections import compare
+
+
+class JobCreateInput(serializers.Serializer[Any]):
+    """A request to quantize and benchmark one source into one or more formats."""
+
+    method = serializers.ChoiceField(choices=Job.Method.choices)
+    formats = serializers.ListField(
+        child=serializers.CharField(max_length=64), min_length=1, max_length=12
+    )
+    source_kind = serializers.ChoiceField(
+        choices=Job.SourceKind.choices, default=Job.SourceKind.SAMPLE
+    )
+    source_ref = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    source_revision = serializers.RegexField(
+        r"^[A-Za-z0-9._/-]{0,64}$", required=False, allow_blank=True, max_length=64
+    )
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    eval_file = serializers.FileField(required=False, allow_null=True)
+    context_tokens = serializers.IntegerField(min_value=64, max_value=8192, required=False)
+    max_chunks = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    timeout_s = serializers.IntegerField(min_value=10, max_value=24 * 3600, required=False)
+    queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
+    plan = serializers.UUIDField(required=False, allow_null=True)
+
+
+class ResultOutput(serializers.ModelSerializer[JobResult]):
+    """One format's measurements beside the planner's projection."""
+
+    class Meta:
+        model = JobResult
+        fields = ["format"]
+
+    def to_representation(self, instance: JobResult) -> dict[str, Any]:
+        metrics = instance.metrics or {}
+        projection = instance.projection or {}
+        artifact = instance.artifact
+        size = artifact.size_bytes if artifact else None
+        peak = metrics.get("peak_memory_bytes")
+        ppl = metrics.get("perplexity")
+        base = metrics.get("base_perplexity")
+        loss = round((ppl - base) / base * 100.0, 3) if ppl and base else None
+        request = self.context.get("request")
+        download = None
+        if artifact is not None:
+            path = reverse("api-artifact-download", args=[artifact.pk])
+            download = request.build_absolute_uri(path) if request else path
+        return {
+            "format": instance.format,
+            "artifact_id": str(artifact.pk) if artifact else None,
+            "artifact_bytes": size,
+            "projected_artifact_bytes": projection.get("artifact_bytes"),
+            "artifact_bytes_diff_pct": compare(projection.get("artifact_bytes"), size),
+            "sha256": artifact.sha256 if artifact else None,
+            "download_url": download,
+            "perplexity": ppl,
+            "base_perplexity": base,
+            "perplexity_change_pct": loss,
+            "kl_divergence": metrics.get("kl_divergence"),
+            "top1_agreement": metrics.get("top1_agreement"),
+            "tokens_evaluated": metrics.get("tokens_evaluated"),
+            "prompt_tokens_per_s": metrics.get("prompt_tokens_per_s"),
+            "generation_tokens_per_s": metrics.get("generation_tokens_per_s"),
+            "peak_memory_bytes": peak,
+            "projected_memory_bytes": projection.get("memory_bytes"),
+            "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
+            "gpu_peak_memory_bytes": metrics.get("gpu_peak_memory_bytes"),
+            "load_time_s": metrics.get("load_time_s"),
+            "exact_match": metrics.get("exact_match"),
+        }
+
+
+class JobOutput(serializers.ModelSerializer[Job]):
+    """A job as its owner sees it."""
+
+    results = ResultOutput(many=True, read_only=True)
+    log = serializers.ListField(source="log_lines", child=serializers.CharField())
+    duration_s = serializers.FloatField(allow_null=True)
+    waiting_for = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "method",
+            "formats",
+            "source_kind",
+            "source_ref",
+            "source_revision",
+            "model_id",
+            "eval_text_name",
+            "queue",
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "attempts",
+            "worker",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_s",
+            "waiting_for",
+            "plan",
+            "results",
+            "log",
+        ]
+
+    def get_waiting_for(self, job: Job) -> str | None:
+        """A message when a queued job has no worker of its kind to run it."""
+        waiting = self.context.get("queues_without_workers")
+        if job.status == Job.Status.QUEUED and waiting and job.queue in waiting:
+            return (
+                f"No worker is consuming the {job.queue} queue right now; the job will "
+                f"start when one joins (see the README: starting a {job.queue} worker)."
+            )
+        return None
+
+
+class ArtifactOutput(serializers.ModelSerializer[Artifact]):
+    """A downloadable file with its checksum."""
+
+    download_url = serializers.SerializerMethodField()
+    job = serializers.UUIDField(source="job_id")
+
+    class Meta:
+        model = Artifact
+        fields = [
+            "id",
+            "job",
+            "format",
+            "filename",
+            "size_bytes",
+            "sha256",
+            "content_type",
+            "created_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, artifact: Artifact) -> str:
+        path = reverse("api-artifact-download", args=[artifact.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path

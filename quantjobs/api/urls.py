@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from quantjobs.api import views
+
+urlpatterns = [
+    path("jobs/", views.JobListCreateApi.as_view(), name="api-job-list"),
+    path("jobs/<str:pk>/", views.JobDetailApi.as_view(), name="api-job-detail"),
+    path("jobs/<str:pk>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("jobs/<str:pk>/rerun/", views.JobRerunApi.as_view(), name="api-job-rerun"),
+    path("artifacts/", views.ArtifactListApi.as_view(), name="api-artifact-list"),
+    path(
+        "artifacts/<str:pk>/download/",
+        views.ArtifactDownloadApi.as_view(),
+        name="api-artifact-download",
+    ),
+]

@@ -1,0 +1,155 @@
+"""REST endpoints for jobs and artifacts; each calls one service or selector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from quantjobs import selectors, services
+from quantjobs.api.serializers import ArtifactOutput, JobCreateInput, JobOutput
+from quantjobs.downloads import artifact_response
+from quantjobs.models import Artifact, Job
+from quantjobs.uploads import UploadError, eval_text_store
+
+
+def queues_without_workers() -> set[str]:
+    """Queues no recently seen worker consumes."""
+    covered: set[str] = set()
+    for worker in selectors.workers_recent():
+        covered.update(worker.queues or [])
+    return {"cpu", "gpu"} - covered
+
+
+def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
+    """Shared by the API and the pages: store the eval file, then create the job."""
+    user = request.user
+    eval_path, eval_name = "", ""
+    if data.get("eval_file"):
+        try:
+            eval_path, eval_name = eval_text_store(user_id=user.pk, uploaded=data["eval_file"])
+        except UploadError as exc:
+            raise ValidationError({"eval_file": [str(exc)]}) from None
+    options = {
+        key: data[key]
+        for key in ("context_tokens", "max_chunks", "timeout_s")
+        if data.get(key) is not None
+    }
+    try:
+        return services.job_create(
+            user=user,
+            method=data["method"],
+            formats=data["formats"],
+            source_kind=data.get("source_kind") or Job.SourceKind.SAMPLE,
+            source_ref=data.get("source_ref") or "",
+            source_revision=data.get("source_revision") or "",
+            name=data.get("name") or "",
+            eval_text_path=eval_path,
+            eval_text_name=eval_name,
+            options=options,
+            plan_id=data.get("plan"),
+            queue=data.get("queue"),
+        )
+    except services.JobInputError as exc:
+        raise ValidationError({exc.field: [str(exc)]}) from None
+    except services.QuotaExceeded as exc:
+        raise Throttled(detail=str(exc)) from None
+
+
+class JobListCreateApi(generics.ListAPIView[Job]):
+    """List your jobs, or create one (JSON, or multipart with an evaluation file)."""
+
+    serializer_class = JobOutput
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Job]:
+        status_filter = self.request.query_params.get("status")
+        return selectors.job_list_for_user(user=self.request.user, status=status_filter)
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "queues_without_workers": queues_without_workers()}
+
+    @extend_schema(request=JobCreateInput, responses={201: JobOutput})
+    def post(self, request: Request) -> Response:
+        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        if hasattr(request.data, "getlist") and "formats" in request.data:
+            data.setlist("formats", _split_formats(request.data.getlist("formats")))
+        payload = JobCreateInput(data=data)
+        payload.is_valid(raise_exception=True)
+        job = create_job_from_input(request, dict(payload.validated_data))
+        body = JobOutput(job, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _split_formats(values: list[str]) -> list[str]:
+    # Form posts may send "gguf-Q8_0,gguf-Q4_K_M" in one field.
+    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
+class JobDetailApi(generics.RetrieveAPIView[Job]):
+    """One of your jobs, with its progress, log and results."""
+
+    serializer_class = JobOutput
+
+    def get_object(self) -> Job:
+        return selectors.job_get_for_user(user=self.request.user, job_id=self.kwargs["pk"])
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "queues_without_workers": queues_without_workers()}
+
+
+class JobCancelApi(APIView):
+    """Cancel a queued or running job."""
+
+    @extend_schema(request=None, responses={200: JobOutput, 400: OpenApiResponse()})
+    def post(self, request: Request, pk: str) -> Response:
+        job = selectors.job_get_for_user(user=request.user, job_id=pk)
+        try:
+            job = services.job_cancel(job=job)
+        except services.JobInputError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(JobOutput(job, context={"request": request}).data)
+
+
+class JobRerunApi(APIView):
+    """Queue a new job with the same settings."""
+
+    @extend_schema(request=None, responses={201: JobOutput})
+    def post(self, request: Request, pk: str) -> Response:
+        job = selectors.job_get_for_user(user=request.user, job_id=pk)
+        try:
+            new_job = services.job_rerun(job=job, user=request.user)
+        except services.JobInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        except services.QuotaExceeded as exc:
+            raise Throttled(detail=str(exc)) from None
+        return Response(
+            JobOutput(new_job, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ArtifactListApi(generics.ListAPIView[Artifact]):
+    """Your downloadable artifacts with their sha256."""
+
+    serializer_class = ArtifactOutput
+
+    def get_queryset(self) -> QuerySet[Artifact]:
+        return selectors.artifact_list_for_user(user=self.request.user)
+
+
+class ArtifactDownloadApi(APIView):
+    """Stream an artifact (HTTP Range supported; sha256 in X-Checksum-SHA256)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes, 206: bytes})
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
+        return artifact_response(request, artifact)

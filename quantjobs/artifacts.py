@@ -1,0 +1,94 @@
+"""Artifacts on disk: checked, then moved into place atomically; deleted as a whole."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Sum
+
+from quantjobs.models import Artifact, Job
+
+
+class ArtifactCheckFailed(Exception):
+    """The file the backend wrote is not the file it described."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_root() -> Path:
+    """Where published artifacts live."""
+    return Path(settings.QUANTPLAN_ARTIFACT_ROOT)
+
+
+def artifact_abspath(artifact: Artifact) -> Path:
+    """The absolute path of an artifact's file."""
+    return artifact_root() / artifact.path
+
+
+def _filename_for(job: Job, fmt: str, temp_path: Path) -> str:
+    stem = job.source_ref.rsplit("/", 1)[-1].removesuffix(".gguf") or "model"
+    suffix = "".join(temp_path.suffixes[-1:]) or ".bin"
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{stem}-{fmt}")
+    return f"{safe[:180]}{suffix}"
+
+
+def publish_artifact(
+    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str
+) -> Artifact:
+    """Re-hash a finished file, move it into the artifact store, create its row."""
+    actual = sha256_file(temp_path)
+    if actual != expected_sha256:
+        raise ArtifactCheckFailed(
+            f"{temp_path.name}: sha256 {actual} differs from the backend's {expected_sha256}"
+        )
+    artifact_id = uuid.uuid4()
+    filename = _filename_for(job, fmt, temp_path)
+    relative = Path(str(job.user_id)) / str(artifact_id) / filename
+    final = artifact_root() / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Same filesystem as the work root, so this is an atomic rename, never a copy.
+    os.replace(temp_path, final)
+    try:
+        return Artifact.objects.create(
+            id=artifact_id,
+            user_id=job.user_id,
+            job=job,
+            format=fmt,
+            filename=filename,
+            path=str(relative),
+            size_bytes=final.stat().st_size,
+            sha256=actual,
+            content_type="application/x-tar" if filename.endswith(".tar")
+            else "application/octet-stream",
+        )
+    except Exception:
+        final.unlink(missing_ok=True)
+        raise
+
+
+def delete_artifact(artifact: Artifact) -> None:
+    """Remove an artifact's file, its folder and its row."""
+    path = artifact_abspath(artifact)
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
+    artifact.delete()
+
+
+def storage_used_bytes(*, user_id: int) -> int:
+    """Bytes of artifacts a user holds."""
+    total = Artifact.objects.filter(user_id=user_id).aggregate(total=Sum("size_bytes"))
+    return int(total["total"] or 0)

@@ -1,0 +1,295 @@
+"""The child process that runs one job's backend, isolated from the worker.
+
+Run as ``python -m quantjobs.backends.child REQUEST.json``. It never imports Django:
+it reads the request, resolves the source, runs ``quantize`` then ``evaluate`` for
+each format and reports to its parent as JSON lines on the *original* stdout:
+
+    {"event": "progress", "fraction": 0.42, "stage": "Quantizing Q4_K_M"}
+    {"event": "log", "line": "..."}
+    {"event": "result", "format": "gguf-Q4_K_M", "artifact_path": "...", ...}
+    {"event": "error", "kind": "backend" | "internal", "message": "..."}
+
+Everything else the process (or a C library inside it) prints goes to stderr, which
+the parent keeps in a file. A crash (SIGABRT in llama.cpp, the OOM killer) therefore
+kills only this process, and the parent turns it into a FAILED job with a reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import tarfile
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from quantjobs.backends import BackendError, load_backend
+from quantjobs.backends.base import (
+    EvaluateRequest,
+    EvaluateResult,
+    QuantizeRequest,
+    SourceKind,
+)
+
+QUANTIZE_SHARE = 0.6  # of each format's progress; evaluation takes the rest
+
+
+class Reporter:
+    """Writes protocol events to the parent, one JSON object per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.base = 0.0
+        self.span = 1.0
+        self.prefix = ""
+        self._last_emit = 0.0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Send one event immediately."""
+        self.stream.write(json.dumps(event) + "\n")
+        self.stream.flush()
+
+    def scope(self, base: float, span: float, prefix: str) -> None:
+        """Map the next step's own 0..1 progress onto [base, base + span] overall."""
+        self.base, self.span, self.prefix = base, span, prefix
+
+    def progress(self, fraction: float, stage: str) -> None:
+        """The ``progress`` callback handed to backends (rate limited)."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if now - self._last_emit < 0.2 and 0.0 < fraction < 1.0:
+            return
+        self._last_emit = now
+        overall = self.base + self.span * fraction
+        label = f"{self.prefix}: {stage}" if self.prefix else stage
+        self.emit({"event": "progress", "fraction": round(overall, 4), "stage": label})
+
+    def log(self, line: str) -> None:
+        """The ``log`` callback handed to backends."""
+        self.emit({"event": "log", "line": str(line)[:2000]})
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pack_directory(directory: Path, dest: Path) -> Path:
+    """Pack a model directory into an uncompressed tar (weights do not compress)."""
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                tar.add(path, arcname=f"{directory.name}/{path.relative_to(directory)}")
+    return dest
+
+
+def resolve_source(
+    request: dict[str, Any], work_dir: Path, reporter: Reporter
+) -> tuple[Path, SourceKind]:
+    """Turn the request's source description into a local GGUF file or HF directory."""
+    source = request["source"]
+    kind = source["kind"]
+    if kind == "sample":
+        from quantjobs.samples import SampleError, sample_path
+
+        try:
+            return sample_path(source["ref"]), "gguf"
+        except SampleError as exc:
+            raise BackendError(str(exc)) from None
+    if kind == "path":
+        path = Path(source["path"])
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return path, "gguf"
+        if path.is_dir():
+            from quantjobs.backends.hf_source import validate_hf_directory
+
+            validate_hf_directory(path)
+            return path, "hf"
+        raise BackendError(
+            f"{path.name}: not a .gguf file or a Hugging Face model directory."
+        )
+    if kind == "hf":
+        from quantjobs.backends.hf_source import download_hf
+
+        reporter.log(f"Downloading {source['ref']} from Hugging Face")
+        path, revision = download_hf(
+            source["ref"], source.get("revision") or None, work_dir / "download"
+        )
+        reporter.emit({"event": "revision", "revision": revision})
+        return path, "hf"
+    raise BackendError(f"Unknown source kind {kind!r}.")
+
+
+def ensure_hf(
+    path: Path, kind: SourceKind, request: dict[str, Any], reporter: Reporter
+) -> Path:
+    """Torch methods need a Hugging Face directory: convert a GGUF source first."""
+    if kind == "hf":
+        return path
+    from quantjobs.backends.hf_convert import gguf_to_hf
+
+    cache_root = Path(request.get("cache_dir") or Path(request["work_dir"]) / "cache")
+    reporter.scope(0.0, 0.05, "Converting GGUF to Hugging Face format")
+    return gguf_to_hf(path, cache_root / "hf-from-gguf", reporter.progress, reporter.log)
+
+
+def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The evaluation text and optional prompt/answer pairs of the request."""
+    from quantjobs.evaltext import default_eval_text, parse_eval_file
+
+    path = request.get("eval_text_path")
+    if not path:
+        return default_eval_text(), ()
+    eval_path = Path(path)
+    parsed = parse_eval_file(eval_path.name, eval_path.read_bytes())
+    return parsed.text, tuple(parsed.qa_pairs)
+
+
+CALIBRATION_CHARS = 60_000
+
+
+def calibration_text(request: dict[str, Any]) -> str:
+    """Calibration text for AWQ/GPTQ/imatrix: pydoc topics the evaluation never uses."""
+    from pydoc_data.topics import topics
+
+    from quantjobs.evaltext import DEFAULT_TOPICS
+
+    parts: list[str] = []
+    total = 0
+    # Reverse order, skipping the evaluation topics: calibration must not see the
+    # tokens quality is measured on.
+    for name in sorted(topics, reverse=True):
+        if name in DEFAULT_TOPICS:
+            continue
+        body = topics[name].strip()
+        if len(body) < 500:
+            continue
+        parts.append(body)
+        total += len(body)
+        if total >= CALIBRATION_CHARS:
+            break
+    return "\n\n".join(parts)
+
+
+def run(request: dict[str, Any], reporter: Reporter) -> None:
+    """Quantize and evaluate every requested format, reporting each result."""
+    work_dir = Path(request["work_dir"])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(request["method"])
+    threads = int(request.get("threads") or 2)
+    options = dict(request.get("options") or {})
+
+    reporter.scope(0.0, 0.02, "Preparing")
+    reporter.progress(0.0, "Resolving the model source")
+    source_path, source_kind = resolve_source(request, work_dir, reporter)
+    if request["method"] in {"awq", "gptq", "rtn"}:
+        source_path = ensure_hf(source_path, source_kind, request, reporter)
+        source_kind = "hf"
+    text, qa_pairs = load_eval_text(request)
+    calib = calibration_text(request) if request["method"] != "selftest" else None
+
+    formats: list[str] = list(request["formats"])
+    share = 0.95 / len(formats)
+    for index, fmt in enumerate(formats):
+        start = 0.05 + index * share
+        out_dir = work_dir / f"out-{index}"
+        out_dir.mkdir(exist_ok=True)
+        reporter.scope(start, share * QUANTIZE_SHARE, f"{fmt} quantize")
+        quantized = backend.quantize(
+            QuantizeRequest(
+                source_path=source_path,
+                source_kind=source_kind,
+                format=fmt,
+                work_dir=out_dir,
+                calibration_text=calib,
+                threads=threads,
+                options=options,
+            ),
+            reporter.progress,
+            reporter.log,
+        )
+        reporter.scope(
+            start + share * QUANTIZE_SHARE, share * (1 - QUANTIZE_SHARE), f"{fmt} evaluate"
+        )
+        measured: EvaluateResult = backend.evaluate(
+            EvaluateRequest(
+                model_path=quantized.artifact_path,
+                model_kind=quantized.artifact_kind,
+                reference_path=quantized.reference_path,
+                reference_kind=quantized.reference_kind,
+                text=text,
+                context_tokens=int(options.get("context_tokens", 512)),
+                max_chunks=options.get("max_chunks"),
+                generation_tokens=int(options.get("generation_tokens", 64)),
+                threads=threads,
+                qa_pairs=qa_pairs,
+            ),
+            reporter.progress,
+            reporter.log,
+        )
+        artifact = quantized.artifact_path
+        if artifact.is_dir():
+            reporter.progress(1.0, "Packing the model directory")
+            artifact = pack_directory(artifact, out_dir / f"{artifact.name}.tar")
+        reporter.emit(
+            {
+                "event": "result",
+                "format": quantized.format,
+                "artifact_path": str(artifact),
+                "artifact_kind": quantized.artifact_kind,
+                "size_bytes": artifact.stat().st_size,
+                "sha256": sha256_file(artifact),
+                "metrics": dataclasses.asdict(measured),
+                "metadata": quantized.metadata,
+            }
+        )
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: run the request, report, and exit 0 (done) or 1 (failed)."""
+    # The protocol owns the real stdout; everything else printed goes to stderr.
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    reporter = Reporter(events)
+    try:
+        request = json.loads(Path(argv[1]).read_text())
+        run(request, reporter)
+    except BackendError as exc:
+        reporter.emit({"event": "error", "kind": "backend", "message": str(exc)})
+        return 1
+    except MemoryError:
+        reporter.emit(
+            {
+                "event": "error",
+                "kind": "backend",
+                "message": "The worker ran out of memory; use a smaller model or "
+                "a worker with more memory.",
+            }
+        )
+        return 1
+    except Exception as exc:
+        traceback.print_exc()
+        reporter.emit(
+            {
+                "event": "error",
+                "kind": "internal",
+                "message": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()[-8000:],
+            }
+        )
+        return 1
+    reporter.emit({"event": "done"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

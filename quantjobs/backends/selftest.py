@@ -1,0 +1,76 @@
+"""A self-test backend: proves a worker runs jobs end to end, with no model at all.
+
+``quantize`` walks through a few timed steps reporting progress and writes a small
+text artifact; ``evaluate`` reports neutral numbers for it. Operators run it to
+check a new worker; the test suite runs it to check the job machinery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from quantjobs.backends.base import (
+    BackendError,
+    EvaluateRequest,
+    EvaluateResult,
+    LogFn,
+    ProgressFn,
+    QuantizeRequest,
+    QuantizeResult,
+)
+
+
+class SelftestBackend:
+    """Steps, progress and one small artifact; no model is loaded."""
+
+    name = "selftest"
+    queue = "cpu"
+
+    def quantize(
+        self, request: QuantizeRequest, progress: ProgressFn, log: LogFn
+    ) -> QuantizeResult:
+        """Walk ``steps`` steps of ``step_s`` seconds, then write the artifact."""
+        steps = int(request.options.get("steps", 5))
+        step_s = float(request.options.get("step_s", 0.5))
+        if not 1 <= steps <= 1000 or not 0 <= step_s <= 60:
+            raise BackendError("selftest: steps must be 1-1000 and step_s 0-60.")
+        if request.options.get("fail"):
+            raise BackendError(str(request.options["fail"]))
+        for step in range(steps):
+            progress(step / steps, f"Step {step + 1} of {steps}")
+            log(f"self-test step {step + 1} of {steps}")
+            time.sleep(step_s)
+        body = f"Quantplan worker self-test, pid {os.getpid()}, {steps} steps\n".encode()
+        digest = hashlib.sha256(body).hexdigest()
+        final = request.work_dir / "selftest.txt"
+        temp = final.with_suffix(".partial")
+        temp.write_bytes(body + f"sha256-of-above {digest}\n".encode())
+        os.replace(temp, final)
+        progress(1.0, "Artifact written")
+        return QuantizeResult(
+            artifact_path=final,
+            format="selftest",
+            reference_path=final,
+            reference_kind="gguf",
+            artifact_kind="gguf",
+            metadata={"steps": steps},
+        )
+
+    def evaluate(
+        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
+    ) -> EvaluateResult:
+        """Neutral numbers: the artifact is compared with itself."""
+        progress(1.0, "Compared the artifact with itself")
+        return EvaluateResult(
+            perplexity=1.0,
+            base_perplexity=1.0,
+            kl_divergence=0.0,
+            top1_agreement=1.0,
+            tokens_evaluated=0,
+            prompt_tokens_per_s=0.0,
+            generation_tokens_per_s=0.0,
+            peak_memory_bytes=0,
+            load_time_s=0.0,
+        )

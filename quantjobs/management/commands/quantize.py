@@ -1,0 +1,128 @@
+"""``manage.py quantize``: create a quantize-and-benchmark job, optionally wait for it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from quantjobs import services
+from quantjobs.api.serializers import JobOutput
+from quantjobs.broker import BrokerUnavailable
+from quantjobs.models import Job
+
+
+def _source(text: str) -> tuple[str, str]:
+    """``sample``, ``sample:ID``, ``hf:org/name``, ``upload:ID`` or a local path."""
+    if text == "sample":
+        return Job.SourceKind.SAMPLE, ""
+    kind, sep, ref = text.partition(":")
+    if sep and kind in ("sample", "hf", "upload"):
+        return kind, ref
+    return Job.SourceKind.LOCAL, text
+
+
+class Command(BaseCommand):
+    help = "Quantize and benchmark a model on the workers; --wait prints the results."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--source", default="sample",
+                            help="sample | sample:ID | hf:ORG/NAME | upload:ID | PATH")
+        parser.add_argument("--method", default="gguf", choices=[m.value for m in Job.Method])
+        parser.add_argument("--type", dest="types", action="append", required=True,
+                            help="Format, e.g. Q4_K_M (GGUF), awq-4bit-g64; repeatable.")
+        parser.add_argument("--eval", dest="eval_file", default=None, help=".txt or .jsonl")
+        parser.add_argument("--user", default=None, help="Owner (default: first superuser).")
+        parser.add_argument("--context", type=int, default=None)
+        parser.add_argument("--max-chunks", type=int, default=None)
+        parser.add_argument("--timeout", type=float, default=None, help="Seconds to --wait.")
+        parser.add_argument("--wait", action="store_true")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user = self._user(options["user"])
+        method = options["method"]
+        formats = [self._format(method, t) for t in options["types"]]
+        kind, ref = _source(options["source"])
+        eval_path, eval_name = "", ""
+        if options["eval_file"]:
+            eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
+        opts = {k: options[o] for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks")) if options[o]}
+        try:
+            job = services.job_create(
+                user=user, method=method, formats=formats, source_kind=kind, source_ref=ref,
+                eval_text_path=eval_path, eval_text_name=eval_name, options=opts,
+            )
+        except (services.JobInputError, services.QuotaExceeded, BrokerUnavailable) as exc:
+            raise CommandError(str(exc)) from None
+        if options["wait"]:
+            job = self._wait(job, options["timeout"], quiet=options["json"])
+        data = JobOutput(job, context={}).data
+        if options["json"]:
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+        else:
+            self.stdout.write(f"Job {job.pk}: {job.status} {job.error}")
+            for r in data["results"]:
+                self.stdout.write(
+                    f"  {r['format']}: {r['artifact_bytes']:,} bytes, PPL {r['perplexity']:.3f} "
+                    f"(base {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
+                )
+        if options["wait"] and job.status != Job.Status.SUCCEEDED:
+            raise CommandError(f"Job {job.pk} ended {job.status}: {job.error}")
+
+    def _format(self, method: str, text: str) -> str:
+        if method == Job.Method.GGUF and not text.lower().startswith("gguf-"):
+            return f"gguf-{text}"
+        return text
+
+    def _user(self, username: str | None) -> Any:
+        users = get_user_model().objects
+        if username:
+            user = users.filter(username=username).first()
+            if user is None:
+                raise CommandError(f"No user {username!r}.")
+            return user
+        user = users.filter(is_superuser=True).order_by("pk").first() or users.order_by("pk").first()
+        if user is None:
+            user = users.create_user(username="cli", password=None)
+        return user
+
+    def _store_eval(self, user_id: int, path: Path) -> tuple[str, str]:
+        from quantjobs.evaltext import EvalTextError, parse_eval_file
+
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file.")
+        if path.suffix.lower() not in (".txt", ".jsonl"):
+            raise CommandError(f"{path.name}: evaluation text must be .txt or .jsonl.")
+        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "eval"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{uuid.uuid4()}{path.suffix.lower()}"
+        shutil.copyfile(path, dest)
+        try:
+            parse_eval_file(path.name, dest.read_bytes())
+        except EvalTextError as exc:
+            dest.unlink(missing_ok=True)
+            raise CommandError(f"{path.name}: {exc}") from None
+        return str(dest), path.name
+
+    def _wait(self, job: Job, timeout: float | None, *, quiet: bool) -> Job:
+        deadline = time.monotonic() + timeout if timeout else None
+        last = ""
+        while True:
+            job.refresh_from_db()
+            line = f"{job.status} {job.progress * 100:5.1f}% {job.stage}"
+            if line != last and not quiet:
+                self.stderr.write(line)
+                last = line
+            if job.is_terminal:
+                return job
+            if deadline and time.monotonic() > deadline:
+                raise CommandError(f"Job {job.pk} still {job.status} after {timeout:.0f} s.")
+            time.sleep(1.0)

@@ -1,0 +1,247 @@
+"""Jobs, their per-format results and the artifacts they produce.
+
+The ``Job`` row is the truth about a job: the page, the API and the CLI read it,
+and the worker writes it. Celery only carries the job's id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Right
+from django.utils import timezone
+
+LOG_MAX_CHARS = 64_000
+
+
+class Job(models.Model):
+    """One quantize-and-benchmark run of one source into one or more formats."""
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED", "Queued"
+        RUNNING = "RUNNING", "Running"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+        TIMED_OUT = "TIMED_OUT", "Timed out"
+
+    TERMINAL_STATUSES = frozenset(
+        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+    )
+    ACTIVE_STATUSES = frozenset({Status.QUEUED, Status.RUNNING})
+
+    class Method(models.TextChoices):
+        GGUF = "gguf", "GGUF (llama.cpp)"
+        AWQ = "awq", "AWQ (autoawq)"
+        GPTQ = "gptq", "GPTQ"
+        RTN = "rtn", "Round-to-nearest baseline"
+        SELFTEST = "selftest", "Worker self-test"
+
+    class SourceKind(models.TextChoices):
+        SAMPLE = "sample", "Bundled sample"
+        LOCAL = "local", "Local path on the worker"
+        UPLOAD = "upload", "Uploaded file"
+        HF = "hf", "Hugging Face id"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    method = models.CharField(max_length=16, choices=Method.choices)
+    formats = models.JSONField(default=list)
+    source_kind = models.CharField(max_length=16, choices=SourceKind.choices)
+    source_ref = models.CharField(max_length=1024)
+    source_revision = models.CharField(max_length=64, blank=True)
+    model_id = models.CharField(
+        max_length=200, blank=True, help_text="Planner catalog id used for projections."
+    )
+    eval_text_path = models.CharField(max_length=1024, blank=True)
+    eval_text_name = models.CharField(max_length=255, blank=True)
+    options = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=8, default="cpu")
+    plan = models.ForeignKey(
+        "planner.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    progress = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=2)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=255, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {','.join(self.formats)} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job has reached a status it never leaves."""
+        return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds between start and finish (or now, while it runs)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def log_lines(self) -> list[str]:
+        """The log as a list of lines."""
+        return [line for line in self.log.splitlines() if line]
+
+    def start(self, *, worker: str) -> bool:
+        """Claim a queued job for this worker; False if another claimed it first."""
+        now = timezone.now()
+        claimed = Job.objects.filter(pk=self.pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
+            attempts=F("attempts") + 1,
+            stage="Starting",
+        )
+        if claimed:
+            self.refresh_from_db()
+        return claimed == 1
+
+    def finish(self, status: str, error: str = "") -> bool:
+        """Move a running or queued job to a terminal status; False if already terminal."""
+        assert status in self.TERMINAL_STATUSES, status
+        fields: dict[str, Any] = {
+            "status": status,
+            "error": error[:4000],
+            "finished_at": timezone.now(),
+        }
+        if status == Job.Status.SUCCEEDED:
+            fields["progress"] = 1.0
+            fields["stage"] = "Done"
+        updated = Job.objects.filter(
+            pk=self.pk, status__in=list(self.ACTIVE_STATUSES)
+        ).update(**fields)
+        self.refresh_from_db()
+        return updated == 1
+
+    def append_log(self, line: str) -> None:
+        """Append one line to the log, keeping its most recent part."""
+        stamp = timezone.now().strftime("%H:%M:%S")
+        text = f"{stamp} {line.rstrip()}\n"
+        Job.objects.filter(pk=self.pk).update(
+            log=Right(Concat(F("log"), Value(text)), LOG_MAX_CHARS)
+        )
+
+
+class Artifact(models.Model):
+    """A file a job produced, checked and moved into place; downloadable by its owner."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    format = models.CharField(max_length=64)
+    filename = models.CharField(max_length=255)
+    path = models.CharField(max_length=1024, help_text="Relative to the artifact root.")
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=100, default="application/octet-stream")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+
+class JobResult(models.Model):
+    """Measured quality and speed of one format of a job, beside its projection."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="results")
+    format = models.CharField(max_length=64)
+    artifact = models.OneToOneField(
+        Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="result"
+    )
+    metrics = models.JSONField(default=dict)
+    projection = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "format"], name="one_result_per_format")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.format}"
+
+
+class ModelUpload(models.Model):
+    """A model file a user uploaded (GGUF, or a safetensors model directory archive)."""
+
+    class Kind(models.TextChoices):
+        GGUF = "gguf", "GGUF file"
+        HF = "hf", "Hugging Face safetensors directory"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_uploads"
+    )
+    filename = models.CharField(max_length=255)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    path = models.CharField(max_length=1024, help_text="Relative to the upload root.")
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    model_id = models.CharField(max_length=200, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def abspath(self) -> Any:
+        """Absolute path of the stored file or directory."""
+        from pathlib import Path
+
+        return Path(settings.QUANTPLAN_UPLOAD_ROOT) / self.path
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker announces itself: host, queues and hardware, refreshed while it runs."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    queues = models.JSONField(default=list)
+    capabilities = models.JSONField(default=dict)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname

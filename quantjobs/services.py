@@ -1,0 +1,270 @@
+"""Writes for jobs: create, cancel, rerun, execute, reap. Views and tasks call these."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from quantjobs.broker import BROKER_DOWN_MESSAGE, BrokerUnavailable, broker_ping
+from quantjobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+METHOD_QUEUES: dict[str, str] = {
+    Job.Method.GGUF: "cpu",
+    Job.Method.RTN: "cpu",
+    Job.Method.SELFTEST: "cpu",
+    Job.Method.AWQ: "gpu",
+    Job.Method.GPTQ: "gpu",
+}
+METHOD_FAMILIES: dict[str, str] = {
+    Job.Method.GGUF: "gguf",
+    Job.Method.AWQ: "awq",
+    Job.Method.GPTQ: "gptq",
+    Job.Method.RTN: "rtn",
+}
+MAX_FORMATS_PER_JOB = 12
+
+
+class JobInputError(ValueError):
+    """A job request that cannot run as given; ``field`` names what to change."""
+
+    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class QuotaExceeded(Exception):
+    """The user has reached a limit (active jobs or storage)."""
+
+
+def _canonical_formats(method: str, formats: list[str]) -> list[str]:
+    if not formats:
+        raise JobInputError("Choose at least one format.", field="formats")
+    if len(formats) > MAX_FORMATS_PER_JOB:
+        raise JobInputError(
+            f"At most {MAX_FORMATS_PER_JOB} formats per job; split the rest into another.",
+            field="formats",
+        )
+    if method == Job.Method.SELFTEST:
+        return ["selftest"]
+    from planner.engine import FormatError, parse_format
+
+    canonical: list[str] = []
+    for text in formats:
+        try:
+            spec = parse_format(str(text))
+        except FormatError as exc:
+            raise JobInputError(str(exc), field="formats") from None
+        if spec.family != METHOD_FAMILIES[method]:
+            raise JobInputError(
+                f"{spec.id} is not a {method} format; {method} jobs take "
+                f"{METHOD_FAMILIES[method]}-... formats.",
+                field="formats",
+            )
+        if spec.id not in canonical:
+            canonical.append(spec.id)
+    return canonical
+
+
+def _check_quota(user: AbstractBaseUser) -> None:
+    from quantjobs.artifacts import storage_used_bytes
+
+    active = Job.objects.filter(user=user, status__in=list(Job.ACTIVE_STATUSES)).count()
+    if active >= settings.QUANTPLAN_MAX_ACTIVE_JOBS:
+        raise QuotaExceeded(
+            f"You have {active} jobs queued or running (the limit is "
+            f"{settings.QUANTPLAN_MAX_ACTIVE_JOBS}); wait for one to finish or cancel one."
+        )
+    used = storage_used_bytes(user_id=user.pk)
+    if used >= settings.QUANTPLAN_MAX_STORAGE_BYTES:
+        raise QuotaExceeded(
+            f"Your artifacts use {used / 1e9:.1f} GB of your "
+            f"{settings.QUANTPLAN_MAX_STORAGE_BYTES / 1e9:.1f} GB; delete some first."
+        )
+
+
+def job_enqueue(job: Job) -> None:
+    """Send the job's id to its queue once the surrounding transaction commits."""
+    from quantjobs.tasks import run_job
+
+    def send() -> None:
+        try:
+            result = run_job.apply_async(args=[str(job.pk)], queue=job.queue, retry=False)
+        except Exception:
+            # The row stays QUEUED; the reaper sends it again when the broker is back.
+            logger.warning("job %s: could not reach the broker", job.pk, exc_info=True)
+            job.append_log("The job queue was unreachable; it will be sent again.")
+            return
+        Job.objects.filter(pk=job.pk).update(celery_task_id=result.id)
+
+    transaction.on_commit(send)
+
+
+def job_create(
+    *,
+    user: AbstractBaseUser,
+    method: str,
+    formats: list[str],
+    source_kind: str = Job.SourceKind.SAMPLE,
+    source_ref: str = "",
+    source_revision: str = "",
+    name: str = "",
+    eval_text_path: str = "",
+    eval_text_name: str = "",
+    options: dict[str, Any] | None = None,
+    plan_id: Any = None,
+    queue: str | None = None,
+) -> Job:
+    """Validate a job request, store it QUEUED and enqueue it after commit."""
+    from quantjobs.sources import SourceError, validate_source
+
+    if method not in METHOD_QUEUES:
+        raise JobInputError(
+            f"Unknown method {method!r}; choose one of: {', '.join(METHOD_QUEUES)}.",
+            field="method",
+        )
+    canonical = _canonical_formats(method, list(formats))
+    try:
+        ref, model_id = validate_source(kind=source_kind, ref=source_ref, user_id=user.pk)
+    except SourceError as exc:
+        raise JobInputError(str(exc), field="source_ref") from None
+    chosen_queue = queue or METHOD_QUEUES[method]
+    if chosen_queue not in ("cpu", "gpu"):
+        raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
+    _check_quota(user)
+    ok, _reason = broker_ping()
+    if not ok:
+        raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
+    with transaction.atomic():
+        job = Job.objects.create(
+            user=user,
+            name=name[:200],
+            method=method,
+            formats=canonical,
+            source_kind=source_kind,
+            source_ref=ref,
+            source_revision=source_revision,
+            model_id=model_id,
+            eval_text_path=eval_text_path,
+            eval_text_name=eval_text_name,
+            options=options or {},
+            queue=chosen_queue,
+            plan_id=plan_id,
+        )
+        job.append_log(f"Queued on the {chosen_queue} queue.")
+        job_enqueue(job)
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a queued job at once, or ask the runner of a running job to stop it."""
+    if job.is_terminal:
+        raise JobInputError(f"The job already ended ({job.get_status_display().lower()}).")
+    stopped = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED,
+        error="Cancelled by the user.",
+        finished_at=timezone.now(),
+        cancel_requested=True,
+    )
+    if stopped:
+        # The worker that receives its message will find it CANCELLED and skip it.
+        job.append_log("Cancelled before it started.")
+        job.refresh_from_db()
+        return job
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    job.append_log("Cancel requested; stopping the running process.")
+    job.refresh_from_db()
+    return job
+
+
+def job_rerun(*, job: Job, user: AbstractBaseUser) -> Job:
+    """Queue a new job with the same method, formats, source and evaluation text."""
+    return job_create(
+        user=user,
+        method=job.method,
+        formats=list(job.formats),
+        source_kind=job.source_kind,
+        source_ref=job.source_ref,
+        source_revision=job.source_revision,
+        name=job.name,
+        eval_text_path=job.eval_text_path,
+        eval_text_name=job.eval_text_name,
+        options={k: v for k, v in job.options.items() if not k.startswith("_")},
+        plan_id=job.plan_id,
+        queue=job.queue,
+    )
+
+
+def job_execute(*, job_id: str, worker: str) -> None:
+    """Claim a queued job for this worker and run it; redelivered or cancelled → no-op."""
+    from quantjobs import runner
+
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.warning("job %s: no such job", job_id)
+        return
+    if not job.start(worker=worker):
+        logger.info("job %s: not queued (%s); skipping", job_id, job.status)
+        return
+    runner.execute(job)
+
+
+def jobs_reap_stale(*, stale_after_s: float | None = None) -> list[str]:
+    """Requeue (once) or fail running jobs whose worker stopped sending heartbeats."""
+    stale_after = stale_after_s or settings.QUANTPLAN_HEARTBEAT_STALE_S
+    cutoff = timezone.now() - timedelta(seconds=stale_after)
+    touched: list[str] = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff):
+        _kill_orphan_child(job)
+        if job.attempts < job.max_attempts and not job.cancel_requested:
+            requeued = Job.objects.filter(
+                pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
+            ).update(status=Job.Status.QUEUED, stage="Requeued after worker loss")
+            if requeued:
+                job.refresh_from_db()
+                job.append_log(
+                    f"Worker {job.worker or '?'} stopped answering; retrying "
+                    f"(attempt {job.attempts + 1} of {job.max_attempts})."
+                )
+                job_enqueue(job)
+                touched.append(str(job.pk))
+        else:
+            from quantjobs.runner import _remove_published
+
+            _remove_published(job)
+            status = Job.Status.CANCELLED if job.cancel_requested else Job.Status.FAILED
+            reason = (
+                "Cancelled by the user."
+                if job.cancel_requested
+                else f"The worker running this job was lost {job.attempts} times; "
+                "it may need more memory than the worker has."
+            )
+            if job.finish(status, reason):
+                job.append_log(reason)
+                touched.append(str(job.pk))
+    # Queued jobs whose message never reached the broker are sent again.
+    for job in Job.objects.filter(
+        status=Job.Status.QUEUED, celery_task_id="", created_at__lt=cutoff
+    ):
+        job_enqueue(job)
+    return touched
+
+
+def _kill_orphan_child(job: Job) -> None:
+    """Kill the child process group a dead worker left behind on this host."""
+    pid = job.options.get("_child_pid") if isinstance(job.options, dict) else None
+    if not isinstance(pid, int) or job.worker.split("@")[-1] != os.uname().nodename:
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,21 @@
+"""Celery tasks: thin wrappers that pass ids to services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from quantjobs import services
+
+
+@shared_task(name="quantjobs.run_job", acks_late=True, ignore_result=True)
+def run_job(job_id: str) -> None:
+    """Claim and run one job; a redelivered or cancelled job is skipped."""
+    from celery import current_task
+
+    services.job_execute(job_id=job_id, worker=current_task.request.hostname or "worker")
+
+
+@shared_task(name="quantjobs.reap_stale_jobs", ignore_result=True)
+def reap_stale_jobs() -> None:
+    """Requeue or fail jobs whose worker died; resend queued jobs the broker lost."""
+    services.jobs_reap_stale()
