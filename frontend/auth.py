@@ -42,3 +42,19 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+try:
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+except ImportError:  # pragma: no cover - drf-spectacular is a hard dependency
+    pass
+else:
+
+    class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+        """Describe token authentication in the OpenAPI schema."""
+
+        target_class = "frontend.auth.ApiTokenAuthentication"
+        name = "ApiToken"
+
+        def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+            return {"type": "http", "scheme": "bearer", "description": "A token from the API tokens page."}
