@@ -23,5 +23,6 @@ urlpatterns = [
     path("", include("frontend.urls")),
 ]
 
+handler400 = "frontend.views.bad_request"
 handler404 = "frontend.views.page_not_found"
 handler500 = "frontend.views.server_error"

@@ -216,3 +216,22 @@ def server_error(request: HttpRequest) -> HttpResponse:
             status=500,
         )
     return render(request, "500.html", status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """400 (or 413 for a body over the size limit), as JSON for the API."""
+    from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+    from django.http import JsonResponse
+
+    if isinstance(exception, RequestDataTooBig):
+        status, detail = 413, (
+            "The request body is too large; config.json and other JSON bodies are "
+            "limited to 2 MB (upload model files through the upload endpoint)."
+        )
+    elif isinstance(exception, TooManyFieldsSent):
+        status, detail = 400, "Too many form fields were sent."
+    else:
+        status, detail = 400, "Bad request."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": detail, "code": "bad_request"}, status=status)
+    return render(request, "400.html", {"detail": detail}, status=status)
