@@ -51,6 +51,11 @@ def upload_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
     return ModelUpload.objects.filter(user=user)
 
 
+def upload_get_for_user(*, user: AbstractBaseUser, upload_id: Any) -> ModelUpload:
+    """One of the user's uploads, or 404."""
+    return _get_owned(upload_list_for_user(user=user), upload_id)
+
+
 def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
     """Workers that announced themselves recently."""
     from datetime import timedelta

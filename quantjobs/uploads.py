@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -40,3 +41,129 @@ def eval_text_store(*, user_id: int, uploaded: UploadedFile) -> tuple[str, str]:
         dest.unlink(missing_ok=True)
         raise UploadError(f"{name}: {exc}") from None
     return str(dest), name
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+CHECK_TIMEOUT_S = 120
+
+
+def _suffix(name: str) -> str:
+    lower = name.lower()
+    for suffix in (".tar.gz", *ARCHIVE_SUFFIXES, ".gguf", ".safetensors", *PICKLE_SUFFIXES):
+        if lower.endswith(suffix):
+            return suffix
+    return Path(lower).suffix
+
+
+def _refuse_kind(name: str, suffix: str) -> None:
+    if suffix in PICKLE_SUFFIXES:
+        raise UploadError(
+            f"{name}: pickle-based model files (.bin, .pt, .pth) can run arbitrary code "
+            "when loaded, so Quantplan refuses them. Convert the weights to "
+            ".safetensors (or GGUF) and upload that instead."
+        )
+    if suffix == ".safetensors":
+        raise UploadError(
+            f"{name}: a single .safetensors file is not a whole model. Upload a .tar or "
+            ".zip of the model directory (config.json, tokenizer files, *.safetensors)."
+        )
+    if suffix not in (".gguf", *ARCHIVE_SUFFIXES):
+        raise UploadError(
+            f"{name}: upload a .gguf file, or a .tar/.zip of a Hugging Face model "
+            "directory with .safetensors weights."
+        )
+
+
+def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
+    """Check an uploaded model in a limited child process, keep it, record it."""
+    import hashlib
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from quantjobs.backends.base import BackendError
+    from quantjobs.models import ModelUpload
+
+    name = Path(uploaded.name or "model").name[:200]
+    suffix = _suffix(name)
+    _refuse_kind(name, suffix)
+    if uploaded.size and uploaded.size > settings.QUANTPLAN_MAX_UPLOAD_BYTES:
+        raise UploadError(
+            f"{name}: uploads are limited to {settings.QUANTPLAN_MAX_UPLOAD_BYTES / 1e9:.1f} GB."
+        )
+    upload_id = uuid.uuid4()
+    folder = _user_dir(user_id, "models") / str(upload_id)
+    folder.mkdir()
+    stored = folder / name
+    digest = hashlib.sha256()
+    try:
+        with stored.open("wb") as handle:
+            for chunk in uploaded.chunks():
+                digest.update(chunk)
+                handle.write(chunk)
+        size_bytes = stored.stat().st_size
+        if suffix == ".gguf":
+            from quantjobs.backends.gguf_inspect import inspect_gguf
+
+            try:
+                info = inspect_gguf(stored, llama_check=True)
+            except BackendError as exc:
+                raise UploadError(f"{name}: {exc}") from None
+            kind = ModelUpload.Kind.GGUF
+            relative = stored.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
+            summary = {
+                "architecture": info.architecture,
+                "file_type": info.file_type_name,
+                "parameter_count": info.parameter_count,
+                "tensor_count": info.tensor_count,
+            }
+        else:
+            dest = folder / "model"
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-m", "quantjobs.backends.upload_check", str(stored),
+                     str(dest), str(settings.QUANTPLAN_MAX_UPLOAD_BYTES * 4)],
+                    capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
+                    cwd=str(settings.BASE_DIR),
+                )
+            except subprocess.TimeoutExpired:
+                raise UploadError(f"{name}: checking the archive took too long.") from None
+            lines = done.stdout.strip().splitlines()
+            verdict = json.loads(lines[-1]) if lines else {}
+            if not verdict.get("ok"):
+                message = verdict.get("message") or (
+                    f"the archive could not be checked (exit code {done.returncode})."
+                )
+                raise UploadError(f"{name}: {message}")
+            stored.unlink()
+            kind = ModelUpload.Kind.HF
+            relative = Path(verdict["root"]).relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
+            summary = {
+                "model_type": verdict["model_type"],
+                "parameter_count": verdict["parameter_count"],
+                "weight_bytes": verdict["weight_bytes"],
+            }
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return ModelUpload.objects.create(
+        id=upload_id,
+        user_id=user_id,
+        filename=name,
+        kind=kind,
+        path=str(relative),
+        size_bytes=size_bytes,
+        sha256=digest.hexdigest(),
+        summary=summary,
+    )
+
+
+def model_upload_delete(*, upload: Any) -> None:
+    """Remove an upload's files and its row."""
+    import shutil
+
+    folder = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(upload.user_id) / "models" / str(upload.pk)
+    shutil.rmtree(folder, ignore_errors=True)
+    upload.delete()

@@ -152,3 +152,21 @@ class ArtifactOutput(serializers.ModelSerializer[Artifact]):
         path = reverse("api-artifact-download", args=[artifact.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+class UploadOutput(serializers.Serializer[Any]):
+    """An uploaded model, usable as a job source (``source_kind: upload``)."""
+
+    id = serializers.UUIDField()
+    filename = serializers.CharField()
+    kind = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    summary = serializers.DictField()
+    created_at = serializers.DateTimeField()
+
+
+class UploadCreateInput(serializers.Serializer[Any]):
+    """A model file: .gguf, or a .tar/.zip of a safetensors model directory."""
+
+    file = serializers.FileField()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -15,10 +16,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from quantjobs import selectors, services
-from quantjobs.api.serializers import ArtifactOutput, JobCreateInput, JobOutput
+from quantjobs.api.serializers import (
+    ArtifactOutput,
+    JobCreateInput,
+    JobOutput,
+    UploadCreateInput,
+    UploadOutput,
+)
 from quantjobs.downloads import artifact_response
 from quantjobs.models import Artifact, Job
-from quantjobs.uploads import UploadError, eval_text_store
+from quantjobs.uploads import (
+    UploadError,
+    eval_text_store,
+    model_upload_delete,
+    model_upload_store,
+)
 
 
 def queues_without_workers() -> set[str]:
@@ -153,3 +165,41 @@ class ArtifactDownloadApi(APIView):
     def get(self, request: Request, pk: str) -> HttpResponse:
         artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
         return artifact_response(request, artifact)
+
+
+class UploadListCreateApi(APIView):
+    """Upload a model (GGUF, or an archive of a safetensors directory), or list uploads."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(responses={200: UploadOutput(many=True)})
+    def get(self, request: Request) -> Response:
+        uploads = selectors.upload_list_for_user(user=request.user)
+        return Response(UploadOutput(uploads, many=True).data)
+
+    @extend_schema(request=UploadCreateInput, responses={201: UploadOutput, 413: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > limit + 1_000_000:
+            return Response(
+                {"detail": f"Uploads are limited to {limit / 1e9:.1f} GB.", "code": "too_large"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        payload = UploadCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            upload = model_upload_store(user_id=request.user.pk, uploaded=payload.validated_data["file"])
+        except UploadError as exc:
+            raise ValidationError({"file": [str(exc)]}) from None
+        return Response(UploadOutput(upload).data, status=status.HTTP_201_CREATED)
+
+
+class UploadDetailApi(APIView):
+    """Delete an upload."""
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
+        model_upload_delete(upload=upload)
+        return Response(status=status.HTTP_204_NO_CONTENT)

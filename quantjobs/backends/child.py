@@ -107,11 +107,14 @@ def resolve_source(
     if kind == "path":
         path = Path(source["path"])
         if path.is_file() and path.suffix.lower() == ".gguf":
+            from quantjobs.backends.gguf_inspect import inspect_gguf
+
+            inspect_gguf(path, llama_check=True)  # untrusted: checked in its own process
             return path, "gguf"
         if path.is_dir():
-            from quantjobs.backends.hf_source import validate_hf_directory
+            from quantjobs.backends.hf_source import validate_hf_dir
 
-            validate_hf_directory(path)
+            validate_hf_dir(path)
             return path, "hf"
         raise BackendError(
             f"{path.name}: not a .gguf file or a Hugging Face model directory."
@@ -120,11 +123,14 @@ def resolve_source(
         from quantjobs.backends.hf_source import download_hf
 
         reporter.log(f"Downloading {source['ref']} from Hugging Face")
-        path, revision = download_hf(
-            source["ref"], source.get("revision") or None, work_dir / "download"
+        download = download_hf(
+            source["ref"],
+            source.get("revision") or None,
+            work_dir / "download",
+            log=reporter.log,
         )
-        reporter.emit({"event": "revision", "revision": revision})
-        return path, "hf"
+        reporter.emit({"event": "revision", "revision": download.commit_sha})
+        return download.path, "hf"
     raise BackendError(f"Unknown source kind {kind!r}.")
 
 
@@ -136,9 +142,24 @@ def ensure_hf(
         return path
     from quantjobs.backends.hf_convert import gguf_to_hf
 
+    # The conversion is deterministic: cache it by the GGUF's content hash, build it
+    # in a private folder and rename it into place so concurrent jobs never see half.
     cache_root = Path(request.get("cache_dir") or Path(request["work_dir"]) / "cache")
+    cached = cache_root / f"hf-from-gguf-{sha256_file(path)[:16]}"
+    if (cached / "config.json").is_file():
+        reporter.log(f"Using the cached Hugging Face conversion of {path.name}")
+        return cached
+    cache_root.mkdir(parents=True, exist_ok=True)
+    building = cache_root / f".building-{os.getpid()}-{time.monotonic_ns()}"
     reporter.scope(0.0, 0.05, "Converting GGUF to Hugging Face format")
-    return gguf_to_hf(path, cache_root / "hf-from-gguf", reporter.progress, reporter.log)
+    gguf_to_hf(path, building, reporter.progress, reporter.log)
+    try:
+        os.replace(building, cached)
+    except OSError:  # another job finished the same conversion first
+        import shutil
+
+        shutil.rmtree(building, ignore_errors=True)
+    return cached
 
 
 def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
