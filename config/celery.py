@@ -33,7 +33,14 @@ def _announce_worker(sender: object = None, **_: object) -> None:
 
 
 @worker_shutting_down.connect
-def _stop_worker_heartbeat(**_: object) -> None:
+def _stop_worker_heartbeat(sender: object = None, **_: object) -> None:
+    """On SIGTERM, running jobs stop and go back to the queue (once) instead of
+    holding the shutdown for hours or being lost with the worker."""
+    from quantjobs.services import jobs_interrupt_for_worker
     from quantjobs.worker import stop_heartbeat
 
     stop_heartbeat()
+    try:
+        jobs_interrupt_for_worker(worker=str(sender))
+    except Exception:  # shutting down must not fail
+        pass

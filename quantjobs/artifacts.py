@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -43,6 +45,26 @@ def _filename_for(job: Job, fmt: str, temp_path: Path) -> str:
     return f"{safe[:180]}{suffix}"
 
 
+def _move_atomically(source: Path, final: Path) -> None:
+    """Rename into place; across filesystems, copy beside the target first, then rename."""
+    try:
+        os.replace(source, final)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    staging = final.with_name(f".{final.name}.partial")
+    try:
+        with source.open("rb") as src, staging.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(staging, final)
+    finally:
+        staging.unlink(missing_ok=True)
+    source.unlink(missing_ok=True)
+
+
 def publish_artifact(
     *, job: Job, fmt: str, temp_path: Path, expected_sha256: str
 ) -> Artifact:
@@ -57,8 +79,11 @@ def publish_artifact(
     relative = Path(str(job.user_id)) / str(artifact_id) / filename
     final = artifact_root() / relative
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Same filesystem as the work root, so this is an atomic rename, never a copy.
-    os.replace(temp_path, final)
+    try:
+        _move_atomically(temp_path, final)
+    except OSError:
+        shutil.rmtree(final.parent, ignore_errors=True)
+        raise
     try:
         return Artifact.objects.create(
             id=artifact_id,

@@ -78,6 +78,9 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField(default=2)
     cancel_requested = models.BooleanField(default=False)
+    interrupt_requested = models.BooleanField(
+        default=False, help_text="Its worker is shutting down: stop and requeue."
+    )
     worker = models.CharField(max_length=255, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
 

@@ -14,6 +14,7 @@ marked SUCCEEDED; the work directory is removed whatever happens.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -48,6 +49,10 @@ class JobCancelled(Exception):
 
 class JobTimedOut(Exception):
     """The job ran past its time limit."""
+
+
+class JobInterrupted(Exception):
+    """The worker running the job is shutting down (SIGTERM)."""
 
 
 @dataclass
@@ -144,8 +149,16 @@ class JobProgress:
         self.pending.clear()
         self.last_write = now
 
-    def cancel_requested(self) -> bool:
-        return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+    def stop_requested(self) -> str | None:
+        """'cancel' or 'interrupt' when the job must stop now, else None."""
+        flags = (
+            Job.objects.filter(pk=self.job.pk)
+            .values_list("cancel_requested", "interrupt_requested")
+            .first()
+        )
+        if flags is None or flags[0]:
+            return "cancel"  # a deleted job is as good as cancelled
+        return "interrupt" if flags[1] else None
 
 
 def run_child(job: Job, work_dir: Path) -> ChildOutcome:
@@ -157,6 +170,7 @@ def run_child(job: Job, work_dir: Path) -> ChildOutcome:
         settings.QUANTPLAN_WORKER_THREADS
     )}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["QUANTPLAN_PARENT_PID"] = str(os.getpid())
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "quantjobs.backends.child", str(request_path)],
@@ -194,8 +208,11 @@ def run_child(job: Job, work_dir: Path) -> ChildOutcome:
                     tracker.flush(force=False)
                     if now > deadline:
                         raise JobTimedOut
-                    if tracker.cancel_requested():
+                    stop = tracker.stop_requested()
+                    if stop == "cancel":
                         raise JobCancelled
+                    if stop == "interrupt":
+                        raise JobInterrupted
         finally:
             _kill_group(proc)
             tracker.flush(force=True)
@@ -289,6 +306,10 @@ def execute(job: Job) -> None:
         job.append_log("Cancelled by the user; the child process was stopped.")
         job.finish(Job.Status.CANCELLED, "Cancelled by the user.")
         return
+    except JobInterrupted:
+        _remove_published(job)
+        _requeue_after_interrupt(job)
+        return
     except JobTimedOut:
         _remove_published(job)
         limit = job_timeout_s(job)
@@ -298,6 +319,20 @@ def execute(job: Job) -> None:
             f"The job ran longer than its time limit ({limit:.0f} s) and was stopped. "
             "Try fewer formats, a smaller model, or ask for a longer limit.",
         )
+        return
+    except OSError as exc:
+        _remove_published(job)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            job.append_log(f"Disk full while storing the artifact: {exc}")
+            job.finish(
+                Job.Status.FAILED,
+                "The worker's disk is full; the partial file was removed. Free space "
+                "or ask the operator for more, then run the job again.",
+            )
+        else:
+            logger.exception("job %s: runner I/O failure", job.pk)
+            job.append_log(f"Runner I/O error: {exc}")
+            job.finish(Job.Status.FAILED, "Storage error while running the job; see the log.")
         return
     except Exception as exc:
         logger.exception("job %s: runner failure", job.pk)
@@ -313,6 +348,32 @@ def execute(job: Job) -> None:
         except OSError:
             pass
     _finish_from_outcome(job, outcome, stderr_tail)
+
+
+def _requeue_after_interrupt(job: Job) -> None:
+    """The worker is stopping: give the job back to the queue once, else fail it."""
+    from quantjobs.services import job_enqueue
+
+    job.refresh_from_db()
+    if job.attempts < job.max_attempts:
+        requeued = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+            status=Job.Status.QUEUED,
+            interrupt_requested=False,
+            stage="Requeued: its worker was stopped",
+            progress=0.0,
+        )
+        if requeued:
+            job.append_log(
+                f"Worker {job.worker} is shutting down; the job goes back to the queue "
+                f"(attempt {job.attempts + 1} of {job.max_attempts} next)."
+            )
+            job_enqueue(job)
+        return
+    job.append_log("Worker shutting down, and no attempts are left.")
+    job.finish(
+        Job.Status.FAILED,
+        f"The workers running this job were stopped {job.attempts} times; run it again.",
+    )
 
 
 def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> None:

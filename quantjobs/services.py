@@ -137,6 +137,12 @@ def job_create(
         ref, model_id = validate_source(kind=source_kind, ref=source_ref, user_id=user.pk)
     except SourceError as exc:
         raise JobInputError(str(exc), field="source_ref") from None
+    if plan_id is not None:
+        from planner.models import Plan
+
+        # Another user's plan would lend its report to this job's recipes.
+        if not Plan.objects.filter(pk=plan_id, user=user).exists():
+            raise JobInputError("No such plan: link one of your saved plans.", field="plan")
     chosen_queue = queue or METHOD_QUEUES[method]
     if chosen_queue not in ("cpu", "gpu"):
         raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
@@ -228,7 +234,12 @@ def jobs_reap_stale(*, stale_after_s: float | None = None) -> list[str]:
         if job.attempts < job.max_attempts and not job.cancel_requested:
             requeued = Job.objects.filter(
                 pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(status=Job.Status.QUEUED, stage="Requeued after worker loss")
+            ).update(
+                status=Job.Status.QUEUED,
+                stage="Requeued after worker loss",
+                progress=0.0,
+                interrupt_requested=False,
+            )
             if requeued:
                 job.refresh_from_db()
                 job.append_log(
@@ -257,6 +268,13 @@ def jobs_reap_stale(*, stale_after_s: float | None = None) -> list[str]:
     ):
         job_enqueue(job)
     return touched
+
+
+def jobs_interrupt_for_worker(*, worker: str) -> int:
+    """A worker is shutting down: ask its running jobs to stop and requeue."""
+    return Job.objects.filter(status=Job.Status.RUNNING, worker=worker).update(
+        interrupt_requested=True
+    )
 
 
 def _kill_orphan_child(job: Job) -> None:

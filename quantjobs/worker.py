@@ -20,7 +20,7 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-INTERVAL_S = 15.0
+INTERVAL_S = float(os.environ.get("QUANTPLAN_HEARTBEAT_INTERVAL_S", "15"))
 _stop = threading.Event()
 
 

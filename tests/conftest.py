@@ -17,8 +17,18 @@ from urllib.parse import quote
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_VAR = ROOT / "var" / "test"
+# Each test session has its own folder and SQLite file (config/settings/test.py reads
+# QUANTPLAN_TEST_RUN), so parallel sessions never share a database or media folder;
+# the workers a session starts inherit the variable.
+os.environ.setdefault("QUANTPLAN_TEST_RUN", str(os.getpid()))
+TEST_VAR = ROOT / "var" / "test" / os.environ["QUANTPLAN_TEST_RUN"]
 TEST_VAR.mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove this session's folder (its database was already destroyed)."""
+    if os.environ.get("QUANTPLAN_KEEP_TEST_VAR") != "1":
+        shutil.rmtree(TEST_VAR, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,10 +102,9 @@ def _broker_settings(settings: Any, request: pytest.FixtureRequest) -> None:
 
     app.conf.broker_url = url
     app.conf.result_backend = url
-    # A fresh connection pool for the new URL.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # Fresh pools for the new URL (closing the old ones would break cached producers).
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture

@@ -274,8 +274,30 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
         )
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the worker that started it dies.
+
+    The child runs in its own session (so a cancel kills its whole group), which
+    also means a ``kill -9`` of the worker would otherwise leave it orphaned.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = int(os.environ.get("QUANTPLAN_PARENT_PID", "0"))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
     """Entry point: run the request, report, and exit 0 (done) or 1 (failed)."""
+    die_with_parent()
     # The protocol owns the real stdout; everything else printed goes to stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
