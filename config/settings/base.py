@@ -138,7 +138,12 @@ CELERY_TASK_TIME_LIMIT = env.int("QUANTPLAN_JOB_HARD_LIMIT_S", default=4 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("QUANTPLAN_JOB_SOFT_LIMIT_S", default=4 * 3600 - 300)
 # The visibility timeout must exceed the hard limit, or Redis redelivers a running job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 3600,
+    "visibility_timeout": env.int(
+        "QUANTPLAN_VISIBILITY_TIMEOUT_S", default=CELERY_TASK_TIME_LIMIT + 3600
+    ),
+    # How often a worker looks for messages whose consumer vanished (seconds).
+    "unacked_restore_interval": env.int("QUANTPLAN_UNACKED_RESTORE_INTERVAL_S", default=10),
+    "unacked_restore_throttle": env.int("QUANTPLAN_UNACKED_RESTORE_THROTTLE", default=10),
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
 }
@@ -172,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.add_error_responses",  # 400/401/404 by rule
+    ],
 }
 
 LOGGING = {
