@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -126,9 +125,8 @@ def model_resolve(*, model: str, config: dict[str, Any] | None) -> tuple[engine.
     try:
         entry = engine.catalog.get_model(model)
     except engine.CatalogError as catalog_error:
-        path = Path(model)
-        if path.suffix == ".json" and path.is_file():
-            return model_resolve(model=path.stem, config=config_parse_text(path.read_text()))
+        # A config.json path is read by `manage.py plan` only: a web request naming
+        # one must not open files on the server.
         if "/" in model:
             return _model_from_hub(model)
         raise PlanInputError(str(catalog_error), field="model") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -33,8 +34,16 @@ class Command(BaseCommand):
             value = options[key]
             if value is not None and value < 1:
                 raise CommandError(f"--{key} must be at least 1.")
+        model, config = options["model"], None
+        path = Path(model)
+        if path.suffix == ".json" and path.is_file():
+            try:
+                model, config = path.stem, services.config_parse_text(path.read_text())
+            except services.PlanInputError as exc:
+                raise CommandError(str(exc)) from None
         data = PlanInput(
-            model=options["model"],
+            model=model,
+            config=config,
             gpu=options["gpu"],
             gpus=options["gpus"],
             formats=tuple(options["formats"] or DEFAULT_FORMATS),

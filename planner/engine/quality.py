@@ -1,0 +1,116 @@
+"""Expected quality loss per format, from published measurements (``data/quality.json``).
+
+Each entry cites its source: llama.cpp's Llama 3 8B scoreboard for GGUF types,
+the AWQ and OmniQuant papers for GPTQ/AWQ/RTN. Numbers measured on one reference
+model transfer to other models only roughly, which is why the result is labelled
+``published-estimate``; a caller with its own measurement replaces it through
+``measured_quality`` (``kind: "measured"``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .formats import FormatSpec, parse_format
+
+PUBLISHED = "published-estimate"
+MEASURED = "measured"
+
+QualityLoss = dict[str, Any]
+
+
+@cache
+def _table() -> dict[str, dict[str, Any]]:
+    text = (
+        resources.files("planner.engine")
+        .joinpath("data", "quality.json")
+        .read_text(encoding="utf-8")
+    )
+    return {e["format"]: e for e in json.loads(text)["entries"]}
+
+
+def quality_table() -> dict[str, dict[str, Any]]:
+    """Every published entry of ``quality.json`` by format id."""
+    return dict(_table())
+
+
+def _nearest_entry(fmt: FormatSpec) -> tuple[dict[str, Any] | None, str]:
+    """An entry for a format with no row of its own: same family and bits, nearest group."""
+    table = _table()
+    if fmt.id in table:
+        return table[fmt.id], ""
+    prefix = re.sub(r"-g-?\d+$", "", fmt.id)
+    candidates = [
+        e for fid, e in table.items() if re.sub(r"-g-?\d+$", "", fid) == prefix
+    ]
+    if not candidates or fmt.group_size is None:
+        return None, ""
+
+    def _distance(e: dict[str, Any]) -> int:
+        g = int(str(e["format"]).rsplit("-g", 1)[1])
+        return abs(
+            (g if g > 0 else 100_000)
+            - (fmt.group_size if fmt.group_size and fmt.group_size > 0 else 100_000)
+        )
+
+    best = min(candidates, key=_distance)
+    return best, f" (no entry for {fmt.id}; nearest group size {best['format']})"
+
+
+def expected_quality_loss(
+    fmt: FormatSpec | str, *, measured: Mapping[str, Any] | None = None
+) -> QualityLoss:
+    """Quality loss of ``fmt`` vs the 16-bit model: measured if given, else published."""
+    spec = fmt if isinstance(fmt, FormatSpec) else parse_format(fmt)
+    if measured is not None:
+        return measured_quality(
+            perplexity_increase_pct=measured.get("perplexity_increase_pct"),
+            kl_divergence=measured.get("kl_divergence"),
+            source=str(measured.get("source") or "measured by Quantplan"),
+        )
+    entry, note = _nearest_entry(spec)
+    if entry is None:
+        return {
+            "perplexity_increase_pct": None,
+            "kl_divergence": None,
+            "source": f"no published measurement for {spec.id}",
+            "kind": PUBLISHED,
+        }
+    return {
+        "perplexity_increase_pct": entry["perplexity_increase_pct"],
+        "kl_divergence": entry["kl_divergence"],
+        "source": f"{entry['source']}; measured on {entry['model']}{note}"
+        if entry.get("model")
+        else str(entry["source"]) + note,
+        "kind": PUBLISHED,
+    }
+
+
+def _optional_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f"{name}: must be a number or null, got {value!r}")
+    return float(value)
+
+
+def measured_quality(
+    *,
+    perplexity_increase_pct: Any,
+    kl_divergence: Any = None,
+    source: str = "measured by Quantplan",
+) -> QualityLoss:
+    """A quality-loss dict for values the caller measured itself (``kind: measured``)."""
+    return {
+        "perplexity_increase_pct": _optional_number(
+            "perplexity_increase_pct", perplexity_increase_pct
+        ),
+        "kl_divergence": _optional_number("kl_divergence", kl_divergence),
+        "source": source,
+        "kind": MEASURED,
+    }

@@ -1,0 +1,307 @@
+"""plan(): results per format, engine compatibility, recommendation, Pareto, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner.engine import (
+    GpuSpec,
+    ModelSpec,
+    PlanError,
+    PlanRequest,
+    list_formats,
+    load_gpus,
+    load_models,
+    plan,
+)
+
+REQUIRED_KEYS = {
+    "format",
+    "parameters",
+    "artifact_bytes",
+    "weights_bytes",
+    "kv_cache_bytes",
+    "overhead_bytes",
+    "total_bytes_per_gpu",
+    "gpus_needed",
+    "fits",
+    "ttft_s",
+    "decode_tokens_per_s",
+    "cost_usd_per_hour",
+    "cost_usd_per_month",
+    "cost_usd_per_million_tokens",
+    "expected_quality_loss",
+    "assumptions",
+    "gpu",
+    "gpus",
+    "engine",
+    "total_decode_tokens_per_s",
+    "max_context_tokens",
+    "max_concurrency",
+    "api_cost_usd_per_million_tokens",
+    "break_even_tokens_per_month",
+    "quantization_job",
+    "needs_cuda",
+    "warnings",
+}
+
+
+def _request(spec: ModelSpec, gpu: GpuSpec, **kw: Any) -> PlanRequest:
+    return PlanRequest(model=spec, gpu=gpu, **kw)
+
+
+def test_results_have_every_documented_key_and_are_json(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(llama3_8b, h100, formats=["bf16", "gguf-Q4_K_M", "awq-4bit-g128"])
+    )
+    assert [r.format for r in report.results] == [
+        "bf16",
+        "gguf-Q4_K_M",
+        "awq-4bit-g128",
+    ]
+    for r in report.results:
+        d = r.to_dict()
+        assert REQUIRED_KEYS <= d.keys()
+        assert d["quantization_job"].keys() >= {"time_s", "gpu_memory_bytes", "usd"}
+        assert d["expected_quality_loss"]["kind"] == "published-estimate"
+    json.dumps(report.to_dict())
+    assert report.assumptions
+
+
+def test_fewest_gpus_is_chosen_when_gpus_is_none(
+    llama3_70b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(_request(llama3_70b, h100, formats=["bf16", "gptq-4bit-g128"]))
+    bf16, gptq = report.results
+    assert (bf16.gpus, bf16.gpus_needed, bf16.fits) == (2, 2, True)
+    assert (gptq.gpus, gptq.fits) == (1, True)
+    assert bf16.cost_usd_per_hour == 2 * gptq.cost_usd_per_hour
+
+
+def test_a_fixed_gpu_count_that_is_too_small_does_not_fit(
+    llama3_70b: ModelSpec, h100: GpuSpec
+) -> None:
+    result = plan(_request(llama3_70b, h100, gpus=1, formats=["bf16"])).results[0]
+    assert not result.fits and result.unfit_reasons
+
+
+def test_llama_cpp_cannot_run_gptq_and_says_why(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(
+            llama3_8b,
+            h100,
+            engine="llama.cpp",
+            formats=["gptq-4bit-g128", "fp16", "gguf-Q4_K_M"],
+        )
+    )
+    gptq, fp16, q4 = report.results
+    assert not gptq.fits and "GGUF" in gptq.unfit_reasons[0]
+    assert fp16.fits and "gguf-F16" in fp16.warnings[0]
+    assert q4.fits
+
+
+def test_vllm_on_a_mac_or_cpu_is_refused_with_a_reason(
+    llama3_8b: ModelSpec, apple: GpuSpec, cpu_server: GpuSpec
+) -> None:
+    for machine in (apple, cpu_server):
+        result = plan(_request(llama3_8b, machine, formats=["awq-4bit-g128"])).results[
+            0
+        ]
+        assert not result.fits and "llama.cpp" in result.unfit_reasons[0]
+
+
+def test_gguf_on_vllm_is_flagged_experimental(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(_request(llama3_8b, h100, formats=["gguf-Q4_K_M", "awq-4bit-g128"]))
+    q4 = report.results[0]
+    assert q4.experimental and any("experimental" in w for w in q4.warnings)
+    assert report.recommendation.format == "awq-4bit-g128"
+
+
+def test_recommendation_is_the_cheapest_within_the_quality_limit(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(
+            llama3_8b,
+            h100,
+            engine="llama.cpp",
+            formats=["gguf-Q8_0", "gguf-Q4_K_M", "gguf-Q2_K"],
+            max_quality_loss_pct=3.0,
+        )
+    )
+    assert report.recommendation.format == "gguf-Q4_K_M"
+    assert report.recommendation.reasons
+    strict = plan(replace(report.request, max_quality_loss_pct=0.1))
+    assert strict.recommendation.format == "gguf-Q8_0"
+
+
+def test_no_recommendation_says_why(llama3_70b: ModelSpec, a10g: GpuSpec) -> None:
+    report = plan(_request(llama3_70b, a10g, gpus=1, formats=["bf16"]))
+    assert report.recommendation.format is None
+    assert "bf16" in (report.recommendation.why_none or "")
+
+
+def test_speed_and_ttft_limits_filter_formats(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(llama3_8b, h100, formats=["bf16", "fp8"], min_tokens_per_s=1e6)
+    )
+    assert report.recommendation.format is None
+    report = plan(_request(llama3_8b, h100, formats=["bf16"], max_ttft_s=1e-9))
+    assert "time to first token" in (report.recommendation.why_none or "")
+
+
+def test_pareto_front_keeps_only_undominated_formats(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    formats = ["gguf-Q8_0", "gguf-Q4_K_M", "gguf-Q4_1", "gguf-Q4_0", "gguf-F16"]
+    report = plan(_request(llama3_8b, h100, engine="llama.cpp", formats=formats))
+    # Q4_1 is both bigger (slower, dearer) and worse than Q4_K_M.
+    assert "gguf-Q4_1" not in report.pareto
+    assert {"gguf-Q4_0", "gguf-Q4_K_M", "gguf-Q8_0"} <= set(report.pareto)
+
+
+def test_measured_quality_overrides_published(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(
+            llama3_8b,
+            h100,
+            formats=["gguf-Q4_K_M"],
+            measured={"GGUF-q4_k_m": {"perplexity_increase_pct": 0.5}},
+        )
+    )
+    assert report.results[0].expected_quality_loss["kind"] == "measured"
+
+
+def test_api_comparison_needs_a_known_api_price(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    with pytest.raises(PlanError, match="api_price_id"):
+        plan(_request(llama3_8b, h100, api_price_id="nope-api"))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"context_tokens": 0}, "context_tokens"),
+        ({"context_tokens": 20_000_000}, "context_tokens"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"engine": "tgi"}, "engine"),
+        ({"gpus": 3}, "gpus"),
+        ({"utilization": 0}, "utilization"),
+        ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+        ({"formats": []}, "formats"),
+        ({"formats": ["gguf-Q9_K"]}, "formats"),
+        ({"kv_cache_dtype": "q8_0"}, "kv_cache_dtype"),  # not a vLLM cache type
+        ({"prompt_tokens": 5000, "context_tokens": 4096}, "context_tokens"),
+        ({"price_usd_per_hour": -1.0}, "price_usd_per_hour"),
+        ({"max_ttft_s": float("nan")}, "max_ttft_s"),
+    ],
+)
+def test_impossible_requests_raise_plan_error_naming_the_field(
+    llama3_8b: ModelSpec, h100: GpuSpec, change: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(PlanError, match=field):
+        plan(_request(llama3_8b, h100, **change))
+
+
+def test_price_override_and_utilization_shape_the_cost(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    base = plan(_request(llama3_8b, h100, formats=["bf16"], utilization=1.0)).results[0]
+    dear = plan(
+        _request(
+            llama3_8b, h100, formats=["bf16"], utilization=1.0, price_usd_per_hour=4.0
+        )
+    ).results[0]
+    assert dear.cost_usd_per_hour == 2 * base.cost_usd_per_hour
+    assert dear.cost_usd_per_million_tokens == pytest.approx(
+        2 * base.cost_usd_per_million_tokens
+    )
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list | tuple):
+        return [n for v in value for n in _numbers(v)]
+    return []
+
+
+_MODELS = load_models()
+_GPUS = load_gpus()
+_FORMATS = [f.id for f in list_formats()]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    model=st.sampled_from(_MODELS),
+    gpu=st.sampled_from(_GPUS),
+    formats=st.lists(st.sampled_from(_FORMATS), min_size=1, max_size=6, unique=True),
+    engine=st.sampled_from(["vllm", "llama.cpp"]),
+    context=st.sampled_from([512, 4096, 32768, 131072]),
+    concurrency=st.integers(1, 64),
+)
+def test_no_catalog_plan_is_negative_or_nan(
+    model: Any,
+    gpu: GpuSpec,
+    formats: list[str],
+    engine: str,
+    context: int,
+    concurrency: int,
+) -> None:
+    report = plan(
+        PlanRequest(
+            model=model.spec,
+            gpu=gpu,
+            formats=formats,
+            engine=engine,
+            context_tokens=context,
+            concurrency=concurrency,
+            prompt_tokens=min(1024, context // 2),
+            output_tokens=min(256, context // 4),
+        )
+    )
+    for result in report.results:
+        for n in _numbers(result.to_dict()):
+            assert math.isfinite(n) and n >= 0, result.format
+    json.dumps(report.to_dict())
+
+
+@pytest.mark.slow
+def test_every_catalog_model_format_and_gpu_plans_without_negative_or_nan() -> None:
+    for model in _MODELS:
+        for gpu in _GPUS:
+            for engine in ("vllm", "llama.cpp"):
+                report = plan(
+                    PlanRequest(
+                        model=model.spec, gpu=gpu, formats=_FORMATS, engine=engine
+                    )
+                )
+                for result in report.results:
+                    for n in _numbers(result.to_dict()):
+                        assert math.isfinite(n) and n >= 0, (
+                            model.id,
+                            gpu.id,
+                            result.format,
+                        )
