@@ -9,6 +9,8 @@ from django.conf import settings
 
 from quantjobs.models import Job
 
+HF_VARIANT = "hf"
+
 
 class SourceError(ValueError):
     """The source a user named cannot be used; the message says what to change."""
@@ -21,10 +23,12 @@ def validate_source(*, kind: str, ref: str, user_id: int) -> tuple[str, str]:
         from quantjobs.samples import SAMPLES
 
         ref = ref or next(iter(SAMPLES))
-        if ref not in SAMPLES:
-            known = ", ".join(sorted(SAMPLES))
+        # "<sample>@hf" is the sample converted to a Hugging Face safetensors folder.
+        sample_id, _, variant = ref.partition("@")
+        if sample_id not in SAMPLES or variant not in ("", HF_VARIANT):
+            known = ", ".join(f"{s}, {s}@{HF_VARIANT}" for s in sorted(SAMPLES))
             raise SourceError(f"Unknown sample {ref!r}; bundled samples: {known}.")
-        return ref, SAMPLES[ref].model_id
+        return ref, SAMPLES[sample_id].model_id
     if kind == Job.SourceKind.LOCAL:
         return _validate_local(ref), ""
     if kind == Job.SourceKind.HF:
@@ -82,7 +86,8 @@ def _validate_local(ref: str) -> str:
 def child_source_for(job: Job) -> dict[str, Any]:
     """The source description the worker's child process resolves."""
     if job.source_kind == Job.SourceKind.SAMPLE:
-        return {"kind": "sample", "ref": job.source_ref}
+        sample_id, _, variant = job.source_ref.partition("@")
+        return {"kind": "sample", "ref": sample_id, "as_hf": variant == HF_VARIANT}
     if job.source_kind == Job.SourceKind.LOCAL:
         return {"kind": "path", "path": job.source_ref}
     if job.source_kind == Job.SourceKind.UPLOAD:

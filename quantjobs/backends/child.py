@@ -211,7 +211,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     reporter.scope(0.0, 0.02, "Preparing")
     reporter.progress(0.0, "Resolving the model source")
     source_path, source_kind = resolve_source(request, work_dir, reporter)
-    if request["method"] in {"awq", "gptq", "rtn"}:
+    if request["method"] in {"awq", "gptq", "rtn"} or request["source"].get("as_hf"):
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
     text, qa_pairs = load_eval_text(request)

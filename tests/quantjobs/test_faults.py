@@ -77,7 +77,7 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
         job_id = _create(api, {"method": "gguf", "formats": ["gguf-Q8_0"], "max_chunks": 2})
         for attempt in (1, 2):
             wait_for(
-                lambda a=attempt: (b := _job(api, job_id))["status"] == "RUNNING"
+                lambda a=attempt, j=job_id: (b := _job(api, j))["status"] == "RUNNING"
                 and b["attempts"] == a
                 and b["stage"].endswith(": quantize"),
                 timeout_s=180,
@@ -86,13 +86,14 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             worker.kill(signal.SIGKILL)
             worker.proc.wait()
             kills += 1
-            wait_for(lambda: not _children_of_job(job_id), timeout_s=15)  # no orphan
+            wait_for(lambda j=job_id: not _children_of_job(j), timeout_s=15)  # no orphan
             worker = start_worker("cpu", **FAST_REAPER)
             if last:
                 break
         if last:
             body = wait_for(
-                lambda: (b := _job(api, job_id))["status"] in ("SUCCEEDED", "FAILED") and b,
+                lambda j=job_id: (b := _job(api, j))["status"] in ("SUCCEEDED", "FAILED")
+                and b,
                 timeout_s=300,
             )
             assert body["status"] == "SUCCEEDED", body["error"]
@@ -100,7 +101,8 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             survivors.append(job_id)
         else:
             body = wait_for(
-                lambda: (b := _job(api, job_id))["status"] == "FAILED" and b, timeout_s=60
+                lambda j=job_id: (b := _job(api, j))["status"] == "FAILED" and b,
+                timeout_s=60,
             )
             assert "lost 2 times" in body["error"], body
             assert not Artifact.objects.filter(job_id=job_id).exists()
