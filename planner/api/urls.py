@@ -16,3 +16,8 @@ urlpatterns = [
         name="api-catalog-api-prices",
     ),
 ]
+
+# Serving recipes of plans and jobs, and their downloads (planner/api/recipes.py).
+from planner.api.recipes import urlpatterns as recipe_urlpatterns  # noqa: E402
+
+urlpatterns += recipe_urlpatterns

@@ -1,0 +1,232 @@
+"""Serving recipes over REST: for a saved plan's format, or a finished job's artifact.
+
+``GET plans/{id}/recipes/?format=FMT`` and ``GET jobs/{id}/recipes/?format=FMT`` list
+the recipes (owner only, 404 otherwise); ``…/recipes/{recipe_id}/download/`` returns
+one as an attachment. The routes are ``urlpatterns`` below, included by
+``planner/api/urls.py``.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import Http404, HttpResponse
+from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.schema import ErrorOutput
+from planner import selectors as plan_selectors
+from planner.engine.formats import parse_format
+from planner.recipes import (
+    Recipe,
+    RecipeError,
+    default_format,
+    plan_formats,
+    recipes_for_plan_result,
+)
+from quantjobs import selectors as job_selectors
+from quantjobs.recipes import NoArtifactYet, job_recipes
+
+FORMAT_PARAM = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    description="Format to serve, e.g. gguf-Q4_K_M (default: the plan's recommendation, "
+    "or the job's first artifact).",
+)
+
+
+class RecipeOutput(serializers.Serializer[dict[str, Any]]):
+    """One recipe: a file to copy or download."""
+
+    id = serializers.CharField()
+    title = serializers.CharField()
+    filename = serializers.CharField()
+    media_type = serializers.CharField()
+    content = serializers.CharField()
+    download_url = serializers.CharField()
+
+
+class RecipeSetOutput(serializers.Serializer[dict[str, Any]]):
+    """The recipes for one format, and the formats one could ask for instead."""
+
+    format = serializers.CharField()
+    formats = serializers.ListField(child=serializers.CharField())
+    recipes = RecipeOutput(many=True)
+
+
+class WeightFormatNegotiation(DefaultContentNegotiation):
+    """Negotiation that leaves ``?format=`` alone: here it names a weight format,
+    not DRF's renderer override (which would answer 404 to ``?format=gguf-Q4_K_M``)."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+class NoArtifact(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "no_artifact"
+
+
+def _format_param(request: Request) -> str | None:
+    value = request.query_params.get("format")
+    return value.strip()[:64] if value and value.strip() else None
+
+
+def _recipe_set(
+    fmt: str, formats: list[str], recipes: list[Recipe], route: str, pk: Any
+) -> dict[str, Any]:
+    query = urlencode({"format": fmt})
+    return {
+        "format": fmt,
+        "formats": formats,
+        "recipes": [
+            {
+                **r,
+                "download_url": reverse(
+                    route, kwargs={"pk": str(pk), "recipe_id": r["id"]}
+                )
+                + f"?{query}",
+            }
+            for r in recipes
+        ],
+    }
+
+
+def plan_recipe_set(
+    *, user: AbstractBaseUser, plan_id: Any, fmt: str | None
+) -> dict[str, Any]:
+    """The recipes of one format of a user's plan (default: its recommendation), with
+    download URLs: what the API returns and ``_recipes.html`` renders.
+
+    Http404 for another user's plan; RecipeError for a format it cannot serve.
+    """
+    plan = plan_selectors.plan_get_for_user(user=user, plan_id=plan_id)
+    fmt = (fmt or "").strip()[:64] or default_format(plan.report)
+    if fmt is None:
+        raise RecipeError("This plan has no results to serve.")
+    recipes = recipes_for_plan_result(
+        plan.report, fmt, request=plan.request, source=f"Quantplan plan {plan.name}"
+    )
+    fmt = parse_format(fmt).id
+    return _recipe_set(
+        fmt, plan_formats(plan.report), recipes, "api-plan-recipe-download", plan.pk
+    )
+
+
+def job_recipe_set(
+    *, user: AbstractBaseUser, job_id: Any, fmt: str | None
+) -> dict[str, Any]:
+    """The recipes of a user's job's artifact of ``fmt`` (default: its first), with
+    download URLs. Http404 for another user's job; NoArtifactYet before it has a file;
+    RecipeError for a format it has no file of.
+    """
+    job = job_selectors.job_get_for_user(user=user, job_id=job_id)
+    found = job_recipes(job=job, fmt=(fmt or "").strip()[:64] or None)
+    return _recipe_set(
+        found.format, found.formats, found.recipes, "api-job-recipe-download", job.pk
+    )
+
+
+def _api_recipe_set(kind: str, request: Request, pk: str) -> dict[str, Any]:
+    try:
+        if kind == "plan":
+            return plan_recipe_set(
+                user=request.user, plan_id=pk, fmt=_format_param(request)
+            )
+        return job_recipe_set(user=request.user, job_id=pk, fmt=_format_param(request))
+    except NoArtifactYet as exc:
+        raise NoArtifact(str(exc)) from None
+    except RecipeError as exc:
+        raise ValidationError({"format": [str(exc)]}) from None
+
+
+def _download(recipe_set: dict[str, Any], recipe_id: str) -> HttpResponse:
+    recipes = recipe_set["recipes"]
+    recipe = next((r for r in recipes if r["id"] == recipe_id), None)
+    if recipe is None:
+        known = ", ".join(r["id"] for r in recipes)
+        raise Http404(
+            f"No recipe {recipe_id[:40]!r} for this format; there are: {known}."
+        )
+    response = HttpResponse(
+        recipe["content"], content_type=f"{recipe['media_type']}; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{recipe["filename"]}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class PlanRecipesApi(APIView):
+    """Commands and manifests that serve one format of a saved plan."""
+
+    content_negotiation_class = WeightFormatNegotiation
+
+    @extend_schema(parameters=[FORMAT_PARAM], responses={200: RecipeSetOutput})
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(RecipeSetOutput(_api_recipe_set("plan", request, pk)).data)
+
+
+class PlanRecipeDownloadApi(APIView):
+    """One plan recipe as a file."""
+
+    content_negotiation_class = WeightFormatNegotiation
+
+    @extend_schema(
+        parameters=[FORMAT_PARAM],
+        responses={(200, "text/plain"): OpenApiResponse(response=OpenApiTypes.STR)},
+    )
+    def get(self, request: Request, pk: str, recipe_id: str) -> HttpResponse:
+        return _download(_api_recipe_set("plan", request, pk), recipe_id)
+
+
+class JobRecipesApi(APIView):
+    """Commands and manifests that serve a finished job's artifact."""
+
+    content_negotiation_class = WeightFormatNegotiation
+
+    @extend_schema(
+        parameters=[FORMAT_PARAM], responses={200: RecipeSetOutput, 409: ErrorOutput}
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(RecipeSetOutput(_api_recipe_set("job", request, pk)).data)
+
+
+class JobRecipeDownloadApi(APIView):
+    """One job recipe as a file."""
+
+    content_negotiation_class = WeightFormatNegotiation
+
+    @extend_schema(
+        parameters=[FORMAT_PARAM],
+        responses={
+            (200, "text/plain"): OpenApiResponse(response=OpenApiTypes.STR),
+            409: ErrorOutput,  # the job has no file yet
+        },
+    )
+    def get(self, request: Request, pk: str, recipe_id: str) -> HttpResponse:
+        return _download(_api_recipe_set("job", request, pk), recipe_id)
+
+
+urlpatterns = [
+    path("plans/<str:pk>/recipes/", PlanRecipesApi.as_view(), name="api-plan-recipes"),
+    path(
+        "plans/<str:pk>/recipes/<str:recipe_id>/download/",
+        PlanRecipeDownloadApi.as_view(),
+        name="api-plan-recipe-download",
+    ),
+    path("jobs/<str:pk>/recipes/", JobRecipesApi.as_view(), name="api-job-recipes"),
+    path(
+        "jobs/<str:pk>/recipes/<str:recipe_id>/download/",
+        JobRecipeDownloadApi.as_view(),
+        name="api-job-recipe-download",
+    ),
+]

@@ -1,0 +1,92 @@
+"""Serving recipes for a job's artifact, with its plan's numbers when it has a plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.engine.catalog import CatalogError, get_model
+from planner.engine.formats import FormatError, parse_format
+from planner.recipes import (
+    Recipe,
+    RecipeError,
+    plan_formats,
+    recipes_for_artifact,
+    recipes_for_plan_result,
+)
+from quantjobs.models import Artifact, Job
+
+SERVE_CONTEXT_TOKENS = 4096  # without a plan: a common serving context
+
+
+class NoArtifactYet(RecipeError):
+    """The job has produced no file to serve (yet)."""
+
+
+@dataclass(frozen=True)
+class JobRecipes:
+    """The recipes for one of a job's artifacts, and the formats it could choose."""
+
+    format: str
+    formats: list[str]
+    artifact: Artifact
+    recipes: list[Recipe]
+
+
+def _canonical(fmt: str) -> str:
+    try:
+        return parse_format(fmt).id
+    except FormatError:
+        return fmt
+
+
+def _serve_context(job: Job) -> int:
+    try:
+        trained = get_model(job.model_id).spec.max_position_embeddings
+    except CatalogError:
+        return SERVE_CONTEXT_TOKENS
+    return min(SERVE_CONTEXT_TOKENS, trained) if trained else SERVE_CONTEXT_TOKENS
+
+
+def job_recipes(*, job: Job, fmt: str | None = None) -> JobRecipes:
+    """Recipes that serve the job's artifact of ``fmt`` (default: its first format)."""
+    order = {_canonical(f): i for i, f in enumerate(job.formats or [])}
+    artifacts = sorted(
+        job.artifacts.all(), key=lambda a: order.get(_canonical(a.format), 99)
+    )
+    if not artifacts:
+        raise NoArtifactYet(
+            "This job has no finished file yet; recipes appear once it has succeeded."
+        )
+    formats = list(dict.fromkeys(a.format for a in artifacts))
+    if fmt:
+        wanted = _canonical(fmt)
+        artifact = next((a for a in artifacts if _canonical(a.format) == wanted), None)
+        if artifact is None:
+            raise RecipeError(
+                f"This job has no {fmt[:40]} file; choose one of: {', '.join(formats)}"
+            )
+    else:
+        artifact = artifacts[0]
+    source = f"Quantplan job {job.name or job.pk}"
+    plan = job.plan if job.plan and job.plan.user_id == job.user_id else None
+    if plan is not None and _canonical(artifact.format) in {
+        _canonical(f) for f in plan_formats(plan.report)
+    }:
+        recipes = recipes_for_plan_result(
+            plan.report,
+            artifact.format,
+            request=plan.request,
+            model_file=artifact.filename,
+            source=f"{source}, planned in {plan.name}",
+        )
+    else:
+        recipes = recipes_for_artifact(
+            filename=artifact.filename,
+            fmt=artifact.format,
+            model_name=job.model_id or job.name or "model",
+            context_tokens=_serve_context(job),
+            source=source,
+        )
+    return JobRecipes(
+        format=artifact.format, formats=formats, artifact=artifact, recipes=recipes
+    )
