@@ -105,11 +105,23 @@ def plan_list(request: HttpRequest) -> HttpResponse:
 def plan_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """A saved plan, as it was computed."""
     plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
-    return render(
-        request,
-        "frontend/plan_detail.html",
-        {"plan": plan, "reports": [_render_report(plan.report)]},
-    )
+    context = {"plan": plan, "reports": [_render_report(plan.report)],
+               **recipe_context(request, "plan", plan.pk)}
+    return render(request, "frontend/plan_detail.html", context)
+
+
+def recipe_context(request: HttpRequest, kind: str, pk: Any) -> dict[str, Any]:
+    """The serving recipes of a plan or a job for ``_recipes.html`` (or why there are none)."""
+    from planner.api.recipes import job_recipe_set, plan_recipe_set
+    from planner.recipes import RecipeError
+
+    fmt = request.GET.get("recipe_format")
+    build = plan_recipe_set if kind == "plan" else job_recipe_set
+    key = "plan_id" if kind == "plan" else "job_id"
+    try:
+        return {"recipe_set": build(user=request.user, fmt=fmt, **{key: pk})}
+    except RecipeError as exc:
+        return {"recipe_error": str(exc)}
 
 
 @login_required

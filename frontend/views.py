@@ -79,7 +79,11 @@ def job_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "frontend/job_list.html",
-        {"jobs": jobs, "idle_queues": queues_without_workers()},
+        {
+            "jobs": jobs,
+            "idle_queues": sorted(queues_without_workers()),
+            "workers": selectors.workers_recent().order_by("hostname"),
+        },
     )
 
 
@@ -129,7 +133,9 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             plan_id=data.get("plan"),
         )
     except services.JobInputError as exc:
-        field = exc.field if exc.field in form.fields else None
+        # A hidden field (plan) shows no errors of its own: report it above the form.
+        shown = exc.field in form.fields and not form.fields[exc.field].widget.is_hidden
+        field = exc.field if shown else None
         form.add_error(field, str(exc))
     except services.QuotaExceeded as exc:
         form.add_error(None, str(exc))
@@ -144,10 +150,14 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
     results = [ResultOutput(r, context={}).data for r in job.results.all()]
     waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
+    from frontend.plan_views import recipe_context
+
+    recipes = recipe_context(request, "job", job.pk) if results else {}
     return render(
         request,
         "frontend/job_detail.html",
-        {"job": job, "results": results, "waiting": waiting, "log_tail": job.log_lines[-40:]},
+        {"job": job, "results": results, "waiting": waiting,
+         "log_tail": job.log_lines[-40:], **recipes},
     )
 
 
