@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.schema import ErrorOutput
 from frontend import services
 from frontend.models import ApiToken
 from quantjobs.models import WorkerHeartbeat
@@ -25,6 +26,15 @@ class TokenOutput(serializers.ModelSerializer[ApiToken]):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+
+
+class TokenCreatedOutput(TokenOutput):
+    """A new token, with its value: shown this once, stored only as a hash."""
+
+    token = serializers.CharField()
+
+    class Meta(TokenOutput.Meta):
+        fields = [*TokenOutput.Meta.fields, "token"]
 
 
 class TokenCreateInput(serializers.Serializer[Any]):
@@ -41,7 +51,9 @@ class TokenListCreateApi(generics.ListAPIView[ApiToken]):
     def get_queryset(self) -> QuerySet[ApiToken]:
         return ApiToken.objects.filter(user=self.request.user)
 
-    @extend_schema(request=TokenCreateInput, responses={201: TokenOutput})
+    @extend_schema(
+        request=TokenCreateInput, responses={201: TokenCreatedOutput, 429: ErrorOutput}
+    )
     def post(self, request: Request) -> Response:
         payload = TokenCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)

@@ -88,6 +88,7 @@ class PlanForm(forms.Form):
     model = forms.CharField(
         max_length=200, required=False, label="Model",
         help_text="A catalog id (e.g. llama-3-70b) or a Hugging Face id (org/name).",
+        widget=forms.TextInput(attrs={"list": "model-catalog", "autocomplete": "off"}),
     )
     config_text = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),

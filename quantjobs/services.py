@@ -9,8 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from quantjobs.broker import BROKER_DOWN_MESSAGE, BrokerUnavailable, broker_ping
@@ -151,6 +153,11 @@ def job_create(
     if not ok:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
     with transaction.atomic():
+        # One submission per user at a time, or a burst passes the quota between count
+        # and insert: this no-op write locks the user's row (PostgreSQL) or takes the
+        # write lock (SQLite) before the count is read again.
+        get_user_model().objects.filter(pk=user.pk).update(last_login=F("last_login"))
+        _check_quota(user)
         job = Job.objects.create(
             user=user,
             name=name[:200],

@@ -41,7 +41,10 @@ def mib(value: Any) -> str:
 def pct(value: Any) -> str:
     """A signed percentage with two decimals."""
     number = _number(value)
-    return "" if number is None else f"{number:+.2f}%"
+    if number is None:
+        return ""
+    rounded = round(number, 2)
+    return "0.00%" if rounded == 0 else f"{rounded:+.2f}%"  # never "-0.00%"
 
 
 @register.filter

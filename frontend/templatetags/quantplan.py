@@ -1,0 +1,216 @@
+"""Page helpers: a plan report made ready to read, the job a format maps to, the catalog
+for the model search, grouped choices for long multi-selects, and the job chart.
+
+Presentation only: every number comes from the engine's report or a job's results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django import template
+from django.urls import reverse
+from django.utils.safestring import SafeString
+
+from frontend import charts
+
+register = template.Library()
+
+# 16-bit, fp8 and int8 serving formats have no quantizer of their own on the workers:
+# round-to-nearest int8 per channel is the measurable stand-in for "near-lossless 8 bit".
+BASELINE_JOB_FORMAT = "rtn-int8-g-1"
+FORMAT_GROUPS = (
+    ("fp", "16/32-bit and 8-bit serving formats"),
+    ("gptq", "GPTQ (vLLM, GPU)"),
+    ("awq", "AWQ (vLLM, GPU)"),
+    ("rtn", "Round-to-nearest baseline"),
+    ("gguf", "GGUF (llama.cpp)"),
+)
+GPU_GROUPS = (("gpu", "GPUs"), ("apple", "Apple silicon"), ("cpu", "CPU servers"))
+
+
+def benchmark_job_for(fmt: str) -> tuple[str, str]:
+    """(method, job format) that measures a planned format on a worker."""
+    name = (fmt or "").strip()
+    for prefix, method in (
+        ("gguf-", "gguf"),
+        ("awq-", "awq"),
+        ("gptq-", "gptq"),
+        ("rtn-", "rtn"),
+    ):
+        if name.lower().startswith(prefix):
+            return method, name
+    return "rtn", BASELINE_JOB_FORMAT
+
+
+@register.simple_tag
+def benchmark_url(fmt: str, plan: Any = None, model: str = "") -> str:
+    """The job form, filled in with the job that measures ``fmt``."""
+    method, job_format = benchmark_job_for(fmt)
+    params = {"method": method, "formats": job_format}
+    if model:
+        params["name"] = f"{model} {job_format}"[:200]
+    plan_id = getattr(plan, "pk", plan)
+    if plan_id:
+        params["plan"] = str(plan_id)
+    return f"{reverse('job-new')}?{urlencode(params)}"
+
+
+@register.filter
+def benchmark_method(fmt: str) -> str:
+    """The job method that measures ``fmt`` (gguf, awq, gptq or rtn)."""
+    return benchmark_job_for(fmt)[0]
+
+
+@register.filter
+def benchmark_format(fmt: str) -> str:
+    """The job format that measures ``fmt``."""
+    return benchmark_job_for(fmt)[1]
+
+
+def _short_gpu(name: str) -> str:
+    """'NVIDIA A100 80GB SXM' → 'A100 80GB SXM': the vendor is noise in a KPI."""
+    for vendor in ("NVIDIA GeForce ", "NVIDIA ", "AMD Instinct ", "AMD ", "Intel "):
+        if name.startswith(vendor):
+            return name[len(vendor) :]
+    return name
+
+
+@register.simple_tag
+def report_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What the report template shows at a glance, derived from the report dict."""
+    rows = [r for r in report.get("results") or [] if isinstance(r, dict)]
+    rec = report.get("recommendation") or {}
+    rec_format = rec.get("format") if isinstance(rec, dict) else None
+    best = next((r for r in rows if r.get("format") == rec_format), None)
+    gpu_name = str(
+        (rows[0].get("gpu_name") if rows else None) or report.get("gpu") or ""
+    )
+    why_none = (rec.get("why_none") or "") if isinstance(rec, dict) else ""
+    head, _, rest = why_none.partition(": ")
+    rejected = [part.strip() for part in rest.split(" | ") if part.strip()]
+    return {
+        "model": report.get("model") or "",
+        "gpu": report.get("gpu") or "",
+        "gpu_name": gpu_name,
+        "gpu_short": _short_gpu(gpu_name),
+        "engine": report.get("engine") or "",
+        "rows": rows,
+        "best": best,
+        "rec_format": rec_format,
+        "reasons": list(rec.get("reasons") or []) if isinstance(rec, dict) else [],
+        "why_none_head": head if rest else why_none,
+        "rejected": rejected,
+        "pareto": list(report.get("pareto") or []),
+        "has_api": any(
+            r.get("api_cost_usd_per_million_tokens") is not None for r in rows
+        ),
+        "has_price": any(
+            r.get("cost_usd_per_million_tokens") is not None for r in rows
+        ),
+        "notes": [r for r in rows if r.get("warnings") or r.get("unfit_reasons")],
+        "workload": (best or (rows[0] if rows else {})).get("assumptions") or [],
+        "assumptions": list(report.get("assumptions") or []),
+    }
+
+
+@register.simple_tag
+def catalog_models() -> list[dict[str, str]]:
+    """Catalog models for the model search (id, display name, Hugging Face id)."""
+    from planner import engine
+
+    try:
+        models = engine.catalog.load_models()
+    except Exception:  # a broken catalog must not take the plan page down
+        return []
+    return [{"id": m.id, "name": m.name, "hf_id": m.hf_id} for m in models]
+
+
+@register.simple_tag
+def grouped_choices(field: Any, kind: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A multi-select's choices in labelled groups, with what is selected now."""
+    value = field.value() or []
+    selected = {str(v) for v in (value if isinstance(value, list | tuple) else [value])}
+    if kind == "gpus":
+        from planner import engine
+
+        try:
+            kinds = {g.id: g.kind for g in engine.catalog.load_gpus()}
+        except Exception:
+            kinds = {}
+        groups = GPU_GROUPS
+        group_of = lambda ident: kinds.get(ident, "custom")  # noqa: E731
+        labels = dict(groups) | {"custom": "Your GPUs"}
+    else:
+        groups = FORMAT_GROUPS
+
+        def group_of(ident: str) -> str:
+            head = ident.split("-", 1)[0]
+            return head if head in {"gptq", "awq", "rtn", "gguf"} else "fp"
+
+        labels = dict(groups)
+    buckets: dict[str, list[dict[str, Any]]] = {}
+    for ident, label in field.field.choices:
+        if not ident:
+            continue
+        buckets.setdefault(group_of(str(ident)), []).append(
+            {"value": ident, "label": label, "selected": str(ident) in selected}
+        )
+    order = [key for key, _ in groups] + [k for k in buckets if k not in dict(groups)]
+    return [(labels.get(key, key), buckets[key]) for key in order if key in buckets]
+
+
+CHARTS = {
+    "memory": charts.memory_chart,
+    "quality_cost": charts.quality_cost_chart,
+    "job_quality": charts.job_quality_chart,
+}
+
+
+@register.simple_tag
+def chart(name: str, data: Any, narrow: bool = False) -> SafeString:
+    """One of the charts, wide or in its phone layout."""
+    width = charts.NARROW_WIDTH if narrow else charts.WIDTH
+    return CHARTS[name](data, width=width)
+
+
+@register.filter
+def index(items: Any, i: int) -> Any:
+    """items[i], or None."""
+    try:
+        return items[int(i)]
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+@register.filter
+def usd(value: Any, digits: int = 2) -> str:
+    """US dollars with thousands separators: 1234.5 → $1,234.50 (empty when unknown)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return f"${number:,.{int(digits)}f}"
+
+
+@register.filter
+def tokens(value: Any) -> str:
+    """A token count the way people say it: 1.2e9 → 1.2 B."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return ""
+    for size, suffix in ((1e12, " T"), (1e9, " B"), (1e6, " M"), (1e3, " k")):
+        if abs(number) >= size:
+            return f"{number / size:,.1f}{suffix}"
+    return f"{number:,.0f}"
+
+
+@register.filter
+def gb1(value: Any) -> str:
+    """Bytes as decimal GB with one decimal."""
+    try:
+        return f"{float(value) / 1e9:,.1f}"
+    except (TypeError, ValueError):
+        return ""
