@@ -2,9 +2,10 @@
 
 drf-spectacular documents what a view returns on success; the errors the framework
 adds on its own (a bad token, an unknown id, invalid input) are the same for every
-view, so they are documented here once: 401 everywhere, 404 where the path has an
-id, 400 where there is a body or a query parameter. Errors only some views raise
-(429, 503, 409, 413, 416) are declared with ``extend_schema`` on those views.
+view, so they are documented here once: 400 and 401 everywhere (400 lists the fields
+to change where there is a body or a query), 404 where the path has an id. Errors
+only some views raise (429, 503, 409, 413, 416) are declared with ``extend_schema``
+on those views.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def add_error_responses(
                         {"$ref": "#/components/schemas/ValidationErrorOutput"},
                         "Invalid input; the body says which field to change.",
                     ),
+                )
+            else:  # Django refuses a malformed request (a bad Host header) anywhere
+                responses.setdefault(
+                    "400", _json(ERROR_REF, "Malformed request, such as a bad Host.")
                 )
             responses.setdefault(
                 "401",

@@ -26,7 +26,10 @@ TEST_VAR.mkdir(parents=True, exist_ok=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove this session's folder (its database was already destroyed)."""
+    """Write docs/reliability.md if tests recorded figures; remove this session's folder."""
+    from tests.reliability import write_report
+
+    write_report()
     if os.environ.get("QUANTPLAN_KEEP_TEST_VAR") != "1":
         shutil.rmtree(TEST_VAR, ignore_errors=True)
 

@@ -59,6 +59,19 @@ class PlanCreateInput(serializers.Serializer[Any]):
         return PlanInput(**kwargs)
 
 
+class PlanReportOutput(serializers.Serializer[Any]):
+    """A computed plan: one result per format, the recommendation, the assumptions."""
+
+    model = serializers.CharField()
+    gpu = serializers.CharField()
+    engine = serializers.CharField()
+    results = serializers.ListField(child=serializers.DictField())
+    recommendation = serializers.DictField()
+    pareto = serializers.ListField()
+    assumptions = serializers.ListField()
+    id = serializers.UUIDField(required=False, help_text="Set when the plan was saved.")
+
+
 class PlanOutput(serializers.ModelSerializer[Plan]):
     """A saved plan with its report."""
 

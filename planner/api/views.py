@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -14,7 +14,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from planner import catalog_views, selectors, services
-from planner.api.serializers import PlanCreateInput, PlanOutput, PlanSummaryOutput
+from planner.api.serializers import (
+    PlanCreateInput,
+    PlanOutput,
+    PlanReportOutput,
+    PlanSummaryOutput,
+)
 from planner.models import Plan
 
 
@@ -26,7 +31,24 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
     def get_queryset(self) -> QuerySet[Plan]:
         return selectors.plan_list_for_user(user=self.request.user)
 
-    @extend_schema(request=PlanCreateInput, responses={200: OpenApiResponse(), 201: PlanOutput})
+    @extend_schema(
+        request=PlanCreateInput,
+        # 201 when saved (``save: true``, with its ``id``), 200 otherwise.
+        responses={200: PlanReportOutput, 201: PlanReportOutput},
+        examples=[
+            OpenApiExample(
+                "Llama 3.1 8B on an L4, saved",
+                request_only=True,
+                value={
+                    "model": "llama-3.1-8b",
+                    "gpu": "l4",
+                    "formats": ["gguf-Q4_K_M"],
+                    "save": True,
+                    "name": "8B on an L4",
+                },
+            )
+        ],
+    )
     def post(self, request: Request) -> Response:
         payload = PlanCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -67,6 +89,13 @@ class CatalogApi(APIView):
     permission_classes = [AllowAny]
     kind = "models"
 
-    @extend_schema(responses={200: OpenApiResponse(description="A list of catalog entries")})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                response={"type": "array", "items": {"type": "object"}},
+                description="A list of catalog entries, each with an id",
+            )
+        }
+    )
     def get(self, request: Request) -> Response:
         return Response(catalog_views.catalog_list(self.kind))

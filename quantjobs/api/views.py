@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.schema import ErrorOutput
 from quantjobs import selectors, services
 from quantjobs.api.serializers import (
     ArtifactOutput,
@@ -89,7 +90,21 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "queues_without_workers": queues_without_workers()}
 
-    @extend_schema(request=JobCreateInput, responses={201: JobOutput})
+    @extend_schema(
+        request=JobCreateInput,
+        responses={201: JobOutput, 429: ErrorOutput, 503: ErrorOutput},
+        examples=[
+            OpenApiExample(
+                "GGUF of the bundled sample",
+                request_only=True,
+                value={
+                    "method": "gguf",
+                    "formats": ["gguf-Q4_K_M"],
+                    "source_kind": "sample",
+                },
+            )
+        ],
+    )
     def post(self, request: Request) -> Response:
         data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
         if hasattr(request.data, "getlist") and "formats" in request.data:
@@ -121,7 +136,7 @@ class JobDetailApi(generics.RetrieveAPIView[Job]):
 class JobCancelApi(APIView):
     """Cancel a queued or running job."""
 
-    @extend_schema(request=None, responses={200: JobOutput, 400: OpenApiResponse()})
+    @extend_schema(request=None, responses={200: JobOutput, 400: ErrorOutput})
     def post(self, request: Request, pk: str) -> Response:
         job = selectors.job_get_for_user(user=request.user, job_id=pk)
         try:
@@ -134,7 +149,9 @@ class JobCancelApi(APIView):
 class JobRerunApi(APIView):
     """Queue a new job with the same settings."""
 
-    @extend_schema(request=None, responses={201: JobOutput})
+    @extend_schema(
+        request=None, responses={201: JobOutput, 429: ErrorOutput, 503: ErrorOutput}
+    )
     def post(self, request: Request, pk: str) -> Response:
         job = selectors.job_get_for_user(user=request.user, job_id=pk)
         try:
@@ -161,7 +178,13 @@ class ArtifactListApi(generics.ListAPIView[Artifact]):
 class ArtifactDownloadApi(APIView):
     """Stream an artifact (HTTP Range supported; sha256 in X-Checksum-SHA256)."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes, 206: bytes})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): bytes,
+            (206, "application/octet-stream"): bytes,
+            416: OpenApiResponse(description="The Range cannot be satisfied."),
+        }
+    )
     def get(self, request: Request, pk: str) -> HttpResponse:
         artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
         return artifact_response(request, artifact)
@@ -177,7 +200,9 @@ class UploadListCreateApi(APIView):
         uploads = selectors.upload_list_for_user(user=request.user)
         return Response(UploadOutput(uploads, many=True).data)
 
-    @extend_schema(request=UploadCreateInput, responses={201: UploadOutput, 413: OpenApiResponse()})
+    @extend_schema(
+        request=UploadCreateInput, responses={201: UploadOutput, 413: ErrorOutput}
+    )
     def post(self, request: Request) -> Response:
         limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

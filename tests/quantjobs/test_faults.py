@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests import reliability
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
@@ -86,6 +87,7 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             worker.kill(signal.SIGKILL)
             worker.proc.wait()
             kills += 1
+            reliability.add("Worker faults", "kill -9 mid-quantization", 1)
             wait_for(lambda j=job_id: not _children_of_job(j), timeout_s=15)  # no orphan
             worker = start_worker("cpu", **FAST_REAPER)
             if last:
@@ -99,6 +101,7 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             assert body["status"] == "SUCCEEDED", body["error"]
             assert body["attempts"] == 2
             survivors.append(job_id)
+            reliability.add("Worker faults", "jobs retried once and succeeded", 1)
         else:
             body = wait_for(
                 lambda j=job_id: (b := _job(api, j))["status"] == "FAILED" and b,
@@ -106,12 +109,13 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             )
             assert "lost 2 times" in body["error"], body
             assert not Artifact.objects.filter(job_id=job_id).exists()
+            reliability.add("Worker faults", "jobs failed with a reason after 2 losses", 1)
         _assert_nothing_partial(clean_media)
     assert kills >= 10
     assert Job.objects.filter(status="RUNNING").count() == 0
-    assert [a.job_id for a in Artifact.objects.all()] == [
-        Job.objects.get(pk=pk).pk for pk in survivors
-    ]
+    assert {str(a.job_id) for a in Artifact.objects.all()} == set(survivors)
+    reliability.record("Worker faults", "orphan child processes left", 0)
+    reliability.record("Worker faults", "partial artifacts listed or served", 0)
     worker.stop()
     assert not any(p.is_file() for p in (clean_media / "work").rglob("*") if "cache" not in p.parts)
 
@@ -140,6 +144,7 @@ def test_sigterm_requeues_the_job_once_and_it_never_runs_twice(
     assert body["attempts"] == 2
     attempts = [line for line in body["log"] if " Attempt " in f" {line.split(' ', 1)[-1]}"]
     assert len(attempts) == 2, body["log"]
+    reliability.record("Worker faults", "SIGTERM: requeued once, then succeeded", True)
 
 
 def test_a_job_longer_than_the_visibility_timeout_runs_once(
@@ -164,6 +169,7 @@ def test_a_job_longer_than_the_visibility_timeout_runs_once(
     assert _job(api, job_id)["attempts"] == 1
     log = second.output()
     assert "not queued" in log or "Received task" not in log, log
+    reliability.record("Worker faults", "job longer than the visibility timeout ran once", True)
 
 
 def test_redis_stopped_and_restarted_loses_no_job(
@@ -214,6 +220,8 @@ def test_redis_stopped_and_restarted_loses_no_job(
             )
             assert body["status"] == "SUCCEEDED", body
             assert body["attempts"] == 1
+        reliability.record("Infrastructure faults", "Redis restart: jobs lost", 0)
+        reliability.record("Infrastructure faults", "API answer while Redis is down", "503")
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -245,5 +253,6 @@ def test_a_full_disk_fails_the_job_removes_the_partial_file_and_spares_others(
             timeout_s=60,
         )
         assert body["status"] == "SUCCEEDED"
+        reliability.record("Infrastructure faults", "disk full: job FAILED, partial removed", True)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
