@@ -109,7 +109,9 @@ def resolve_source(
         if path.is_file() and path.suffix.lower() == ".gguf":
             from quantjobs.backends.gguf_inspect import inspect_gguf
 
-            inspect_gguf(path, llama_check=True)  # untrusted: checked in its own process
+            inspect_gguf(
+                path, llama_check=True
+            )  # untrusted: checked in its own process
             return path, "gguf"
         if path.is_dir():
             from quantjobs.backends.hf_source import validate_hf_dir
@@ -174,30 +176,11 @@ def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str],
     return parsed.text, tuple(parsed.qa_pairs)
 
 
-CALIBRATION_CHARS = 60_000
-
-
 def calibration_text(request: dict[str, Any]) -> str:
     """Calibration text for AWQ/GPTQ/imatrix: pydoc topics the evaluation never uses."""
-    from pydoc_data.topics import topics
+    from quantjobs.evaltext import default_calibration_text
 
-    from quantjobs.evaltext import DEFAULT_TOPICS
-
-    parts: list[str] = []
-    total = 0
-    # Reverse order, skipping the evaluation topics: calibration must not see the
-    # tokens quality is measured on.
-    for name in sorted(topics, reverse=True):
-        if name in DEFAULT_TOPICS:
-            continue
-        body = topics[name].strip()
-        if len(body) < 500:
-            continue
-        parts.append(body)
-        total += len(body)
-        if total >= CALIBRATION_CHARS:
-            break
-    return "\n\n".join(parts)
+    return default_calibration_text()
 
 
 def run(request: dict[str, Any], reporter: Reporter) -> None:
@@ -238,7 +221,9 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
             reporter.log,
         )
         reporter.scope(
-            start + share * QUANTIZE_SHARE, share * (1 - QUANTIZE_SHARE), f"{fmt} evaluate"
+            start + share * QUANTIZE_SHARE,
+            share * (1 - QUANTIZE_SHARE),
+            f"{fmt} evaluate",
         )
         measured: EvaluateResult = backend.evaluate(
             EvaluateRequest(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 
 from quantjobs.backends.base import (
     BackendError,
@@ -42,7 +43,9 @@ class SelftestBackend:
             progress(step / steps, f"Step {step + 1} of {steps}")
             log(f"self-test step {step + 1} of {steps}")
             time.sleep(step_s)
-        body = f"Quantplan worker self-test, pid {os.getpid()}, {steps} steps\n".encode()
+        body = (
+            f"Quantplan worker self-test, pid {os.getpid()}, {steps} steps\n".encode()
+        )
         digest = hashlib.sha256(body).hexdigest()
         final = request.work_dir / "selftest.txt"
         temp = final.with_suffix(".partial")
@@ -61,7 +64,13 @@ class SelftestBackend:
     def evaluate(
         self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
     ) -> EvaluateResult:
-        """Neutral numbers: the artifact is compared with itself."""
+        """Neutral numbers, once the artifact's checksum line is verified.
+
+        The self-test has no model: it checks that the artifact written by
+        ``quantize`` reached the evaluation step intact, then reports a perfect
+        match (perplexity 1.0, no divergence, no speed).
+        """
+        _verify_artifact(request.model_path)
         progress(1.0, "Compared the artifact with itself")
         return EvaluateResult(
             perplexity=1.0,
@@ -74,3 +83,16 @@ class SelftestBackend:
             peak_memory_bytes=0,
             load_time_s=0.0,
         )
+
+
+def _verify_artifact(path: Path) -> None:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise BackendError(
+            f"selftest: cannot read the artifact {path.name}: {exc.strerror}."
+        ) from None
+    body, _, last = content.rstrip(b"\n").rpartition(b"\n")
+    expected = b"sha256-of-above " + hashlib.sha256(body + b"\n").hexdigest().encode()
+    if last != expected:
+        raise BackendError(f"selftest: the artifact {path.name} fails its checksum.")

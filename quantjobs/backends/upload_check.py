@@ -127,7 +127,9 @@ def check_archive(archive: Path, dest: Path, max_bytes: int) -> dict[str, Any]:
         else:
             _extract_tar(archive, dest, max_bytes)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise BackendError(f"The archive is damaged or not an archive ({exc}).") from None
+        raise BackendError(
+            f"The archive is damaged or not an archive ({exc})."
+        ) from None
     root = _model_root(dest)
     source = validate_hf_dir(root, check_architecture=False)
     return {
@@ -149,7 +151,11 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"ok": False, "message": str(exc)}))
         return 0
     except MemoryError:
-        print(json.dumps({"ok": False, "message": "Checking the archive needed too much memory."}))
+        print(
+            json.dumps(
+                {"ok": False, "message": "Checking the archive needed too much memory."}
+            )
+        )
         return 0
     print(json.dumps({"ok": True, **summary}, default=str))
     return 0

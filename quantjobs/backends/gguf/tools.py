@@ -1,0 +1,189 @@
+"""llama.cpp's own command-line tools, built from the sources llama-cpp-python vendors.
+
+``llama-perplexity`` is the independent cross-check of our perplexity scoring
+and ``llama-imatrix`` of our importance matrices. Neither ships in the wheel, so
+they are built once with cmake from the llama.cpp inside the pinned
+llama-cpp-python sdist (about 4 minutes on 2 cores) and cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from quantjobs.backends.base import BackendError, LogFn
+
+__all__ = [
+    "ensure_llama_perplexity",
+    "ensure_llama_tool",
+    "llama_perplexity_reference",
+]
+
+_CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_COMMON=ON",
+    "-DGGML_CCACHE=OFF",
+)
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("QUANTPLAN_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "quantplan"
+    )
+    version = importlib.metadata.version("llama-cpp-python")
+    return Path(base) / "llama-perplexity" / f"llama-cpp-python-{version}"
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fetch_llama_cpp_source(root: Path, log: LogFn, timeout_s: float) -> Path:
+    src = root / "src"
+    if (src / "CMakeLists.txt").is_file():
+        return src
+    version = importlib.metadata.version("llama-cpp-python")
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        log(
+            f"downloading the llama-cpp-python {version} sdist for its llama.cpp sources"
+        )
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+            "--no-binary", ":all:", f"llama-cpp-python=={version}", "-d", tmp,
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            raise BackendError(
+                "Could not download the llama-cpp-python sdist to build llama-perplexity: "
+                + (done.stderr.strip().splitlines() or ["no output"])[-1]
+            )
+        prefix = f"{archives[0].name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+        staging = Path(tmp) / "llama.cpp"
+        with tarfile.open(archives[0]) as tar:
+            members = []
+            for member in tar.getmembers():
+                if member.name.startswith(prefix) and len(member.name) > len(prefix):
+                    member.name = member.name[len(prefix) :]
+                    members.append(member)
+            tar.extractall(staging, members=members, filter="data")
+        if src.exists():
+            shutil.rmtree(src)
+        staging.rename(src)
+    return src
+
+
+_TOOLS = ("llama-perplexity", "llama-imatrix")
+
+
+def ensure_llama_tool(
+    name: str, log: LogFn = lambda line: None, *, timeout_s: float = 1800.0
+) -> Path:
+    """Path of a llama.cpp tool built from the same llama.cpp as llama-cpp-python.
+
+    ``name`` is ``llama-perplexity`` or ``llama-imatrix``. Built once with cmake
+    (that target only) and cached under ``~/.cache/quantplan/llama-perplexity/``
+    (``QUANTPLAN_CACHE_DIR`` overrides); about 4 minutes on 2 cores the first time.
+    """
+    if name not in _TOOLS:
+        raise BackendError(f"Unknown llama.cpp tool {name!r}.")
+    root = _cache_root()
+    binary = root / "build" / "bin" / name
+    if binary.is_file():
+        return binary
+    if shutil.which("cmake") is None:
+        raise BackendError(f"cmake is not installed; it is needed to build {name}.")
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / ".lock"):
+        if binary.is_file():  # another process built it while we waited
+            return binary
+        deadline = time.monotonic() + timeout_s
+        src = _fetch_llama_cpp_source(root, log, timeout_s)
+        build = root / "build"
+        steps = [
+            ["cmake", "-S", str(src), "-B", str(build), *_CMAKE_FLAGS],
+            ["cmake", "--build", str(build), "--target", name, "-j",
+             str(os.cpu_count() or 2)],
+        ]  # fmt: skip
+        for step in steps:
+            log("running " + " ".join(step[:4]) + " ...")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BackendError(f"Building {name} took too long.")
+            done = subprocess.run(step, capture_output=True, text=True, timeout=left)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+                raise BackendError(f"Building {name} failed: " + " | ".join(tail))
+    if not binary.is_file():
+        raise BackendError(f"The {name} build finished without a binary.")
+    return binary
+
+
+def ensure_llama_perplexity(
+    log: LogFn = lambda line: None, *, timeout_s: float = 1800.0
+) -> Path:
+    """Path of llama.cpp's ``llama-perplexity`` (see :func:`ensure_llama_tool`)."""
+    return ensure_llama_tool("llama-perplexity", log, timeout_s=timeout_s)
+
+
+_FINAL_PPL = re.compile(r"Final estimate: PPL = ([0-9.]+)")
+
+
+def llama_perplexity_reference(
+    path: Path,
+    text: str,
+    n_ctx: int,
+    *,
+    threads: int = 2,
+    max_chunks: int | None = None,
+    timeout_s: float = 600.0,
+) -> float:
+    """Perplexity of ``path`` on ``text`` as computed by llama.cpp's ``llama-perplexity``.
+
+    ``-b n_ctx`` keeps one sequence per batch (the tool's default batch of 2048
+    would pack four 512-token chunks together), and ``--chunks`` matches
+    ``max_chunks``, so it scores the same positions as :func:`score_tokens`.
+    """
+    binary = ensure_llama_perplexity()
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file = Path(tmp) / "eval.txt"
+        # The tool drops one trailing newline from the file; write none.
+        text_file.write_text(text.rstrip("\n"), encoding="utf-8")
+        cmd = [
+            str(binary), "-m", str(path), "-f", str(text_file), "-c", str(n_ctx),
+            "-b", str(n_ctx), "-t", str(threads), "-ngl", "0",
+        ]  # fmt: skip
+        if max_chunks:
+            cmd += ["--chunks", str(max_chunks)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    output = done.stdout + done.stderr
+    match = _FINAL_PPL.search(output)
+    if done.returncode != 0 or match is None:
+        tail = " | ".join(output.strip().splitlines()[-5:])
+        raise BackendError(f"llama-perplexity failed (exit {done.returncode}): {tail}")
+    return float(match.group(1))

@@ -1,0 +1,294 @@
+"""Measure a GGUF model against its reference with llama.cpp (llama-cpp-python).
+
+Quality is scored the way llama.cpp's ``llama-perplexity`` tool scores it, so
+numbers are comparable with what the community publishes:
+
+* the text is tokenized once, with the reference model's tokenizer, adding BOS
+  only if the model asks for it; both models then see exactly the same tokens;
+* the tokens are cut into ``n_chunk = len(tokens) // n_ctx`` chunks of ``n_ctx``
+  tokens (at least two chunks' worth of tokens are required); the KV cache is
+  cleared before each chunk and, when the model adds BOS, the chunk's first
+  token is replaced by BOS;
+* only the second half of each chunk is scored: the logits at positions
+  ``n_ctx/2 .. n_ctx-2`` predict tokens ``n_ctx/2+1 .. n_ctx-1``, so every scored
+  token has at least ``n_ctx/2`` tokens of context.
+
+On the same positions we compute the mean KL(reference || model) per token and
+how often both models' most likely next token agrees. Speed, load time and
+memory are measured on the candidate model while it is the only one loaded.
+
+:func:`llama_perplexity_reference` runs llama.cpp's own ``llama-perplexity``
+(built from the llama.cpp sources vendored in the llama-cpp-python sdist) as an
+independent cross-check of our scoring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from quantjobs.backends.base import (
+    BackendError,
+    EvaluateRequest,
+    EvaluateResult,
+    LogFn,
+    ProgressFn,
+)
+
+# The llama.cpp plumbing lives in the gguf package; re-exported here because the
+# evaluator is where callers look for it.
+from quantjobs.backends.gguf.session import LlamaLogs, LlamaSession
+from quantjobs.backends.gguf.tools import (
+    ensure_llama_perplexity,
+    ensure_llama_tool,
+    llama_perplexity_reference,
+)
+
+__all__ = [
+    "LlamaLogs",
+    "LlamaSession",
+    "PerplexityScore",
+    "ensure_llama_perplexity",
+    "ensure_llama_tool",
+    "evaluate_gguf",
+    "llama_perplexity_reference",
+    "score_tokens",
+]
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+# --------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class PerplexityScore:
+    """Running sums over scored positions, llama-perplexity style."""
+
+    nll_sum: float = 0.0
+    count: int = 0
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean negative log-likelihood)."""
+        return math.exp(self.nll_sum / self.count) if self.count else float("nan")
+
+
+def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    # float32 rows with float64 normalisers: exact to ~1e-7, and half the memory
+    # of float64 for (n_ctx/2) x n_vocab arrays (50 MB at 256 x 49k).
+    x = logits - logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(x).sum(axis=1, keepdims=True, dtype=np.float64))
+    out: npt.NDArray[np.float32] = x - lse.astype(np.float32)
+    return out
+
+
+def _chunks(tokens: Sequence[int], n_ctx: int, max_chunks: int | None) -> int:
+    if len(tokens) < 2 * n_ctx:
+        raise BackendError(
+            f"The evaluation text is {len(tokens):,} tokens long; perplexity with a "
+            f"{n_ctx}-token context needs at least {2 * n_ctx:,}. Use a longer text "
+            "or a smaller context."
+        )
+    n_chunk = len(tokens) // n_ctx
+    return min(n_chunk, max_chunks) if max_chunks else n_chunk
+
+
+def _chunk_tokens(
+    tokens: Sequence[int], index: int, n_ctx: int, bos: int | None
+) -> list[int]:
+    chunk = list(tokens[index * n_ctx : (index + 1) * n_ctx])
+    if bos is not None:
+        chunk[0] = bos
+    return chunk
+
+
+def score_tokens(
+    session: LlamaSession,
+    tokens: Sequence[int],
+    *,
+    n_ctx: int,
+    max_chunks: int | None = None,
+) -> PerplexityScore:
+    """Perplexity of one model over ``tokens``, exactly as llama-perplexity scores it."""
+    n_chunk = _chunks(tokens, n_ctx, max_chunks)
+    first = n_ctx // 2
+    score = PerplexityScore()
+    bos = session.bos if session.add_bos else None
+    for index in range(n_chunk):
+        chunk = _chunk_tokens(tokens, index, n_ctx, bos)
+        session.clear()
+        logp = _log_softmax(session.decode(chunk, logits_from=first))
+        targets = np.asarray(tokens[index * n_ctx + first + 1 : (index + 1) * n_ctx])
+        picked = logp[np.arange(len(targets)), targets]
+        score.nll_sum -= float(picked.sum(dtype=np.float64))
+        score.count += len(targets)
+    return score
+
+
+def _normalise_answer(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold().strip()
+    text = re.sub(r"\s+", " ", text)
+    return text.rstrip(" .!?;:,")
+
+
+def _exact_match(
+    session: LlamaSession, qa_pairs: Sequence[tuple[str, str]], log: LogFn
+) -> float:
+    hits = 0
+    for prompt, answer in qa_pairs:
+        prompt_tokens = session.tokenize(prompt)
+        answer_len = len(session.tokenize(answer, add_special=False))
+        budget = min(answer_len + 8, max(1, session.n_ctx - len(prompt_tokens)))
+        if len(prompt_tokens) >= session.n_ctx:
+            log(
+                f"exact-match: prompt of {len(prompt_tokens)} tokens skipped (too long)"
+            )
+            continue
+
+        def stop(generated: list[int]) -> bool:
+            text = session.detokenize(generated)
+            return "\n" in text.lstrip()
+
+        generated, _, _ = session.generate_greedy(prompt_tokens, budget, stop=stop)
+        completion = session.detokenize(generated).strip().split("\n")[0]
+        hits += _normalise_answer(completion) == _normalise_answer(answer)
+    return hits / len(qa_pairs)
+
+
+def evaluate_gguf(
+    request: EvaluateRequest, progress: ProgressFn, log: LogFn
+) -> EvaluateResult:
+    """Perplexity, KL divergence, top-1 agreement and speed of a GGUF vs its reference."""
+    if request.model_kind != "gguf" or request.reference_kind != "gguf":
+        raise BackendError(
+            "The GGUF evaluator compares a GGUF model with a GGUF reference."
+        )
+    n_ctx = int(request.context_tokens)
+    if n_ctx < 16 or n_ctx % 2:
+        raise BackendError("context_tokens must be an even number of at least 16.")
+    threads = max(1, int(request.threads))
+
+    progress(0.0, "load")
+    # Unreferenced memory maps of earlier steps (gguf-py readers) would count in
+    # this process's RSS, which is reported as the model's footprint.
+    gc.collect()
+    # Tokenize first, with the reference's tokenizer alone (no weights): a text
+    # too short for the context is refused before any model is loaded.
+    with LlamaSession(request.reference_path, n_ctx=n_ctx, vocab_only=True) as vocab:
+        tokens = vocab.tokenize(request.text)
+        ref_vocab_size = vocab.n_vocab
+    n_chunk = _chunks(tokens, n_ctx, request.max_chunks)
+    candidate = LlamaSession(request.model_path, n_ctx=n_ctx, n_threads=threads)
+    with contextlib.ExitStack() as stack:
+        stack.callback(candidate.close)
+        log(f"loaded {request.model_path.name} in {candidate.load_time_s:.2f} s")
+        if ref_vocab_size != candidate.n_vocab:
+            raise BackendError(
+                f"The model has {candidate.n_vocab:,} tokens in its vocabulary and the "
+                f"reference {ref_vocab_size:,}; they cannot be compared."
+            )
+        rss_samples = [_rss_bytes()]
+
+        # Speed and memory first, while the candidate is the only model loaded.
+        progress(0.05, "generate")
+        prompt = candidate.tokenize(request.text)[: max(1, min(64, n_ctx // 4))]
+        gen_budget = max(1, min(request.generation_tokens, n_ctx - len(prompt)))
+        generated, _, decode_s = candidate.generate_greedy(prompt, gen_budget)
+        rss_samples.append(_rss_bytes())
+        gen_tps = len(generated) / decode_s if decode_s > 0 else 0.0
+        log(f"generated {len(generated)} tokens at {gen_tps:.1f} tokens/s")
+
+        exact_match: float | None = None
+        if request.qa_pairs:
+            progress(0.1, "exact-match")
+            exact_match = _exact_match(candidate, request.qa_pairs, log)
+            log(f"exact match {exact_match:.3f} over {len(request.qa_pairs)} prompts")
+
+        # The first chunk, still alone: a full-context prefill is the candidate's
+        # memory high-water mark; its logits are kept for the scoring below.
+        first = n_ctx // 2
+        bos = candidate.bos if candidate.add_bos else None
+        candidate.clear()
+        t0 = time.perf_counter()
+        first_logits: npt.NDArray[np.float32] | None = candidate.decode(
+            _chunk_tokens(tokens, 0, n_ctx, bos), logits_from=first
+        )
+        prefill_s = time.perf_counter() - t0
+        rss_samples.append(_rss_bytes())
+
+        progress(0.15, "load reference")
+        reference = LlamaSession(request.reference_path, n_ctx=n_ctx, n_threads=threads)
+        stack.callback(reference.close)
+        bos = reference.bos if reference.add_bos else None
+        log(
+            f"scoring {n_chunk} chunks of {n_ctx} tokens "
+            f"({n_chunk * (n_ctx - first - 1):,} positions) of {len(tokens):,} tokens"
+        )
+
+        ref_score, cand_score = PerplexityScore(), PerplexityScore()
+        kl_sum = 0.0
+        agree = 0
+        for index in range(n_chunk):
+            chunk = _chunk_tokens(tokens, index, n_ctx, bos)
+            targets = np.asarray(
+                tokens[index * n_ctx + first + 1 : (index + 1) * n_ctx]
+            )
+            rows = np.arange(len(targets))
+
+            reference.clear()
+            ref_logp = _log_softmax(reference.decode(chunk, logits_from=first))[:-1]
+            if first_logits is not None:
+                cand_logits, first_logits = first_logits, None
+            else:
+                candidate.clear()
+                t0 = time.perf_counter()
+                cand_logits = candidate.decode(chunk, logits_from=first)
+                prefill_s += time.perf_counter() - t0
+            cand_logp = _log_softmax(cand_logits)[:-1]
+
+            ref_score.nll_sum -= float(ref_logp[rows, targets].sum(dtype=np.float64))
+            cand_score.nll_sum -= float(cand_logp[rows, targets].sum(dtype=np.float64))
+            ref_score.count += len(targets)
+            cand_score.count += len(targets)
+            kl_terms = np.exp(ref_logp) * (ref_logp - cand_logp)
+            kl_sum += float(kl_terms.sum(dtype=np.float64))
+            agree += int((ref_logp.argmax(axis=1) == cand_logp.argmax(axis=1)).sum())
+            progress(0.2 + 0.8 * (index + 1) / n_chunk, "score")
+
+        count = cand_score.count
+        prompt_tps = n_chunk * n_ctx / prefill_s if prefill_s > 0 else 0.0
+        result = EvaluateResult(
+            perplexity=cand_score.perplexity,
+            base_perplexity=ref_score.perplexity,
+            kl_divergence=kl_sum / count,
+            top1_agreement=agree / count,
+            tokens_evaluated=count,
+            prompt_tokens_per_s=prompt_tps,
+            generation_tokens_per_s=gen_tps,
+            # Sampled before the reference was loaded: the candidate's footprint.
+            peak_memory_bytes=max(rss_samples),
+            load_time_s=candidate.load_time_s,
+            exact_match=exact_match,
+        )
+    log(
+        f"perplexity {result.perplexity:.4f} (reference {result.base_perplexity:.4f}), "
+        f"KLD {result.kl_divergence:.5f}, top-1 {result.top1_agreement:.4f}"
+    )
+    progress(1.0, "done")
+    return result
