@@ -1,0 +1,131 @@
+"""Round-to-nearest (RTN) weight quantization: the baseline the calibrated methods
+must beat.
+
+Every linear layer inside the decoder blocks (not the embeddings, not lm_head) is
+rounded to an asymmetric integer grid with zero points: int8 usually per output
+channel (``rtn-int8-g-1``), int4 per group of inputs (``rtn-int4-g64``).
+
+Layout: the standard GPTQ checkpoint layout (``quant_method: gptq``, with
+``desc_act: false``, ``sym: false``). RTN is GPTQ without error feedback, and that
+layout holds both 4- and 8-bit integers (AWQ's GEMM layout is 4-bit only), so
+transformers/vLLM load it as they load a GPTQ model, and our evaluator unpacks it
+with the same code.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+
+from quantjobs.backends.base import (
+    EvaluateRequest,
+    EvaluateResult,
+    LogFn,
+    ProgressFn,
+    QuantizeRequest,
+    QuantizeResult,
+)
+from quantjobs.backends.torchq import common
+from quantjobs.backends.torchq.checkpoint import (
+    gptq_quantization_config,
+    save_gptq_checkpoint,
+)
+from quantjobs.backends.torchq.formats import check_group_size, parse_format
+from quantjobs.backends.torchq.layers import quantizable_linears
+from quantjobs.backends.torchq.quantizer import QuantizedWeight, rtn_quantize
+
+
+class RtnBackend:
+    """Round-to-nearest int4/int8, saved in the GPTQ layout; runs on CPU."""
+
+    name = "rtn"
+    queue: Literal["cpu", "gpu"] = "cpu"
+
+    def quantize(
+        self, request: QuantizeRequest, progress: ProgressFn, log: LogFn
+    ) -> QuantizeResult:
+        """Quantize every decoder-block linear of the source to the format's grid."""
+        from transformers import AutoModelForCausalLM
+
+        fmt = parse_format(request.format, "rtn")
+        torch.set_num_threads(max(1, request.threads))
+        started = time.perf_counter()
+        source = common.source_dir(request, progress, log)
+        progress(0.1, "load")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source),
+            torch_dtype=torch.float32,
+            use_safetensors=True,
+            trust_remote_code=False,
+        ).eval()
+        linears = quantizable_linears(model)
+        check_group_size(fmt, {n: lin.in_features for n, lin in linears.items()})
+        log(
+            f"RTN {fmt.bits}-bit, group {fmt.group_size}, asymmetric: "
+            f"{len(linears)} linear layers"
+        )
+        quantized: dict[str, QuantizedWeight] = {}
+        with torch.no_grad():
+            for i, (name, linear) in enumerate(linears.items()):
+                quantized[name] = rtn_quantize(
+                    linear.weight, fmt.bits, fmt.group_size, sym=fmt.sym
+                )
+                progress(0.1 + 0.7 * (i + 1) / len(linears), "quantize")
+
+        progress(0.8, "save")
+        tmp, final = common.artifact_dirs(request, request.format)
+        qc = gptq_quantization_config(fmt, damp_percent=None, quantizer="quantplan:rtn")
+        save_gptq_checkpoint(model, quantized, tmp, source, qc)
+        progress(0.9, "verify")
+        common.verify_packed_artifact(
+            tmp, fmt, common.linear_shapes(linears.items()), layout="gptq"
+        )
+        hashes = common.publish(tmp, final)
+        elapsed = time.perf_counter() - started
+        size = common.dir_bytes(final)
+        log(f"Wrote {final.name}: {size} bytes in {elapsed:.1f} s")
+        progress(1.0, "done")
+        return QuantizeResult(
+            artifact_path=final,
+            format=request.format,
+            reference_path=source,
+            reference_kind="hf",
+            artifact_kind="hf",
+            metadata={
+                "method": "rtn",
+                "layout": "gptq",
+                "bits": fmt.bits,
+                "group_size": fmt.group_size,
+                "sym": fmt.sym,
+                "quantized_layers": len(quantized),
+                "artifact_bytes": size,
+                "quantize_time_s": elapsed,
+                "sha256": hashes,
+            },
+        )
+
+    def evaluate(
+        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
+    ) -> EvaluateResult:
+        """Measure the artifact against its reference with the torch evaluator."""
+        from quantjobs.backends.torch_eval import evaluate_hf
+
+        return evaluate_hf(request, progress, log)
+
+
+def quantize_model_rtn(
+    model: torch.nn.Module, bits: int, group_size: int
+) -> dict[str, QuantizedWeight]:
+    """RTN in place on a loaded model (weights replaced by their dequantized grid)."""
+    quantized = {}
+    with torch.no_grad():
+        for name, linear in quantizable_linears(model).items():
+            q = rtn_quantize(linear.weight, bits, group_size, sym=False)
+            linear.weight.copy_(q.dequantize(linear.weight.dtype))
+            quantized[name] = q
+    return quantized
+
+
+__all__ = ["RtnBackend", "quantize_model_rtn"]
