@@ -231,12 +231,20 @@ def job_execute(*, job_id: str, worker: str) -> None:
     runner.execute(job)
 
 
-def jobs_reap_stale(*, stale_after_s: float | None = None) -> list[str]:
-    """Requeue (once) or fail running jobs whose worker stopped sending heartbeats."""
+def jobs_reap_stale(
+    *, stale_after_s: float | None = None, reaper: str | None = None
+) -> list[str]:
+    """Requeue (once) or fail running jobs whose worker stopped sending heartbeats.
+
+    ``reaper`` is the calling worker's name: a job it runs itself whose child process
+    is still alive is only slow to report (a starved CPU), never lost.
+    """
     stale_after = stale_after_s or settings.QUANTPLAN_HEARTBEAT_STALE_S
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     touched: list[str] = []
     for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff):
+        if reaper and job.worker == reaper and _child_alive(job):
+            continue
         _kill_orphan_child(job)
         if job.attempts < job.max_attempts and not job.cancel_requested:
             requeued = Job.objects.filter(
@@ -282,6 +290,21 @@ def jobs_interrupt_for_worker(*, worker: str) -> int:
     return Job.objects.filter(status=Job.Status.RUNNING, worker=worker).update(
         interrupt_requested=True
     )
+
+
+def _child_alive(job: Job) -> bool:
+    """Whether the job's child process still runs on this host."""
+    pid = job.options.get("_child_pid") if isinstance(job.options, dict) else None
+    if not isinstance(pid, int):
+        return False
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _kill_orphan_child(job: Job) -> None:

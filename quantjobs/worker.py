@@ -72,7 +72,7 @@ def beat(hostname: str, queues: list[str], caps: dict[str, Any]) -> None:
             hostname=hostname,
             defaults={"queues": queues, "capabilities": caps, "last_seen_at": timezone.now()},
         )
-        jobs_reap_stale()
+        jobs_reap_stale(reaper=hostname)
     except Exception:
         logger.warning("worker heartbeat failed", exc_info=True)
 

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.worker]
 
 FAST_REAPER = {
     "QUANTPLAN_HEARTBEAT_INTERVAL_S": "1",
-    "QUANTPLAN_HEARTBEAT_STALE_S": "4",
+    "QUANTPLAN_HEARTBEAT_STALE_S": "8",
 }
 
 
