@@ -246,6 +246,7 @@ def jobs_reap_stale(
         if reaper and job.worker == reaper and _child_alive(job):
             continue
         _kill_orphan_child(job)
+        _remove_lost_attempt(job)
         if job.attempts < job.max_attempts and not job.cancel_requested:
             requeued = Job.objects.filter(
                 pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
@@ -290,6 +291,19 @@ def jobs_interrupt_for_worker(*, worker: str) -> int:
     return Job.objects.filter(status=Job.Status.RUNNING, worker=worker).update(
         interrupt_requested=True
     )
+
+
+def _remove_lost_attempt(job: Job) -> None:
+    """Delete the work folder a dead worker left for this attempt (shared storage)."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(settings.QUANTPLAN_WORK_ROOT) / str(job.pk)
+    shutil.rmtree(folder / f"attempt-{job.attempts}", ignore_errors=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _child_alive(job: Job) -> bool:

@@ -243,7 +243,8 @@ def test_a_full_disk_fails_the_job_removes_the_partial_file_and_spares_others(
             timeout_s=300,
         )
         assert body["status"] == "FAILED", body
-        assert "disk" in body["error"].lower() or "space" in body["error"].lower(), body["error"]
+        error = body["error"].lower()
+        assert "full" in error or "space" in error, body["error"]
         assert not any(p.is_file() for p in mount.rglob("*")), list(mount.rglob("*"))
         _assert_nothing_partial(clean_media)
 
