@@ -39,14 +39,9 @@ def _best_ms(fn: Callable[[], object], repeat: int, *, cold: bool) -> float:
     return min(times) if not cold else statistics.median(times)
 
 
-def main() -> None:
-    """Run the benchmark and print a small table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="llama-3.1-70b")
-    parser.add_argument("--repeat", type=int, default=7)
-    args = parser.parse_args()
-
-    spec = get_model(args.model).spec
+def measure(model_id: str = "llama-3.1-70b", repeat: int = 7) -> dict[str, object]:
+    """Time the cases; returns the baseline and rows (name, ms, target ms)."""
+    spec = get_model(model_id).spec
     gpus = load_gpus()
     formats = [f.id for f in list_formats()]
     one = PlanRequest(model=spec, gpu=gpus[0], formats=["gguf-Q4_K_M"])
@@ -63,32 +58,51 @@ def main() -> None:
         for gpu in gpus:
             plan(PlanRequest(model=spec, gpu=gpu, formats=formats))
 
-    base_ms = _best_ms(baseline, args.repeat * 3, cold=False) / 10
+    base_ms = _best_ms(baseline, repeat * 3, cold=False) / 10
     rows = [
         (
             "plan(), one format, cold caches",
-            _best_ms(one_format, args.repeat, cold=True),
+            _best_ms(one_format, repeat, cold=True),
             5,
         ),
         (
             "plan(), one format, warm caches",
-            _best_ms(one_format, args.repeat, cold=False),
+            _best_ms(one_format, repeat, cold=False),
             5,
         ),
         (
             f"matrix {len(formats)} formats x {len(gpus)} GPUs, cold",
-            _best_ms(matrix, max(3, args.repeat // 2), cold=True),
+            _best_ms(matrix, max(3, repeat // 2), cold=True),
             200,
         ),
         (
             f"matrix {len(formats)} formats x {len(gpus)} GPUs, warm",
-            _best_ms(matrix, max(3, args.repeat // 2), cold=False),
+            _best_ms(matrix, max(3, repeat // 2), cold=False),
             200,
         ),
     ]
+    return {
+        "model": model_id,
+        "baseline_ms": base_ms,
+        "formats": len(formats),
+        "gpus": len(gpus),
+        "rows": [{"case": n, "ms": ms, "target_ms": t} for n, ms, t in rows],
+    }
+
+
+def main() -> None:
+    """Run the benchmark and print a small table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="llama-3.1-70b")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    result = measure(args.model, args.repeat)
+    base_ms = float(result["baseline_ms"])  # type: ignore[arg-type]
     print(f"model {args.model}; baseline json.dumps(one result) = {base_ms:.4f} ms")
     print(f"{'case':48} {'ms':>9} {'x baseline':>11} {'target ms':>10}")
-    for name, ms, target in rows:
+    for row in result["rows"]:  # type: ignore[attr-defined]
+        name, ms, target = row["case"], row["ms"], row["target_ms"]
         flag = "" if ms < target else "  OVER TARGET"
         print(f"{name:48} {ms:9.2f} {ms / base_ms:11.0f} {target:10}{flag}")
 

@@ -15,7 +15,12 @@ Rows are grouped by ``bytes_kind``:
 
 The headline median / max |error| are over ``file`` + ``file_rounded`` rows.
 
-Usage (from the repository root):  python bench/projection_truth.py [--markdown]
+Files built differently from today's llama.cpp / convert_hf_to_gguf are listed
+in ``KNOWN_DIFFERENT`` (the same list ``tests/planner/test_catalog.py`` skips);
+the summary is given with and without them.
+
+Usage (from the repository root):
+``python bench/projection_truth.py [--markdown] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DATA = ROOT / "planner" / "engine" / "data"
+
+# Kept in step with KNOWN_DIFFERENT in tests/planner/test_catalog.py.
+KNOWN_DIFFERENT = {
+    "qwen2.5-1.5b-instruct-q8_0.gguf": "untied output.weight added by Qwen's converter",
+    "qwen2.5-3b-instruct-q5_k_m.gguf": "untied output.weight added by Qwen's converter",
+    "Phi-3.1-mini-4k-instruct-Q5_K_M.gguf": "older llama.cpp attn_qkv rule",
+}
 
 
 def _engine():
@@ -62,11 +74,8 @@ def _fmt_bytes(n: float | None) -> str:
     return "-" if n is None else f"{n:,.0f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    args = ap.parse_args(argv)
-
+def collect() -> list[dict]:
+    """One dict per published row: published vs projected bytes and the error."""
     artifact_bytes, model_spec_from_config, parse_format, tensor_bytes = _engine()
     configs = _configs()
     rows = json.loads((DATA / "published_sizes.json").read_text(encoding="utf-8"))
@@ -101,6 +110,43 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # a report: record and carry on
             out["error"] = f"{type(exc).__name__}: {exc}"[:120]
         results.append(out)
+
+    for out in results:
+        out["known_different"] = KNOWN_DIFFERENT.get(out["file"], "")
+    return results
+
+
+def summarise(
+    results: list[dict], kinds: tuple[str, ...], *, exclude_known: bool
+) -> dict:
+    """n, median and max |error| (and the worst row) over rows of ``kinds``."""
+    sel = [
+        x
+        for x in results
+        if x["kind"] in kinds
+        and x["err"] is not None
+        and not (exclude_known and x["known_different"])
+    ]
+    failed = sum(1 for x in results if x["kind"] in kinds and x["err"] is None)
+    if not sel:
+        return {"n": 0, "failed": failed}
+    worst = max(sel, key=lambda x: abs(x["err"]))
+    errs = [abs(x["err"]) for x in sel]
+    return {
+        "n": len(sel),
+        "failed": failed,
+        "median_abs_err_pct": statistics.median(errs),
+        "max_abs_err_pct": max(errs),
+        "worst": f"{worst['model']} {worst['format']}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    results = collect()
 
     groups = [
         ("file", "Exact published file sizes"),
@@ -161,6 +207,33 @@ def main(argv: list[str] | None = None) -> int:
     summary("Files (exact + rounded)", ("file", "file_rounded"))
     summary("Exact files only", ("file",))
     summary("Tensor data (llama.cpp table)", ("tensor_data",))
+    clean = summarise(results, ("file", "file_rounded"), exclude_known=True)
+    if clean["n"]:
+        line = (
+            f"Files without the {len(KNOWN_DIFFERENT)} known-different ones: "
+            f"n={clean['n']}, median |error| = {clean['median_abs_err_pct']:.3f}%, "
+            f"max |error| = {clean['max_abs_err_pct']:.3f}% ({clean['worst']})"
+        )
+        print(("\n**" + line + "**") if md else "\n" + line)
+    if args.json:
+        from bench._common import Recorder
+
+        rec = Recorder("projection_truth", quick=False)
+        rec.data = {
+            "rows": results,
+            "known_different": KNOWN_DIFFERENT,
+            "summary": {
+                "files": summarise(
+                    results, ("file", "file_rounded"), exclude_known=False
+                ),
+                "files_without_known": clean,
+                "exact_files": summarise(results, ("file",), exclude_known=False),
+                "tensor_data": summarise(
+                    results, ("tensor_data",), exclude_known=False
+                ),
+            },
+        }
+        rec.write(args.json)
     return 0
 
 
