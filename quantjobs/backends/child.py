@@ -183,6 +183,18 @@ def calibration_text(request: dict[str, Any]) -> str:
     return default_calibration_text()
 
 
+def _cpu_defaults(options: dict[str, Any]) -> None:
+    """GPU-queue methods on a worker without CUDA: allowed for small models (the
+    backend's own size limit still applies), with calibration sized for a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    options.setdefault("allow_cpu", True)
+    options.setdefault("calibration_samples", 16)
+    options.setdefault("calibration_seq_len", 256)
+
+
 def run(request: dict[str, Any], reporter: Reporter) -> None:
     """Quantize and evaluate every requested format, reporting each result."""
     work_dir = Path(request["work_dir"])
@@ -194,6 +206,8 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     reporter.scope(0.0, 0.02, "Preparing")
     reporter.progress(0.0, "Resolving the model source")
     source_path, source_kind = resolve_source(request, work_dir, reporter)
+    if request["method"] in {"awq", "gptq", "rtn"}:
+        _cpu_defaults(options)
     if request["method"] in {"awq", "gptq", "rtn"} or request["source"].get("as_hf"):
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
