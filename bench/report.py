@@ -397,7 +397,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
         )
     out.append("### Decode tokens/s\n")
     out.append(
-        "Best of the runs at all contexts (prompt ≤ 512 tokens, then "
+        "Best of the runs at n_ctx 512 (prompt ≤ 512 tokens, then "
         "greedy decode). *Roofline* is `estimate_speed` for `cpu-generic-ddr5` with "
         "this machine's core count and the read bandwidth measured in this run "
         f"({d['bandwidth']['read_bytes_per_s'] / 1e9:.1f} GB/s, "
