@@ -15,6 +15,7 @@ quantization time. Everything runs on this machine's CPU (or its GPU if any).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--awq-clip", action="store_true", help="add AWQ with clip on")
     parser.add_argument("--json", type=Path, help="write the rows for bench/run_all.py")
     args = parser.parse_args()
+    args.started = time.time()
+    args.load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     if args.quick and not args.preset:
         args.preset = "quick"
@@ -267,6 +270,7 @@ def _write_json(args: argparse.Namespace, rows: list[dict[str, object]]) -> None
         except Exception:  # noqa: BLE001 - a format the planner does not size
             row["projected_bytes"] = None
     rec = Recorder("quant_methods", quick=args.preset == "quick")
+    rec.started, rec.load_before = args.started, args.load_before
     rec.data = {
         "rows": rows,
         "preset": args.preset,
