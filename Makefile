@@ -3,16 +3,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt requirements-dev.txt deploy/llama-cpp-wheel.sh | sha256sum | cut -c1-12)
 
 .PHONY: install run worker test test-fast lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt deploy/llama-cpp-wheel.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel
-	# llama-cpp-python compiles for ~12 min once; pip caches the wheel afterwards.
+	# llama-cpp-python compiles once per CPU's instruction sets (minutes), cached after.
+	bash deploy/llama-cpp-wheel.sh $(PY)
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
