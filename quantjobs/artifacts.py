@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import uuid
@@ -12,20 +11,12 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import Sum
 
+from quantjobs.backends.base import sha256_file
 from quantjobs.models import Artifact, Job
 
 
 class ArtifactCheckFailed(Exception):
     """The file the backend wrote is not the file it described."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def artifact_root() -> Path:
@@ -94,7 +85,8 @@ def publish_artifact(
             path=str(relative),
             size_bytes=final.stat().st_size,
             sha256=actual,
-            content_type="application/x-tar" if filename.endswith(".tar")
+            content_type="application/x-tar"
+            if filename.endswith(".tar")
             else "application/octet-stream",
         )
     except Exception:

@@ -9,11 +9,12 @@ imports ``llm`` and ``llama_cpp``, which the web process must never load (and
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from quantjobs.backends.base import sha256_file
 
 __all__ = [
     "SAMPLES",
@@ -26,8 +27,6 @@ __all__ = [
     "sample_path",
     "sample_sha256",
 ]
-
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 class SampleError(LookupError):
@@ -123,12 +122,7 @@ def sample_path(sample_id: str) -> Path:
     return path
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+_file_sha256 = sha256_file  # module-level name, so tests can count the calls
 
 
 def sample_sha256(sample_id: str) -> str:

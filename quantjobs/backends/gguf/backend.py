@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import re
 import time
@@ -36,6 +35,7 @@ from quantjobs.backends.base import (
     ProgressFn,
     QuantizeRequest,
     QuantizeResult,
+    sha256_file,
 )
 from quantjobs.backends.gguf.ftypes import FALLBACK_TYPES, GgufType, parse_gguf_format
 
@@ -46,15 +46,6 @@ __all__ = ["GgufBackend", "sha256_file", "verify_quantized"]
 
 _QUANT_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
 _FLOAT_TENSOR_TYPES = {"F32", "F16", "BF16"}
-
-
-def sha256_file(path: Path) -> str:
-    """Streamed sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stage(progress: ProgressFn, start: float, end: float) -> ProgressFn:
