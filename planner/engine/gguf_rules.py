@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from .ggml import GGML_TYPES
 from .spec import ModelSpec
-from .tensors import TensorInfo, tensor_inventory
+from .tensors import EMBEDDING, TensorInfo, tensor_inventory
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,3 +491,25 @@ def gguf_bits_per_weight(spec: ModelSpec, gguf_type: str) -> float:
     mix = gguf_mixture(spec, gguf_type)
     n_params = sum(t.n_elements for t, _ in mix.tensors)
     return gguf_tensor_data_bytes(spec, gguf_type) * 8 / n_params
+
+
+# Tensor types llama.cpp's CPU backend copies into an interleaved layout when it
+# loads a model on an x86 CPU with AVX2 (ggml-cpu/repack.cpp,
+# ``ggml_repack_get_optimal_repack_type``; an AVX-512 build adds Q2_K). Only
+# matrices that are multiplied are repacked, not the token embedding (gathered by
+# row), and only when their row count is a multiple of the interleave.
+CPU_REPACK_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+CPU_REPACK_ROWS = 8
+
+
+@lru_cache(maxsize=1024)
+def gguf_cpu_repack_bytes(spec: ModelSpec, gguf_type: str) -> int:
+    """Bytes llama.cpp re-lays out for the CPU at load: a copy beside the mapped file."""
+    return sum(
+        n
+        for t, ty, n in gguf_tensor_sizes(spec, gguf_type)
+        if ty in CPU_REPACK_TYPES
+        and t.role != EMBEDDING
+        and len(t.shape) in (2, 3)
+        and t.shape[1] % CPU_REPACK_ROWS == 0
+    )

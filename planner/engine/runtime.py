@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from .catalog import GpuSpec
 from .formats import FormatSpec
+from .gguf_rules import gguf_cpu_repack_bytes
 from .kv_cache import (
     kv_bytes_per_token_per_layer,
     kv_layer_counts,
@@ -55,6 +56,14 @@ LLAMA_CPP_GPU_CONTEXT_BYTES = 300 * MIB  # CUDA/Metal context and pools
 LLAMA_CPP_HOST_OVERHEAD_BYTES = (
     256 * MIB
 )  # process, mmap bookkeeping, host compute buffer
+# llama.cpp serving from a CPU (bench/gguf_memory.py, docs/benchmarks.md section 2):
+# the process (Python + llama-cpp-python, 53 MiB) and what loading leaves resident
+# (vocabulary, graph reservation: ~19 MiB); no CUDA context.
+LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES = 72 * MIB
+# On a CPU the compute buffer is reserved as virtual memory and only the pages a
+# forward pass touches become resident: the all-token logits it is sized for are
+# never written when only the last token's logits are needed. Measured share: 0.19.
+LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION = 0.19
 
 # Share of a device's memory a process may use when it is not a discrete GPU.
 APPLE_GPU_MEMORY_FRACTION = 0.75  # Metal's recommended working set on unified memory
@@ -198,10 +207,19 @@ def _fixed_bytes_cached(
         return weights, activation, overhead, host
     embd = layout.role_bytes(EMBEDDING)
     if kind == "cpu":
+        # The weights stay mapped from the file; the matrices the CPU backend
+        # re-lays out for its kernels are held a second time, as runtime overhead.
+        repack = (
+            gguf_cpu_repack_bytes(spec, fmt.gguf_type)
+            if fmt.family == "gguf" and fmt.gguf_type is not None
+            else 0
+        )
         return (
             layout.weights_bytes,
-            llama_cpp_compute_bytes(spec),
-            LLAMA_CPP_HOST_OVERHEAD_BYTES,
+            math.ceil(
+                llama_cpp_compute_bytes(spec) * LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION
+            ),
+            LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES + repack,
             0,
         )
     # The input embedding lives in host RAM; a tied model also copies it to the

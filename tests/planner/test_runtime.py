@@ -15,7 +15,9 @@ from planner.engine import (
     max_context_tokens,
     parse_format,
 )
+from planner.engine.gguf_rules import gguf_cpu_repack_bytes
 from planner.engine.runtime import (
+    LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES,
     VLLM_CUDA_CONTEXT_BYTES,
     VLLM_CUDA_GRAPHS_BYTES,
     valid_tensor_parallel,
@@ -194,6 +196,26 @@ def test_apple_and_cpu_budgets_leave_room_for_the_system(
     )
     assert c.budget_bytes_per_gpu == int(512 * 2**30 * 0.9)
     assert c.fits
+
+
+@pytest.mark.parametrize(
+    ("fmt", "repacked"),
+    [("gguf-Q4_0", True), ("gguf-Q4_K_M", True), ("gguf-Q8_0", False)],
+)
+def test_llama_cpp_on_a_cpu_counts_the_repacked_copy_and_no_cuda(
+    llama3_8b: ModelSpec, cpu_server: GpuSpec, h100: GpuSpec, fmt: str, repacked: bool
+) -> None:
+    kwargs = {"engine": "llama.cpp", "gpus": 1, "context_tokens": 4096, "sequences": 1}
+    on_cpu = estimate_memory(llama3_8b, parse_format(fmt), cpu_server, **kwargs)
+    on_gpu = estimate_memory(llama3_8b, parse_format(fmt), h100, **kwargs)
+    repack = gguf_cpu_repack_bytes(llama3_8b, fmt.removeprefix("gguf-"))
+    assert (repack > 0) is repacked
+    if fmt == "gguf-Q4_0":  # every matrix but the gathered token embedding
+        assert repack > 0.8 * on_cpu.weights_bytes_per_gpu
+    assert on_cpu.overhead_bytes_per_gpu == LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES + repack
+    # Only the touched part of the compute buffer is resident on a CPU.
+    assert 0 < on_cpu.activation_bytes_per_gpu < on_gpu.activation_bytes_per_gpu / 4
+    assert on_cpu.kv_cache_bytes_per_gpu == on_gpu.kv_cache_bytes_per_gpu
 
 
 def test_max_context_is_the_longest_that_fits(
