@@ -230,7 +230,7 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [step.get("type") for step in steps]
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"  # llama.cpp's name (llama-vocab.cpp); "gpt2" is refused
     if (
         kinds == ["Digits", "ByteLevel"]
         and steps[0].get("individual_digits")
@@ -244,7 +244,7 @@ def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     raise BackendError(
         f"Unrecognised tokenizer pre-tokenizer ({', '.join(map(str, kinds)) or 'none'}); "
         "set the option tokenizer_pre to the llama.cpp name (e.g. 'llama-bpe', "
-        "'qwen2', 'smollm', 'gpt2')."
+        "'qwen2', 'smollm', 'gpt-2')."
     )
 
 

@@ -54,7 +54,7 @@ def test_permute_qk_interleaves_the_two_rotary_halves_of_each_head() -> None:
 @pytest.mark.parametrize(
     ("pre_tokenizer", "expected"),
     [
-        ({"type": "ByteLevel", "use_regex": True}, "gpt2"),
+        ({"type": "ByteLevel", "use_regex": True}, "gpt-2"),
         (
             {
                 "type": "Sequence",
@@ -344,8 +344,13 @@ def test_the_transformers_export_converts_too(
     # No digit splitting in transformers' tokenizer.json: llama.cpp's gpt2 regex.
     out = tmp_path / "exported.gguf"
     result = convert_hf_to_gguf(dirs["exported"], out, progress=nothing, log=nothing)
-    assert (result.architecture, result.tokenizer_pre) == ("llama", "gpt2")
+    assert (result.architecture, result.tokenizer_pre) == ("llama", "gpt-2")
     assert result.tensor_count == 272 and result.vocab_size == 49152
+    # llama.cpp accepts the name and tokenizes with it.
+    from llama_cpp import Llama
+
+    vocab = Llama(str(out), vocab_only=True, verbose=False)
+    assert vocab.tokenize(b"The 2024 report", add_bos=False)
     # ...unless told which pre-tokenizer the model really uses.
     forced = convert_hf_to_gguf(
         dirs["exported"], out, progress=nothing, log=nothing, tokenizer_pre="smollm"
