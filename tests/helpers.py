@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+# Builds a backend's QuantizeRequest: (source, work_dir, format, **options).
+RequestFactory = Callable[..., Any]
+
 
 def wait_for(
     predicate: Callable[[], Any], *, timeout_s: float = 120, interval_s: float = 0.2

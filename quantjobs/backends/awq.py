@@ -36,8 +36,6 @@ import torch
 
 from quantjobs.backends.base import (
     BackendError,
-    EvaluateRequest,
-    EvaluateResult,
     LogFn,
     ProgressFn,
     QuantizeRequest,
@@ -50,7 +48,7 @@ from quantjobs.backends.torchq.formats import check_group_size, parse_format
 from quantjobs.backends.torchq.layers import quantizable_linears
 
 
-class AwqBackend:
+class AwqBackend(common.TorchEvaluated):
     """autoawq 4-bit, zero point, GEMM layout; GPU queue, CPU for small models."""
 
     name = "awq"
@@ -126,27 +124,24 @@ class AwqBackend:
         )
 
         progress(0.85, "save")
-        tmp, final = common.artifact_dirs(request, request.format)
+        written = common.artifact_dirs(request, request.format)
         # Non-quantized tensors (embeddings, norms) in float16, like every AWQ
         # checkpoint: the GEMM kernels compute in float16.
         awq_model.model.to(torch.float16)
         awq_model.model.config.torch_dtype = torch.float16
-        awq_model.save_quantized(str(tmp))
+        awq_model.save_quantized(str(written[0]))
         # autoawq flips do_sample on in generation_config.json; keep the source's.
-        copy_side_files(source, tmp)
-        progress(0.95, "verify")
-        common.verify_packed_artifact(tmp, fmt, shapes, layout="awq")
-        hashes = common.publish(tmp, final)
-        elapsed = time.perf_counter() - started
-        size = common.dir_bytes(final)
-        log(f"Wrote {final.name}: {size} bytes in {elapsed:.1f} s")
-        progress(1.0, "done")
-        return QuantizeResult(
-            artifact_path=final,
-            format=request.format,
-            reference_path=source,
-            reference_kind="hf",
-            artifact_kind="hf",
+        copy_side_files(source, written[0])
+        return common.finish_checkpoint(
+            request,
+            written,
+            source,
+            fmt,
+            shapes,
+            started,
+            progress,
+            log,
+            verify_at=0.95,
             metadata={
                 "method": "awq",
                 "layout": "awq-gemm",
@@ -158,20 +153,8 @@ class AwqBackend:
                 "calibration_seq_len": int(samples.shape[1]),
                 "device": device.type,
                 "cpu_scale_fix": device.type == "cpu",
-                "quantized_layers": len(shapes),
-                "artifact_bytes": size,
-                "quantize_time_s": elapsed,
-                "sha256": hashes,
             },
         )
-
-    def evaluate(
-        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
-    ) -> EvaluateResult:
-        """Measure the artifact (GEMM unpacked to float) with the torch evaluator."""
-        from quantjobs.backends.torch_eval import evaluate_hf
-
-        return evaluate_hf(request, progress, log)
 
 
 def _autoawq_model_class() -> Any:

@@ -27,8 +27,6 @@ from torch import nn
 
 from quantjobs.backends.base import (
     BackendError,
-    EvaluateRequest,
-    EvaluateResult,
     LogFn,
     ProgressFn,
     QuantizeRequest,
@@ -60,7 +58,7 @@ from quantjobs.backends.torchq.layers import (
 from quantjobs.backends.torchq.quantizer import QuantizedWeight
 
 
-class GptqBackend:
+class GptqBackend(common.TorchEvaluated):
     """GPTQ (Hessian-based, error-compensating) int2/3/4/8 in the GPTQ layout."""
 
     name = "gptq"
@@ -70,10 +68,7 @@ class GptqBackend:
         self, request: QuantizeRequest, progress: ProgressFn, log: LogFn
     ) -> QuantizeResult:
         """Calibrate on ``request.calibration_text`` and write a GPTQ checkpoint."""
-        from transformers import (  # type: ignore[attr-defined]
-            AutoModelForCausalLM,
-            AutoTokenizer,
-        )
+        from transformers import AutoTokenizer  # type: ignore[attr-defined]
 
         options = request.options
         fmt = apply_options(parse_format(request.format, "gptq"), options)
@@ -92,12 +87,7 @@ class GptqBackend:
         # Quantize in float32 on CPU (float16 matmuls are slow there); float16 on
         # GPU, with Hessians and the solver in float32 either way.
         dtype = torch.float16 if device.type == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(
-            str(source),
-            torch_dtype=dtype,
-            use_safetensors=True,
-            trust_remote_code=False,
-        ).eval()
+        model = common.load_causal_lm(source, dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=False)
         linears = quantizable_linears(model)
         check_group_size(fmt, {n: lin.in_features for n, lin in linears.items()})
@@ -118,24 +108,19 @@ class GptqBackend:
         )
 
         progress(0.85, "save")
-        tmp, final = common.artifact_dirs(request, request.format)
+        written = common.artifact_dirs(request, request.format)
         qc = gptq_quantization_config(fmt, damp_percent, quantizer="quantplan:gptq")
-        save_gptq_checkpoint(model, quantized, tmp, source, qc)
-        progress(0.95, "verify")
-        common.verify_packed_artifact(
-            tmp, fmt, common.linear_shapes(linears.items()), layout="gptq"
-        )
-        hashes = common.publish(tmp, final)
-        elapsed = time.perf_counter() - started
-        size = common.dir_bytes(final)
-        log(f"Wrote {final.name}: {size} bytes in {elapsed:.1f} s")
-        progress(1.0, "done")
-        return QuantizeResult(
-            artifact_path=final,
-            format=request.format,
-            reference_path=source,
-            reference_kind="hf",
-            artifact_kind="hf",
+        save_gptq_checkpoint(model, quantized, written[0], source, qc)
+        return common.finish_checkpoint(
+            request,
+            written,
+            source,
+            fmt,
+            common.linear_shapes(linears.items()),
+            started,
+            progress,
+            log,
+            verify_at=0.95,
             metadata={
                 "method": "gptq",
                 "layout": "gptq",
@@ -147,20 +132,8 @@ class GptqBackend:
                 "calibration_samples": int(samples.shape[0]),
                 "calibration_seq_len": int(samples.shape[1]),
                 "device": device.type,
-                "quantized_layers": len(quantized),
-                "artifact_bytes": size,
-                "quantize_time_s": elapsed,
-                "sha256": hashes,
             },
         )
-
-    def evaluate(
-        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
-    ) -> EvaluateResult:
-        """Measure the artifact against its reference with the torch evaluator."""
-        from quantjobs.backends.torch_eval import evaluate_hf
-
-        return evaluate_hf(request, progress, log)
 
 
 @torch.no_grad()

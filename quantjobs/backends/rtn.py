@@ -20,8 +20,6 @@ from typing import Literal
 import torch
 
 from quantjobs.backends.base import (
-    EvaluateRequest,
-    EvaluateResult,
     LogFn,
     ProgressFn,
     QuantizeRequest,
@@ -37,7 +35,7 @@ from quantjobs.backends.torchq.layers import quantizable_linears
 from quantjobs.backends.torchq.quantizer import QuantizedWeight, rtn_quantize
 
 
-class RtnBackend:
+class RtnBackend(common.TorchEvaluated):
     """Round-to-nearest int4/int8, saved in the GPTQ layout; runs on CPU."""
 
     name = "rtn"
@@ -47,19 +45,12 @@ class RtnBackend:
         self, request: QuantizeRequest, progress: ProgressFn, log: LogFn
     ) -> QuantizeResult:
         """Quantize every decoder-block linear of the source to the format's grid."""
-        from transformers import AutoModelForCausalLM
-
         fmt = parse_format(request.format, "rtn")
         torch.set_num_threads(max(1, request.threads))
         started = time.perf_counter()
         source = common.source_dir(request, progress, log)
         progress(0.1, "load")
-        model = AutoModelForCausalLM.from_pretrained(
-            str(source),
-            torch_dtype=torch.float32,
-            use_safetensors=True,
-            trust_remote_code=False,
-        ).eval()
+        model = common.load_causal_lm(source, torch.float32)
         linears = quantizable_linears(model)
         check_group_size(fmt, {n: lin.in_features for n, lin in linears.items()})
         log(
@@ -75,44 +66,27 @@ class RtnBackend:
                 progress(0.1 + 0.7 * (i + 1) / len(linears), "quantize")
 
         progress(0.8, "save")
-        tmp, final = common.artifact_dirs(request, request.format)
+        written = common.artifact_dirs(request, request.format)
         qc = gptq_quantization_config(fmt, damp_percent=None, quantizer="quantplan:rtn")
-        save_gptq_checkpoint(model, quantized, tmp, source, qc)
-        progress(0.9, "verify")
-        common.verify_packed_artifact(
-            tmp, fmt, common.linear_shapes(linears.items()), layout="gptq"
-        )
-        hashes = common.publish(tmp, final)
-        elapsed = time.perf_counter() - started
-        size = common.dir_bytes(final)
-        log(f"Wrote {final.name}: {size} bytes in {elapsed:.1f} s")
-        progress(1.0, "done")
-        return QuantizeResult(
-            artifact_path=final,
-            format=request.format,
-            reference_path=source,
-            reference_kind="hf",
-            artifact_kind="hf",
+        save_gptq_checkpoint(model, quantized, written[0], source, qc)
+        return common.finish_checkpoint(
+            request,
+            written,
+            source,
+            fmt,
+            common.linear_shapes(linears.items()),
+            started,
+            progress,
+            log,
+            verify_at=0.9,
             metadata={
                 "method": "rtn",
                 "layout": "gptq",
                 "bits": fmt.bits,
                 "group_size": fmt.group_size,
                 "sym": fmt.sym,
-                "quantized_layers": len(quantized),
-                "artifact_bytes": size,
-                "quantize_time_s": elapsed,
-                "sha256": hashes,
             },
         )
-
-    def evaluate(
-        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
-    ) -> EvaluateResult:
-        """Measure the artifact against its reference with the torch evaluator."""
-        from quantjobs.backends.torch_eval import evaluate_hf
-
-        return evaluate_hf(request, progress, log)
 
 
 def quantize_model_rtn(

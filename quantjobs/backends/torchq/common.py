@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from quantjobs.backends.base import BackendError, LogFn, ProgressFn, QuantizeRequest
+from quantjobs.backends.base import (
+    BackendError,
+    EvaluateRequest,
+    EvaluateResult,
+    LogFn,
+    ProgressFn,
+    QuantizeRequest,
+    QuantizeResult,
+)
 from quantjobs.backends.hf_convert import convert_cached, file_sha256
 from quantjobs.backends.hf_source import HfSource, validate_hf_dir
 from quantjobs.backends.torchq import corpus
@@ -187,3 +196,67 @@ def linear_shapes(
 ) -> dict[str, tuple[int, int]]:
     """``name -> (in_features, out_features)`` for the given linears."""
     return {name: (lin.in_features, lin.out_features) for name, lin in linears}
+
+
+def load_causal_lm(source: Path, dtype: torch.dtype) -> Any:
+    """The source's model for quantizing: safetensors only, never remote code."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        str(source), torch_dtype=dtype, use_safetensors=True, trust_remote_code=False
+    ).eval()
+
+
+def finish_checkpoint(
+    request: QuantizeRequest,
+    written: tuple[Path, Path],
+    source: Path,
+    fmt: WeightFormat,
+    shapes: dict[str, tuple[int, int]],
+    started: float,
+    progress: ProgressFn,
+    log: LogFn,
+    *,
+    verify_at: float,
+    metadata: dict[str, Any],
+) -> QuantizeResult:
+    """Verify the checkpoint written in ``written[0]``, publish it as ``written[1]``.
+
+    ``metadata`` names the method; ``layout`` in it ("gptq" or "awq-gemm") picks
+    the packed layout to check.
+    """
+    tmp, final = written
+    progress(verify_at, "verify")
+    layout = "awq" if metadata["layout"] == "awq-gemm" else "gptq"
+    verify_packed_artifact(tmp, fmt, shapes, layout=layout)
+    hashes = publish(tmp, final)
+    elapsed = time.perf_counter() - started
+    size = dir_bytes(final)
+    log(f"Wrote {final.name}: {size} bytes in {elapsed:.1f} s")
+    progress(1.0, "done")
+    return QuantizeResult(
+        artifact_path=final,
+        format=request.format,
+        reference_path=source,
+        reference_kind="hf",
+        artifact_kind="hf",
+        metadata={
+            **metadata,
+            "quantized_layers": len(shapes),
+            "artifact_bytes": size,
+            "quantize_time_s": elapsed,
+            "sha256": hashes,
+        },
+    )
+
+
+class TorchEvaluated:
+    """The evaluation every torch method shares: unpack to float, compare in torch."""
+
+    def evaluate(
+        self, request: EvaluateRequest, progress: ProgressFn, log: LogFn
+    ) -> EvaluateResult:
+        """Measure the artifact against its reference with the torch evaluator."""
+        from quantjobs.backends.torch_eval import evaluate_hf
+
+        return evaluate_hf(request, progress, log)

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from quantjobs.backends.awq import AwqBackend, quantizer_class
-from quantjobs.backends.base import BackendError, EvaluateRequest, QuantizeRequest
+from quantjobs.backends.base import BackendError, EvaluateRequest
 from quantjobs.backends.torchq import corpus
 from quantjobs.backends.torchq.checkpoint import dequantized_state_dict
 from quantjobs.backends.torchq.formats import parse_format
 from quantjobs.backends.torchq.packing import dequantize_awq, pack_awq, unpack_awq
-from quantjobs.backends.torchq.testing import build_tiny_llama
+from tests.helpers import RequestFactory
 
 torch.set_num_threads(2)
 
@@ -112,46 +112,28 @@ def test_awq_format_grammar() -> None:
         parse_format("awq-8bit-g64", "awq")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
-
-
-def _request(source: Path, work: Path, fmt: str, **options: object) -> QuantizeRequest:
-    work.mkdir(parents=True, exist_ok=True)
-    return QuantizeRequest(
-        source_path=source,
-        source_kind="hf",
-        format=fmt,
-        work_dir=work,
-        calibration_text=corpus.calibration_text()[:40_000],
-        threads=2,
-        options={
-            "allow_cpu": True,
-            "calibration_samples": 4,
-            "calibration_seq_len": 64,
-            **options,
-        },
-    )
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
-def test_it_refuses_cpu_unless_allowed(tiny_model: Path, tmp_path: Path) -> None:
-    request = _request(tiny_model, tmp_path, "awq-4bit-g32", allow_cpu=False)
+def test_it_refuses_cpu_unless_allowed(
+    tiny_model: Path, tmp_path: Path, calibrated_request: RequestFactory
+) -> None:
+    request = calibrated_request(tiny_model, tmp_path, "awq-4bit-g32", allow_cpu=False)
     with pytest.raises(BackendError, match="allow_cpu"):
         AwqBackend().quantize(request, quiet, quiet)
 
 
 def test_it_refuses_a_group_size_the_model_cannot_take(
-    tiny_model: Path, tmp_path: Path
+    tiny_model: Path, tmp_path: Path, calibrated_request: RequestFactory
 ) -> None:
-    request = _request(tiny_model, tmp_path, "awq-4bit-g96")
+    request = calibrated_request(tiny_model, tmp_path, "awq-4bit-g96")
     with pytest.raises(BackendError, match="does not divide"):
         AwqBackend().quantize(request, quiet, quiet)
 
 
 def test_backend_writes_a_gemm_checkpoint_from_our_text(
-    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    calibrated_request: RequestFactory,
 ) -> None:
     import awq.utils.calib_data as calib_data
 
@@ -161,7 +143,7 @@ def test_backend_writes_a_gemm_checkpoint_from_our_text(
     monkeypatch.setattr(calib_data, "load_dataset", no_download)
     stages: list[str] = []
     result = AwqBackend().quantize(
-        _request(tiny_model, tmp_path / "work", "awq-4bit-g32"),
+        calibrated_request(tiny_model, tmp_path / "work", "awq-4bit-g32"),
         lambda fraction, stage: stages.append(stage),
         quiet,
     )

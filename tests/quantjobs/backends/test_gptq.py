@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from quantjobs.backends.base import BackendError, EvaluateRequest, QuantizeRequest
+from quantjobs.backends.base import BackendError, EvaluateRequest
 from quantjobs.backends.gptq import GptqBackend
 from quantjobs.backends.torchq import corpus
 from quantjobs.backends.torchq.checkpoint import dequantized_state_dict
@@ -21,7 +21,7 @@ from quantjobs.backends.torchq.packing import (
     unpack_rows,
 )
 from quantjobs.backends.torchq.quantizer import grid_params, rtn_quantize
-from quantjobs.backends.torchq.testing import build_tiny_llama
+from tests.helpers import RequestFactory
 
 torch.set_num_threads(2)
 
@@ -118,61 +118,42 @@ def test_gptq_format_grammar() -> None:
         parse_format("awq-4bit-g128", "gptq")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
-
-
-def _request(source: Path, work: Path, fmt: str, **options: object) -> QuantizeRequest:
-    work.mkdir(parents=True, exist_ok=True)
-    return QuantizeRequest(
-        source_path=source,
-        source_kind="hf",
-        format=fmt,
-        work_dir=work,
-        calibration_text=corpus.calibration_text()[:40_000],
-        threads=2,
-        options={
-            "allow_cpu": True,
-            "calibration_samples": 4,
-            "calibration_seq_len": 64,
-            **options,
-        },
-    )
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
-def test_it_refuses_cpu_unless_allowed(tiny_model: Path, tmp_path: Path) -> None:
-    request = _request(tiny_model, tmp_path, "gptq-4bit-g32", allow_cpu=False)
+def test_it_refuses_cpu_unless_allowed(
+    tiny_model: Path, tmp_path: Path, calibrated_request: RequestFactory
+) -> None:
+    request = calibrated_request(tiny_model, tmp_path, "gptq-4bit-g32", allow_cpu=False)
     with pytest.raises(BackendError, match="allow_cpu"):
         GptqBackend().quantize(request, quiet, quiet)
 
 
 def test_it_refuses_models_over_the_cpu_size_limit(
-    tiny_model: Path, tmp_path: Path
+    tiny_model: Path, tmp_path: Path, calibrated_request: RequestFactory
 ) -> None:
     if torch.cuda.is_available():
         pytest.skip("the CPU size limit applies to CPU workers")
-    request = _request(tiny_model, tmp_path, "gptq-4bit-g32", max_cpu_params=1000)
+    request = calibrated_request(
+        tiny_model, tmp_path, "gptq-4bit-g32", max_cpu_params=1000
+    )
     with pytest.raises(BackendError, match="limited to"):
         GptqBackend().quantize(request, quiet, quiet)
 
 
 def test_it_names_the_group_sizes_a_model_allows(
-    tiny_model: Path, tmp_path: Path
+    tiny_model: Path, tmp_path: Path, calibrated_request: RequestFactory
 ) -> None:
-    request = _request(tiny_model, tmp_path, "gptq-4bit-g96")
+    request = calibrated_request(tiny_model, tmp_path, "gptq-4bit-g96")
     with pytest.raises(BackendError, match="group size of 32, 64, 128 or -1"):
         GptqBackend().quantize(request, quiet, quiet)
 
 
 @pytest.mark.parametrize("fmt", ["gptq-4bit-g32", "gptq-3bit-g64-act-asym"])
 def test_backend_writes_a_standard_gptq_checkpoint(
-    tiny_model: Path, tmp_path: Path, fmt: str
+    tiny_model: Path, tmp_path: Path, fmt: str, calibrated_request: RequestFactory
 ) -> None:
     stages: list[str] = []
     result = GptqBackend().quantize(
-        _request(tiny_model, tmp_path / "work", fmt),
+        calibrated_request(tiny_model, tmp_path / "work", fmt),
         lambda fraction, stage: stages.append(stage),
         quiet,
     )

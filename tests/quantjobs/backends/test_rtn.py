@@ -15,7 +15,6 @@ from quantjobs.backends.torchq import corpus
 from quantjobs.backends.torchq.checkpoint import dequantized_state_dict
 from quantjobs.backends.torchq.formats import parse_format
 from quantjobs.backends.torchq.quantizer import rtn_quantize
-from quantjobs.backends.torchq.testing import build_tiny_llama
 
 torch.set_num_threads(2)
 
@@ -44,11 +43,6 @@ def test_rtn_rounds_every_weight_to_its_nearest_level(bits: int, group: int) -> 
     step = q.scales.float()[q.g_idx.long()].t()
     # Scales are rounded up to float16, so no weight is ever clipped.
     assert bool(((q.dequantize() - weight).abs() <= step * 0.5001).all())
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def _quantize(source: Path, work: Path, fmt: str) -> Path:

@@ -20,11 +20,6 @@ def quiet(*_: object) -> None:
     """A progress/log callback that drops everything."""
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def _request(model: Path, reference: Path, **changes: object) -> EvaluateRequest:
     fields: dict[str, object] = {
         "model_path": model,
