@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from .catalog import GpuSpec
 from .formats import FormatSpec
@@ -336,17 +336,18 @@ def max_context_tokens(
     gpu_memory_utilization: float = VLLM_DEFAULT_GPU_MEMORY_UTILIZATION,
 ) -> int:
     """Longest context per sequence that fits (capped at the model's own maximum)."""
-    est = estimate_memory(
+    estimate = partial(
+        estimate_memory,
         spec,
         fmt,
         gpu,
         engine=engine,
         gpus=gpus,
-        context_tokens=0,
         sequences=sequences,
         cache_dtype=cache_dtype,
         gpu_memory_utilization=gpu_memory_utilization,
     )
+    est = estimate(context_tokens=0)
     free = est.budget_bytes_per_gpu - est.fixed_bytes_per_gpu
     cap = spec.max_position_embeddings
     if free <= 0 or sequences <= 0:
@@ -361,20 +362,7 @@ def max_context_tokens(
     step = VLLM_BLOCK_TOKENS if engine == "vllm" else LLAMA_CPP_CTX_PAD_TOKENS
     ctx_tokens = min(cap, int(ctx) // step * step)
     # Rounding (blocks, n_ctx padding) can push the exact need over; step back.
-    while (
-        ctx_tokens > 0
-        and not estimate_memory(
-            spec,
-            fmt,
-            gpu,
-            engine=engine,
-            gpus=gpus,
-            context_tokens=ctx_tokens,
-            sequences=sequences,
-            cache_dtype=cache_dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-        ).fits
-    ):
+    while ctx_tokens > 0 and not estimate(context_tokens=ctx_tokens).fits:
         ctx_tokens -= step
     return max(0, ctx_tokens)
 
@@ -391,34 +379,22 @@ def max_concurrency(
     gpu_memory_utilization: float = VLLM_DEFAULT_GPU_MEMORY_UTILIZATION,
 ) -> int:
     """Most sequences of ``context_tokens`` whose KV cache fits next to the weights."""
-    one = estimate_memory(
+    estimate = partial(
+        estimate_memory,
         spec,
         fmt,
         gpu,
         engine=engine,
         gpus=gpus,
         context_tokens=context_tokens,
-        sequences=1,
         cache_dtype=cache_dtype,
         gpu_memory_utilization=gpu_memory_utilization,
     )
+    one = estimate(sequences=1)
     free = one.budget_bytes_per_gpu - one.fixed_bytes_per_gpu
     if free <= 0 or one.kv_cache_bytes_per_gpu <= 0:
         return 0
     n = int(free // one.kv_cache_bytes_per_gpu)
-    while (
-        n > 0
-        and not estimate_memory(
-            spec,
-            fmt,
-            gpu,
-            engine=engine,
-            gpus=gpus,
-            context_tokens=context_tokens,
-            sequences=n,
-            cache_dtype=cache_dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-        ).fits
-    ):
+    while n > 0 and not estimate(sequences=n).fits:
         n -= max(1, n // 100)
     return n
