@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_format,
     )
     from planner.engine import runtime as engine_runtime
+    from planner.engine.gguf_rules import gguf_cpu_repack_bytes
 
     types = [t for t in args.types.split(",") if t]
     contexts = (512, 8192) if args.quick else CONTEXTS
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = ensure_gguf_types(types, rec.note)
     spec = get_model(SAMPLE_MODEL_ID).spec
     cpu = get_gpu("cpu-generic-ddr5")
-    overhead_const = int(engine_runtime.LLAMA_CPP_HOST_OVERHEAD_BYTES)
+    overhead_const = int(engine_runtime.LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES)
+    compute_reserved = int(engine_runtime.llama_cpp_compute_bytes(spec))
 
     baselines = [probe(None, 512, gen=gen, runs=runs)["peak"] for _ in range(2)]
     baseline = int(median(baselines))
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                     "projected_weights": int(est.weights_bytes_per_gpu),
                     "projected_kv": int(est.kv_cache_bytes_per_gpu),
                     "projected_compute": int(est.activation_bytes_per_gpu),
+                    "projected_compute_reserved": compute_reserved,
+                    "projected_repack": gguf_cpu_repack_bytes(spec, t),
                     "projected_overhead": int(est.overhead_bytes_per_gpu),
                     "err_raw_pct": pct(m["peak"], total),
                     "err_net_pct": pct(net, total - overhead_const),
@@ -203,27 +207,28 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_runs": baselines,
         "bandwidth": bandwidth,
         "engine_constants": {
-            "LLAMA_CPP_HOST_OVERHEAD_BYTES": overhead_const,
+            "LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES": overhead_const,
+            "LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION": float(
+                engine_runtime.LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION
+            ),
             "LLAMA_CPP_UBATCH_TOKENS": int(engine_runtime.LLAMA_CPP_UBATCH_TOKENS),
             "LLAMA_CPP_CTX_PAD_TOKENS": int(engine_runtime.LLAMA_CPP_CTX_PAD_TOKENS),
         },
-        "proposal": propose_constants(rows, baseline, overhead_const),
+        "fit": fit_constants(rows, baseline),
     }
     rec.write(args.json)
     return 0
 
 
-def propose_constants(
-    rows: list[dict[str, Any]], baseline: int, overhead_const: int
-) -> dict[str, Any]:
-    """Split each measured peak RSS into parts and fit the engine's CPU constants.
+def fit_constants(rows: list[dict[str, Any]], baseline: int) -> dict[str, Any]:
+    """Split each measured peak RSS into parts and re-fit the engine's CPU constants.
 
     Parts: the bare process; llama.cpp's model buffers (mmap'd weights, plus the
     copy it makes of tensors it repacks for this CPU); the KV buffer; what else
     the load left resident (vocabulary, graph reservation); and what prefill and
-    decode touched on top (the used part of the compute buffer). The proposal:
-    host overhead = bare process + load extra; compute = the touched share of the
-    engine's compute term; weights + the repack copy.
+    decode touched on top (the used part of the compute buffer). The fit, to set
+    beside the engine's constants: host overhead = bare process + load extra;
+    compute = the touched share of the reserved compute buffer; weights + repack.
     """
     parts = []
     for row in rows:
@@ -243,7 +248,7 @@ def propose_constants(
                     "kv": kv,
                     "load_extra": load_extra,
                     "run_extra": run_extra,
-                    "compute": c["projected_compute"],
+                    "compute": c["projected_compute_reserved"],
                     "weights": c["projected_weights"],
                     "projected_kv": c["projected_kv"],
                     "peak": c["peak_rss"],
@@ -259,21 +264,19 @@ def propose_constants(
     for p in parts:
         estimate = p["weights"] + p["repack"] + p["projected_kv"] + host_mib
         estimate += share * p["compute"]
-        p["proposed_estimate"] = estimate
-        p["proposed_err_pct"] = pct(p["peak"], estimate)
-        errors.append(abs(p["proposed_err_pct"]))
+        p["fitted_estimate"] = estimate
+        p["fitted_err_pct"] = pct(p["peak"], estimate)
+        errors.append(abs(p["fitted_err_pct"]))
     return {
         "parts": parts,
         "bare_process_bytes": baseline,
         "load_extra_bytes_median": median(p["load_extra"] for p in parts),
         "run_extra_bytes_median": median(p["run_extra"] for p in parts),
-        "proposed_cpu_host_overhead_bytes": host_mib,
-        "proposed_cpu_compute_share": share,
+        "fitted_cpu_host_overhead_bytes": host_mib,
+        "fitted_cpu_compute_share": share,
         "repack_types": sorted({p["type"] for p in parts if p["repack"] > 0}),
-        "proposed_max_abs_err_pct": max(errors),
-        "proposed_median_abs_err_pct": median(errors),
-        "current_overhead_plus_compute_bytes": overhead_const
-        + int(parts[0]["compute"]),
+        "fitted_max_abs_err_pct": max(errors),
+        "fitted_median_abs_err_pct": median(errors),
     }
 
 

@@ -186,7 +186,7 @@ def plot_memory(d: dict[str, Any]) -> str:
     x = list(range(len(types)))
     w = 0.38
     bare = d["baseline_rss"] / MIB
-    allowance = d["engine_constants"]["LLAMA_CPP_HOST_OVERHEAD_BYTES"] / MIB
+    allowance = d["engine_constants"]["LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES"] / MIB
     for ax, ctx in zip(axes[0], contexts, strict=True):
         cells = [next(c for c in t["contexts"] if c["ctx"] == ctx) for t in d["types"]]
         net = [c["net_rss"] / MIB for c in cells]
@@ -196,7 +196,7 @@ def plot_memory(d: dict[str, Any]) -> str:
         ax.bar(left, [allowance] * len(x), w, color="#cbd5e0", edgecolor="white",
                label=f"projected: process allowance ({allowance:.0f} MiB)")  # fmt: skip
         ax.bar(left, rest, w, bottom=[allowance] * len(x), color="#718096",
-               edgecolor="white", label="projected: weights + KV + compute")  # fmt: skip
+               edgecolor="white", label="projected: weights + repack + KV + compute")  # fmt: skip
         ax.bar(right, [bare] * len(x), w, color="#90cdf4", edgecolor="white",
                label=f"measured: bare process ({bare:.0f} MiB)")  # fmt: skip
         ax.bar(right, net, w, bottom=[bare] * len(x), color="#2b6cb0",
@@ -255,8 +255,8 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
         f"without a model (Python + numpy + llama_cpp imported, backend initialised): "
         f"**{d['baseline_rss'] / MIB:.1f} MiB** in this run, and compares it with the "
         "total minus the engine's own process allowance "
-        f"(`LLAMA_CPP_HOST_OVERHEAD_BYTES` = "
-        f"{d['engine_constants']['LLAMA_CPP_HOST_OVERHEAD_BYTES'] / MIB:.0f} MiB).\n"
+        f"(`LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES` = "
+        f"{d['engine_constants']['LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES'] / MIB:.0f} MiB).\n"
     )
     size_rows = []
     size_ok = True
@@ -285,7 +285,6 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
             worst_raw = max(worst_raw, abs(c["err_raw_pct"]))
             worst_net = max(worst_net, abs(c["err_net_pct"]))
             b = c.get("buffers_mib", {})
-            model_mib = sum(v for k, v in b.items() if k.startswith("model:"))
             mem_rows.append(
                 [
                     t["type"],
@@ -294,18 +293,20 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                     f"{c['projected_total'] / MIB:.1f}",
                     f"{c['err_raw_pct']:+.1f}%",
                     f"{c['net_rss'] / MIB:.1f}",
-                    f"{(c['projected_total'] - d['engine_constants']['LLAMA_CPP_HOST_OVERHEAD_BYTES']) / MIB:.1f}",
+                    f"{(c['projected_total'] - d['engine_constants']['LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES']) / MIB:.1f}",
                     f"{c['err_net_pct']:+.1f}%",
-                    f"{model_mib:.1f} / {c['projected_weights'] / MIB:.1f}",
+                    f"{b.get('model:CPU_Mapped', 0):.1f} / {c['projected_weights'] / MIB:.1f}",
+                    f"{b.get('model:CPU_REPACK', 0):.1f} / {c.get('projected_repack', 0) / MIB:.1f}",
                     f"{b.get('KV:CPU', 0):.1f} / {c['projected_kv'] / MIB:.1f}",
-                    f"{b.get('compute:CPU', 0):.1f} / {c['projected_compute'] / MIB:.1f}",
+                    f"{(c['peak_rss'] - c['rss_loaded']) / MIB:.1f} / {c['projected_compute'] / MIB:.1f}",
                 ]
             )
     out.append("\n### Peak RSS (MiB) vs projection\n")
     out.append(
-        "Error = (projected − measured) / measured. The last three columns are "
-        "llama.cpp's own buffer sizes from its load log next to the engine's components "
-        "(model weights incl. CPU repack / engine weights, KV cache, compute buffer).\n"
+        "Error = (projected − measured) / measured. The last four columns set "
+        "llama.cpp's own buffers from its load log (the mapped file, the copy it "
+        "re-lays out for its CPU kernels, the KV cache) and the compute memory a run "
+        "touched (peak RSS minus the RSS after loading) next to the engine's terms.\n"
     )
     out.append(
         _table(
@@ -318,9 +319,10 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                 "net RSS",
                 "projected − process",
                 "error (net)",
-                "model buf / weights",
+                "mapped / weights",
+                "repack buf / repack",
                 "KV buf / KV",
-                "compute buf / compute",
+                "touched compute / compute",
             ],
             mem_rows,
         )  # fmt: skip
@@ -338,11 +340,11 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
         [
             "2b. peak RSS vs estimate_memory (llama.cpp, CPU)",
             "within 5%",
-            f"worst {worst_raw:.0f}% raw, {worst_net:.0f}% net of the bare process",
-            _yes(worst_raw <= 5 or worst_net <= 5),
+            f"worst {worst_raw:.1f}% (net of the bare process {worst_net:.1f}%)",
+            _yes(worst_raw <= 5),
         ]
     )
-    prop = d.get("proposal") or {}
+    prop = d.get("fit") or {}
     if prop:
         out.append("\n### Where the measured memory goes (MiB)\n")
         out.append(
@@ -350,10 +352,11 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
             "the bare process and llama.cpp's model and KV buffers (vocabulary, graph "
             "reservation, bookkeeping). *Run extra* = peak RSS minus the RSS after load: "
             "the part of the compute buffer that prefill and decode actually touched. "
-            "*Proposed* = the engine's weights + the repack copy + the engine's KV + "
-            f"{prop['proposed_cpu_host_overhead_bytes'] / MIB:.0f} MiB + "
-            f"{prop['proposed_cpu_compute_share']:.2f} x the engine's compute term (see "
-            "*Proposed engine constants*).\n"
+            "*Fitted* = the engine's weights + the repack copy + the engine's KV + "
+            f"{prop['fitted_cpu_host_overhead_bytes'] / MIB:.0f} MiB + "
+            f"{prop['fitted_cpu_compute_share']:.2f} x the reserved compute buffer: the "
+            "engine's formula with constants re-fitted on this run (see *Engine "
+            "constants against this run*).\n"
         )
         rows = []
         for q in prop["parts"]:
@@ -362,7 +365,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                  f"{d['baseline_rss'] / MIB:.1f}", f"{q['mapped'] / MIB:.1f}",
                  f"{q['repack'] / MIB:.1f}", f"{q['kv'] / MIB:.1f}",
                  f"{q['load_extra'] / MIB:.1f}", f"{q['run_extra'] / MIB:.1f}",
-                 f"{q['proposed_estimate'] / MIB:.1f}", f"{q['proposed_err_pct']:+.1f}%"]
+                 f"{q['fitted_estimate'] / MIB:.1f}", f"{q['fitted_err_pct']:+.1f}%"]
             )  # fmt: skip
         out.append(
             _table(
@@ -376,7 +379,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                     "KV",
                     "load extra",
                     "run extra",
-                    "proposed estimate",
+                    "fitted estimate",
                     "error",
                 ],
                 rows,
@@ -1026,42 +1029,45 @@ def section_methods(goals: list[list[str]]) -> str:
 def section_constants() -> str:
     mem = _load("gguf_memory")
     lim = _load("decode_limit")
-    out = ["## Proposed engine constants\n"]
+    out = ["## Engine constants against this run\n"]
     out.append(
-        "The benchmarks do not change `planner/engine`; these are the figures that "
-        "would make it match what was measured here. They are fitted on one small "
-        "model (SmolLM2-135M: 49k vocabulary, hidden 576) on one CPU; confirm them on a "
-        "larger model before adopting the numbers, the structure matters more.\n"
+        "The benchmarks never change `planner/engine`; they re-fit its measured "
+        "constants on every run, so a drift (another llama.cpp, another CPU) shows "
+        "here first. Fitted on one small model (SmolLM2-135M: 49k vocabulary, hidden "
+        "576) on one CPU.\n"
     )
     if mem is not None:
         d = mem["data"]
-        prop = d.get("proposal") or {}
+        fit = d.get("fit") or {}
         const = d["engine_constants"]
-        if prop:
+        if fit:
+            host = const["LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES"] / MIB
+            share = const["LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION"]
             out.append(
-                "- **llama.cpp on a CPU (`kind == 'cpu'` in `runtime._fixed_bytes_cached`)**. "
-                f"Today: weights + KV + the full compute buffer "
-                f"({prop['current_overhead_plus_compute_bytes'] / MIB - const['LLAMA_CPP_HOST_OVERHEAD_BYTES'] / MIB:.0f} MiB "
-                f"here) + `LLAMA_CPP_HOST_OVERHEAD_BYTES` "
-                f"({const['LLAMA_CPP_HOST_OVERHEAD_BYTES'] / MIB:.0f} MiB). On a CPU the "
-                "compute buffer is reserved but only the touched pages are resident, and "
-                "the process itself is much smaller than 256 MiB. Proposed:\n"
-                f"  - a CPU host overhead of **{prop['proposed_cpu_host_overhead_bytes'] / MIB:.0f} MiB** "
-                f"(bare Python + llama-cpp-python process {prop['bare_process_bytes'] / MIB:.0f} MiB "
-                f"+ what loading leaves resident, median {prop['load_extra_bytes_median'] / MIB:.0f} MiB) "
-                "instead of 256 MiB (keep 256 MiB for GPU hosts, which also hold CUDA);\n"
-                f"  - count **{prop['proposed_cpu_compute_share']:.2f} x** "
-                "`llama_cpp_compute_bytes(spec)` on CPUs (the touched share, median "
-                f"{prop['run_extra_bytes_median'] / MIB:.0f} MiB here) instead of all of it;\n"
-                "  - add llama.cpp's **repack copy** for the tensors it re-lays out for "
-                f"this CPU (seen for {', '.join(prop['repack_types']) or 'no type'}: "
-                "Q4_0 / Q4_K / IQ4_NL matrices, with mmap the original pages stay "
-                "resident too).\n"
-                f"  With these the estimate is within {prop['proposed_max_abs_err_pct']:.1f}% "
-                f"of every measurement (median {prop['proposed_median_abs_err_pct']:.1f}%), "
-                "against the errors in section 2 today. The KV cache term "
-                "(`kv_cache_bytes_per_gpu`) already equals llama.cpp's KV buffer exactly, "
-                "and the weights term equals the mmap'd model buffer.\n"
+                "- **llama.cpp on a CPU** (`runtime._fixed_bytes_cached`, `kind == "
+                "'cpu'`): weights (mapped from the file) + the copy llama.cpp re-lays "
+                "out for its AVX2 kernels (`gguf_cpu_repack_bytes`: Q4_0, Q4_K, IQ4_NL "
+                "and MXFP4 matrices, not the token embedding) + KV + a share of the "
+                "reserved compute buffer + a process allowance.\n"
+                f"  - process allowance `LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES`: engine "
+                f"**{host:.0f} MiB**, this run **"
+                f"{fit['fitted_cpu_host_overhead_bytes'] / MIB:.0f} MiB** (bare Python + "
+                f"llama-cpp-python process {fit['bare_process_bytes'] / MIB:.0f} MiB + "
+                f"what loading leaves resident, median "
+                f"{fit['load_extra_bytes_median'] / MIB:.0f} MiB);\n"
+                f"  - resident share of the compute buffer "
+                f"`LLAMA_CPP_CPU_COMPUTE_RESIDENT_FRACTION`: engine **{share:.2f}**, "
+                f"this run **{fit['fitted_cpu_compute_share']:.2f}** (touched, median "
+                f"{fit['run_extra_bytes_median'] / MIB:.0f} MiB);\n"
+                "  - repack copy: predicted per tensor; llama.cpp repacked "
+                f"{', '.join(fit['repack_types']) or 'no type'} in this run (the "
+                "*repack buf / repack* column of section 2 sets its buffer beside the "
+                "prediction).\n"
+                f"  With the re-fitted constants the estimate is within "
+                f"{fit['fitted_max_abs_err_pct']:.1f}% of every measurement (median "
+                f"{fit['fitted_median_abs_err_pct']:.1f}%); with the engine's, see goal "
+                "2b. GPU hosts keep `LLAMA_CPP_HOST_OVERHEAD_BYTES` (256 MiB: the "
+                "process also holds CUDA) and the whole compute buffer.\n"
             )
     if lim is not None and mem is not None:
         d = lim["data"]
@@ -1071,8 +1077,8 @@ def section_constants() -> str:
         ]
         out.append(
             "- **CPU decode speed** (`CPU_BANDWIDTH_EFFICIENCY` 0.6 x "
-            "`KERNEL_BANDWIDTH_FACTOR['gguf']` 0.9 = 0.54 of the bandwidth today): no "
-            "change proposed from this model. Measured decode is "
+            "`KERNEL_BANDWIDTH_FACTOR['gguf']` 0.9 = 0.54 of the bandwidth): not "
+            "re-fitted from this model. Measured decode is "
             f"{min(ratios):.2f}–{max(ratios):.2f}x the engine's roofline for this machine "
             f"(section 2) and Q4_K_M reaches {d['ratio_of_bests']:.2f} of the measured "
             "read bandwidth, but a 135M model is bound by per-operation costs, not "
