@@ -47,10 +47,21 @@ def _progress(fraction: float, stage: str) -> None:
 
 def gpu_name_and_memory() -> tuple[str, int]:
     """The first GPU's name and memory in bytes, from nvidia-smi."""
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout.strip().splitlines()[0]
+    out = (
+        subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,memory.total",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.strip()
+        .splitlines()[0]
+    )
     name, memory_mib = (part.strip() for part in out.split(","))
     return name, int(float(memory_mib)) * 2**20
 
@@ -69,9 +80,15 @@ def catalog_gpu(name: str, memory_bytes: int) -> Any:
     if best is not None:
         return best[1]
     return gpu_spec_from_dict(
-        {"id": "detected-gpu", "name": name, "vendor": "nvidia", "kind": "gpu",
-         "memory_bytes": memory_bytes, "memory_bandwidth_bytes_per_s": 2.0e12,
-         "tflops": {"fp16": 300, "bf16": 300}}
+        {
+            "id": "detected-gpu",
+            "name": name,
+            "vendor": "nvidia",
+            "kind": "gpu",
+            "memory_bytes": memory_bytes,
+            "memory_bandwidth_bytes_per_s": 2.0e12,
+            "tflops": {"fp16": 300, "bf16": 300},
+        }
     )
 
 
@@ -87,16 +104,30 @@ def run_awq(work: Path, text: str, calibration: str, quick: bool) -> dict[str, A
     options = {"calibration_samples": 16 if quick else 64, "calibration_seq_len": 256}
     started = time.perf_counter()
     result = backend.quantize(
-        QuantizeRequest(source_path=hf_dir, source_kind="hf", format="awq-4bit-g64",
-                        work_dir=work / "awq", calibration_text=calibration, options=options),
-        _progress, _log,
+        QuantizeRequest(
+            source_path=hf_dir,
+            source_kind="hf",
+            format="awq-4bit-g64",
+            work_dir=work / "awq",
+            calibration_text=calibration,
+            options=options,
+        ),
+        _progress,
+        _log,
     )
     quantize_s = time.perf_counter() - started
     measured = backend.evaluate(
-        EvaluateRequest(model_path=result.artifact_path, model_kind="hf",
-                        reference_path=result.reference_path, reference_kind="hf",
-                        text=text, context_tokens=CONTEXT, max_chunks=4 if quick else 16),
-        _progress, _log,
+        EvaluateRequest(
+            model_path=result.artifact_path,
+            model_kind="hf",
+            reference_path=result.reference_path,
+            reference_kind="hf",
+            text=text,
+            context_tokens=CONTEXT,
+            max_chunks=4 if quick else 16,
+        ),
+        _progress,
+        _log,
     )
     return {"quantize_s": quantize_s, **measured.__dict__}
 
@@ -112,21 +143,38 @@ def run_gguf(work: Path, text: str, quick: bool) -> dict[str, Any]:
     backend = GgufBackend()
     started = time.perf_counter()
     result = backend.quantize(
-        QuantizeRequest(source_path=sample_path(SAMPLE), source_kind="gguf",
-                        format="gguf-Q4_K_M", work_dir=work / "gguf", threads=8),
-        _progress, _log,
+        QuantizeRequest(
+            source_path=sample_path(SAMPLE),
+            source_kind="gguf",
+            format="gguf-Q4_K_M",
+            work_dir=work / "gguf",
+            threads=8,
+        ),
+        _progress,
+        _log,
     )
     quantize_s = time.perf_counter() - started
     measured = backend.evaluate(
-        EvaluateRequest(model_path=result.artifact_path, model_kind="gguf",
-                        reference_path=result.reference_path, reference_kind="gguf",
-                        text=text, context_tokens=CONTEXT, max_chunks=4 if quick else 16,
-                        threads=8),
-        _progress, _log,
+        EvaluateRequest(
+            model_path=result.artifact_path,
+            model_kind="gguf",
+            reference_path=result.reference_path,
+            reference_kind="gguf",
+            text=text,
+            context_tokens=CONTEXT,
+            max_chunks=4 if quick else 16,
+            threads=8,
+        ),
+        _progress,
+        _log,
     )
     offload = bool(getattr(llama_cpp, "llama_supports_gpu_offload", lambda: False)())
-    return {"quantize_s": quantize_s, "gpu_offload": offload,
-            "artifact_bytes": result.artifact_path.stat().st_size, **measured.__dict__}
+    return {
+        "quantize_s": quantize_s,
+        "gpu_offload": offload,
+        "artifact_bytes": result.artifact_path.stat().st_size,
+        **measured.__dict__,
+    }
 
 
 def projection(gpu: Any, fmt: str, engine_name: str) -> dict[str, Any]:
@@ -136,14 +184,31 @@ def projection(gpu: Any, fmt: str, engine_name: str) -> dict[str, Any]:
 
     spec = get_model(MODEL_ID).spec
     parsed = parse_format(fmt)
-    memory = estimate_memory(spec, parsed, gpu, engine=engine_name, gpus=1,
-                             context_tokens=CONTEXT, sequences=1)
-    speed = estimate_speed(spec, parsed, gpu, engine=engine_name, gpus=1, concurrency=1,
-                           prompt_tokens=64, output_tokens=64)
+    memory = estimate_memory(
+        spec,
+        parsed,
+        gpu,
+        engine=engine_name,
+        gpus=1,
+        context_tokens=CONTEXT,
+        sequences=1,
+    )
+    speed = estimate_speed(
+        spec,
+        parsed,
+        gpu,
+        engine=engine_name,
+        gpus=1,
+        concurrency=1,
+        prompt_tokens=64,
+        output_tokens=64,
+    )
     tokens_per_s = getattr(speed, "decode_tokens_per_s", None)
-    return {"memory_bytes": memory.total_bytes_per_gpu,
-            "weights_bytes": memory.weights_bytes_per_gpu,
-            "decode_tokens_per_s": tokens_per_s}
+    return {
+        "memory_bytes": memory.total_bytes_per_gpu,
+        "weights_bytes": memory.weights_bytes_per_gpu,
+        "decode_tokens_per_s": tokens_per_s,
+    }
 
 
 def _pct(measured: float | None, projected: float | None) -> str:
@@ -152,8 +217,14 @@ def _pct(measured: float | None, projected: float | None) -> str:
     return f"{(measured - projected) / projected * 100:+.1f}%"
 
 
-def write_report(out: Path, gpu_name: str, awq: dict[str, Any], gguf: dict[str, Any],
-                 awq_proj: dict[str, Any], gguf_proj: dict[str, Any]) -> None:
+def write_report(
+    out: Path,
+    gpu_name: str,
+    awq: dict[str, Any],
+    gguf: dict[str, Any],
+    awq_proj: dict[str, Any],
+    gguf_proj: dict[str, Any],
+) -> None:
     """Append a dated section to docs/measurements.md."""
     mib = 2**20
     lines = [
@@ -180,14 +251,23 @@ def write_report(out: Path, gpu_name: str, awq: dict[str, Any], gguf: dict[str, 
         f"{gguf['quantize_s']:.0f} s.",
         "",
         "```json",
-        json.dumps({"awq": awq, "gguf": gguf, "projection": {"awq": awq_proj,
-                    "gguf": gguf_proj}}, indent=1, default=str),
+        json.dumps(
+            {
+                "awq": awq,
+                "gguf": gguf,
+                "projection": {"awq": awq_proj, "gguf": gguf_proj},
+            },
+            indent=1,
+            default=str,
+        ),
         "```",
         "",
     ]
     if not out.exists():
-        out.write_text("# Measurements on GPU machines\n\nEach section is one run of "
-                       "`bench/gpu_check.py` on a lent GPU.\n\n")
+        out.write_text(
+            "# Measurements on GPU machines\n\nEach section is one run of "
+            "`bench/gpu_check.py` on a lent GPU.\n\n"
+        )
     with out.open("a") as handle:
         handle.write("\n".join(lines))
 
@@ -201,7 +281,9 @@ def main() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("No CUDA device: bench/gpu_check.py runs on a GPU machine.", file=sys.stderr)
+        print(
+            "No CUDA device: bench/gpu_check.py runs on a GPU machine.", file=sys.stderr
+        )
         return 2
     from quantjobs.backends.child import calibration_text
     from quantjobs.evaltext import default_eval_text
@@ -214,8 +296,14 @@ def main() -> int:
         work = Path(tmp)
         awq = run_awq(work, text, calibration, args.quick)
         gguf = run_gguf(work, text, args.quick)
-    write_report(args.out, name, awq, gguf, projection(gpu, "awq-4bit-g64", "vllm"),
-                 projection(gpu, "gguf-Q4_K_M", "llama.cpp"))
+    write_report(
+        args.out,
+        name,
+        awq,
+        gguf,
+        projection(gpu, "awq-4bit-g64", "vllm"),
+        projection(gpu, "gguf-Q4_K_M", "llama.cpp"),
+    )
     _log(f"wrote {args.out}")
     return 0
 

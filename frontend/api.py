@@ -63,7 +63,9 @@ class TokenListCreateApi(generics.ListAPIView[ApiToken]):
             )
         except services.TokenLimitReached as exc:
             raise Throttled(detail=str(exc)) from None
-        return Response({**TokenOutput(token).data, "token": raw}, status=status.HTTP_201_CREATED)
+        return Response(
+            {**TokenOutput(token).data, "token": raw}, status=status.HTTP_201_CREATED
+        )
 
 
 class TokenDetailApi(APIView):

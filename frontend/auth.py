@@ -18,7 +18,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
         header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower().decode(errors="replace") not in self.keywords:
+        if (
+            not header
+            or header[0].lower().decode(errors="replace") not in self.keywords
+        ):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed(
@@ -27,7 +30,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         try:
             raw = header[1].decode()
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The token has invalid characters.") from None
+            raise exceptions.AuthenticationFailed(
+                "The token has invalid characters."
+            ) from None
         token = (
             ApiToken.objects.select_related("user")
             .filter(token_hash=hash_token(raw))
@@ -57,4 +62,8 @@ else:
         name = "ApiToken"
 
         def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-            return {"type": "http", "scheme": "bearer", "description": "A token from the API tokens page."}
+            return {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from the API tokens page.",
+            }

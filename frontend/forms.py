@@ -55,7 +55,11 @@ class JobForm(forms.Form):
         help_text="Optional .txt or .jsonl of your own task; default: built-in English text.",
     )
     context_tokens = forms.IntegerField(
-        min_value=64, max_value=8192, initial=512, required=False, label="Context (tokens)"
+        min_value=64,
+        max_value=8192,
+        initial=512,
+        required=False,
+        label="Context (tokens)",
     )
     max_chunks = forms.IntegerField(
         min_value=1, max_value=10_000, required=False, label="Max evaluation chunks"
@@ -77,50 +81,94 @@ class JobForm(forms.Form):
         }
 
 
-ENGINE_CHOICES = [("vllm", "vLLM (GPU serving)"), ("llama.cpp", "llama.cpp (GPU or CPU)")]
-KV_CHOICES = [("f16", "f16"), ("bf16", "bf16"), ("fp8", "fp8"), ("q8_0", "q8_0 (llama.cpp)"),
-              ("q4_0", "q4_0 (llama.cpp)")]
+ENGINE_CHOICES = [
+    ("vllm", "vLLM (GPU serving)"),
+    ("llama.cpp", "llama.cpp (GPU or CPU)"),
+]
+KV_CHOICES = [
+    ("f16", "f16"),
+    ("bf16", "bf16"),
+    ("fp8", "fp8"),
+    ("q8_0", "q8_0 (llama.cpp)"),
+    ("q4_0", "q4_0 (llama.cpp)"),
+]
 
 
 class PlanForm(forms.Form):
     """Plan a model on GPUs: catalog model, Hugging Face id, or a pasted/uploaded config."""
 
     model = forms.CharField(
-        max_length=200, required=False, label="Model",
+        max_length=200,
+        required=False,
+        label="Model",
         help_text="A catalog id (e.g. llama-3-70b) or a Hugging Face id (org/name).",
         widget=forms.TextInput(attrs={"list": "model-catalog", "autocomplete": "off"}),
     )
     config_text = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
         label="…or paste config.json",
     )
     config_file = forms.FileField(required=False, label="…or upload config.json")
     gpus_chosen = forms.MultipleChoiceField(
-        choices=[], label="GPUs (or CPU server)",
+        choices=[],
+        label="GPUs (or CPU server)",
         help_text="Pick one or more to compare; Ctrl/⌘-click for several.",
     )
     gpus = forms.IntegerField(
-        min_value=1, max_value=64, required=False, label="GPUs per server",
+        min_value=1,
+        max_value=64,
+        required=False,
+        label="GPUs per server",
         help_text="Empty: the fewest that fit.",
     )
     formats = forms.MultipleChoiceField(choices=[], label="Formats")
-    context_tokens = forms.IntegerField(min_value=1, max_value=10_000_000, initial=8192, label="Context length (tokens)")
-    concurrency = forms.IntegerField(min_value=1, max_value=100_000, initial=8, label="Concurrent sequences")
-    engine = forms.ChoiceField(choices=ENGINE_CHOICES, initial="vllm", label="Serving engine")
-    kv_cache_dtype = forms.ChoiceField(choices=KV_CHOICES, initial="f16", label="KV cache type")
-    utilization = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.5, label="Utilization (0–1)",
-                                   help_text="Share of the month the servers do useful work.")
+    context_tokens = forms.IntegerField(
+        min_value=1, max_value=10_000_000, initial=8192, label="Context length (tokens)"
+    )
+    concurrency = forms.IntegerField(
+        min_value=1, max_value=100_000, initial=8, label="Concurrent sequences"
+    )
+    engine = forms.ChoiceField(
+        choices=ENGINE_CHOICES, initial="vllm", label="Serving engine"
+    )
+    kv_cache_dtype = forms.ChoiceField(
+        choices=KV_CHOICES, initial="f16", label="KV cache type"
+    )
+    utilization = forms.FloatField(
+        min_value=0.01,
+        max_value=1.0,
+        initial=0.5,
+        label="Utilization (0–1)",
+        help_text="Share of the month the servers do useful work.",
+    )
     api_price = forms.ChoiceField(choices=[], required=False, label="Compare with API")
-    price_usd_per_hour = forms.FloatField(min_value=0, max_value=10_000, required=False,
-                                          label="Your price ($/GPU-hour)", help_text="Empty: catalog price.")
-    max_quality_loss_pct = forms.FloatField(min_value=0, max_value=100, required=False,
-                                            label="Max quality loss (%)")
-    min_tokens_per_s = forms.FloatField(min_value=0, required=False, label="Min tokens/s per sequence")
-    max_ttft_s = forms.FloatField(min_value=0, required=False, label="Max time to first token (s)")
+    price_usd_per_hour = forms.FloatField(
+        min_value=0,
+        max_value=10_000,
+        required=False,
+        label="Your price ($/GPU-hour)",
+        help_text="Empty: catalog price.",
+    )
+    max_quality_loss_pct = forms.FloatField(
+        min_value=0, max_value=100, required=False, label="Max quality loss (%)"
+    )
+    min_tokens_per_s = forms.FloatField(
+        min_value=0, required=False, label="Min tokens/s per sequence"
+    )
+    max_ttft_s = forms.FloatField(
+        min_value=0, required=False, label="Max time to first token (s)"
+    )
     name = forms.CharField(max_length=200, required=False, label="Plan name (to save)")
 
-    def __init__(self, *args: Any, gpu_choices: list[tuple[str, str]], format_choices: list[tuple[str, str]],
-                 api_choices: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        gpu_choices: list[tuple[str, str]],
+        format_choices: list[tuple[str, str]],
+        api_choices: list[tuple[str, str]],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["gpus_chosen"].choices = gpu_choices
         self.fields["formats"].choices = format_choices
@@ -134,7 +182,10 @@ class PlanForm(forms.Form):
         text = data.get("config_text") or ""
         if upload is not None:
             if upload.size and upload.size > 1_000_000:
-                self.add_error("config_file", "config.json is larger than 1 MB; upload the model's own.")
+                self.add_error(
+                    "config_file",
+                    "config.json is larger than 1 MB; upload the model's own.",
+                )
                 return data
             text = upload.read().decode("utf-8", errors="replace")
         data["config"] = None
@@ -142,7 +193,12 @@ class PlanForm(forms.Form):
             try:
                 data["config"] = config_parse_text(text)
             except PlanInputError as exc:
-                self.add_error("config_file" if upload is not None else "config_text", str(exc))
+                self.add_error(
+                    "config_file" if upload is not None else "config_text", str(exc)
+                )
         elif not (data.get("model") or "").strip():
-            self.add_error("model", "Choose a model, give a Hugging Face id, or paste its config.json.")
+            self.add_error(
+                "model",
+                "Choose a model, give a Hugging Face id, or paste its config.json.",
+            )
         return data

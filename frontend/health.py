@@ -25,7 +25,11 @@ def _workers() -> dict[str, object]:
     try:
         workers = list(workers_recent(within_s=60))
     except Exception as exc:
-        return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
+        return {
+            "ok": False,
+            "detail": f"{type(exc).__name__}: {exc}"[:300],
+            "workers": [],
+        }
     queues = sorted({q for w in workers for q in (w.queues or [])})
     return {
         "ok": bool(workers),
@@ -45,6 +49,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
     broker = {"ok": broker_ok, **({} if broker_ok else {"detail": broker_detail[:300]})}
     workers = _workers() if database["ok"] else {"ok": False, "detail": "database down"}
     ok = bool(database["ok"] and broker["ok"] and workers["ok"])
-    body = {"status": "ok" if ok else "degraded", "database": database, "broker": broker,
-            "workers": workers}
+    body = {
+        "status": "ok" if ok else "degraded",
+        "database": database,
+        "broker": broker,
+        "workers": workers,
+    }
     return JsonResponse(body, status=200 if ok else 503)

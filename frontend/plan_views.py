@@ -22,7 +22,9 @@ DEFAULT_GPU = "a100-80gb"
 def _choices() -> dict[str, list[tuple[str, str]]]:
     gpus = [(g.id, g.name) for g in engine.catalog.load_gpus()]
     formats = [(f.id, f.label) for f in engine.list_formats()]
-    prices = [(p.id, f"{p.provider} {p.model}") for p in engine.catalog.load_api_prices()]
+    prices = [
+        (p.id, f"{p.provider} {p.model}") for p in engine.catalog.load_api_prices()
+    ]
     return {"gpu_choices": gpus, "format_choices": formats, "api_choices": prices}
 
 
@@ -74,18 +76,23 @@ def plan_page(request: HttpRequest) -> HttpResponse:
         inputs = _inputs(form.cleaned_data)
         try:
             computed = [
-                (data, services.plan_compute(data=data, user=request.user)) for data in inputs
+                (data, services.plan_compute(data=data, user=request.user))
+                for data in inputs
             ]
         except services.PlanInputError as exc:
-            field = {"config": "config_text", "gpu": "gpus_chosen"}.get(exc.field, exc.field)
+            field = {"config": "config_text", "gpu": "gpus_chosen"}.get(
+                exc.field, exc.field
+            )
             form.add_error(field if field in form.fields else None, str(exc))
         else:
             if request.POST.get("action") == "save":
                 plan = None
                 for data, report in computed:
                     plan = services.plan_save(
-                        user=request.user, name=form.cleaned_data.get("name") or "",
-                        data=data, report=report,
+                        user=request.user,
+                        name=form.cleaned_data.get("name") or "",
+                        data=data,
+                        report=report,
                     )
                 messages.success(request, "Plan saved.")
                 assert plan is not None
@@ -105,8 +112,11 @@ def plan_list(request: HttpRequest) -> HttpResponse:
 def plan_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """A saved plan, as it was computed."""
     plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
-    context = {"plan": plan, "reports": [_render_report(plan.report)],
-               **recipe_context(request, "plan", plan.pk)}
+    context = {
+        "plan": plan,
+        "reports": [_render_report(plan.report)],
+        **recipe_context(request, "plan", plan.pk),
+    }
     return render(request, "frontend/plan_detail.html", context)
 
 

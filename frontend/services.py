@@ -21,7 +21,10 @@ def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, st
         )
     raw = ApiToken.generate_raw()
     token = ApiToken.objects.create(
-        user=user, name=name.strip()[:100] or "token", prefix=raw[:10], token_hash=hash_token(raw)
+        user=user,
+        name=name.strip()[:100] or "token",
+        prefix=raw[:10],
+        token_hash=hash_token(raw),
     )
     return token, raw
 

@@ -16,7 +16,11 @@ urlpatterns = [
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<str:pk>/rerun/", views.job_rerun, name="job-rerun"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
-    path("artifacts/<str:pk>/download/", views.artifact_download, name="artifact-download"),
+    path(
+        "artifacts/<str:pk>/download/",
+        views.artifact_download,
+        name="artifact-download",
+    ),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("api/", views.api_page, name="api-page"),

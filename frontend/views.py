@@ -91,7 +91,9 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
     """Create a quantize-and-benchmark job (works without JavaScript)."""
-    form = JobForm(request.POST or None, request.FILES or None, initial=_job_initial(request))
+    form = JobForm(
+        request.POST or None, request.FILES or None, initial=_job_initial(request)
+    )
     if request.method == "POST" and form.is_valid():
         job = _create_job(request, form)
         if job is not None:
@@ -156,8 +158,13 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     return render(
         request,
         "frontend/job_detail.html",
-        {"job": job, "results": results, "waiting": waiting,
-         "log_tail": job.log_lines[-40:], **recipes},
+        {
+            "job": job,
+            "results": results,
+            "waiting": waiting,
+            "log_tail": job.log_lines[-40:],
+            **recipes,
+        },
     )
 
 
@@ -207,7 +214,9 @@ def api_page(request: HttpRequest) -> HttpResponse:
     return render(request, "frontend/api.html")
 
 
-def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def page_not_found(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
     """A 404 page (JSON for the API)."""
     if request.path.startswith("/api/"):
         from django.http import JsonResponse
@@ -228,15 +237,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return render(request, "500.html", status=500)
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def bad_request(
+    request: HttpRequest, exception: Exception | None = None
+) -> HttpResponse:
     """400 (or 413 for a body over the size limit), as JSON for the API."""
     from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
     from django.http import JsonResponse
 
     if isinstance(exception, RequestDataTooBig):
-        status, detail = 413, (
-            "The request body is too large; config.json and other JSON bodies are "
-            "limited to 2 MB (upload model files through the upload endpoint)."
+        status, detail = (
+            413,
+            (
+                "The request body is too large; config.json and other JSON bodies are "
+                "limited to 2 MB (upload model files through the upload endpoint)."
+            ),
         )
     elif isinstance(exception, TooManyFieldsSent):
         status, detail = 400, "Too many form fields were sent."

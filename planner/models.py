@@ -43,7 +43,9 @@ class CustomGpu(models.Model):
     class Meta:
         ordering = ["slug"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "slug"], name="one_custom_gpu_per_slug")
+            models.UniqueConstraint(
+                fields=["user", "slug"], name="one_custom_gpu_per_slug"
+            )
         ]
 
     def __str__(self) -> str:

@@ -83,7 +83,9 @@ def _depth(value: Any, limit: int) -> int:
 def config_validate(config: Any) -> dict[str, Any]:
     """Check a pasted or uploaded config.json before the engine reads it."""
     if not isinstance(config, dict):
-        raise PlanInputError("config.json must be a JSON object ({...}).", field="config")
+        raise PlanInputError(
+            "config.json must be a JSON object ({...}).", field="config"
+        )
     if _depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
         raise PlanInputError(
             f"config.json is nested more than {MAX_CONFIG_DEPTH} levels deep; paste the "
@@ -91,14 +93,18 @@ def config_validate(config: Any) -> dict[str, Any]:
             field="config",
         )
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
-        raise PlanInputError("config.json is larger than 1 MB; paste the model's own.", field="config")
+        raise PlanInputError(
+            "config.json is larger than 1 MB; paste the model's own.", field="config"
+        )
     return config
 
 
 def config_parse_text(text: str) -> dict[str, Any]:
     """Parse config.json text with an error that points at the line."""
     if len(text.encode()) > MAX_CONFIG_BYTES:
-        raise PlanInputError("config.json is larger than 1 MB; paste the model's own.", field="config")
+        raise PlanInputError(
+            "config.json is larger than 1 MB; paste the model's own.", field="config"
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -107,21 +113,29 @@ def config_parse_text(text: str) -> dict[str, Any]:
             field="config",
         ) from None
     except RecursionError:
-        raise PlanInputError("config.json is nested too deeply.", field="config") from None
+        raise PlanInputError(
+            "config.json is nested too deeply.", field="config"
+        ) from None
     return config_validate(data)
 
 
-def model_resolve(*, model: str, config: dict[str, Any] | None) -> tuple[engine.ModelSpec, str]:
+def model_resolve(
+    *, model: str, config: dict[str, Any] | None
+) -> tuple[engine.ModelSpec, str]:
     """The model spec and its id, from a pasted config, the catalog, a path or the hub."""
     if config is not None:
         try:
-            spec = engine.model_spec_from_config(config_validate(config), model_id=model or "custom")
+            spec = engine.model_spec_from_config(
+                config_validate(config), model_id=model or "custom"
+            )
         except engine.SpecError as exc:
             raise PlanInputError(f"config.json: {exc}", field="config") from None
         return spec, model or "custom"
     model = (model or "").strip()
     if not model:
-        raise PlanInputError("Choose a model from the catalog, or paste its config.json.", field="model")
+        raise PlanInputError(
+            "Choose a model from the catalog, or paste its config.json.", field="model"
+        )
     try:
         entry = engine.catalog.get_model(model)
     except engine.CatalogError as catalog_error:
@@ -142,7 +156,9 @@ def _model_from_hub(hf_id: str) -> tuple[engine.ModelSpec, str]:
     except (ValueError, HubError) as exc:
         raise PlanInputError(str(exc), field="model") from None
     try:
-        return engine.model_spec_from_config(config_validate(config), model_id=repo), repo
+        return engine.model_spec_from_config(
+            config_validate(config), model_id=repo
+        ), repo
     except engine.SpecError as exc:
         raise PlanInputError(f"{repo} config.json: {exc}", field="model") from None
 
@@ -156,7 +172,9 @@ def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
         custom = CustomGpu.objects.filter(user=user, slug=gpu).first()
         if custom is not None:
             try:
-                return engine.catalog.gpu_spec_from_dict({**custom.spec, "id": custom.slug})
+                return engine.catalog.gpu_spec_from_dict(
+                    {**custom.spec, "id": custom.slug}
+                )
             except (ValueError, TypeError) as exc:
                 raise PlanInputError(f"Your GPU {gpu}: {exc}", field="gpu") from None
     try:
@@ -165,7 +183,9 @@ def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
         raise PlanInputError(str(exc), field="gpu") from None
 
 
-def plan_compute(*, data: PlanInput, user: AbstractBaseUser | None) -> engine.PlanReport:
+def plan_compute(
+    *, data: PlanInput, user: AbstractBaseUser | None
+) -> engine.PlanReport:
     """Run the engine for a plan input; every user error becomes a PlanInputError."""
     spec, _model_id = model_resolve(model=data.model, config=data.config)
     gpu = gpu_resolve(gpu=data.gpu, user=user)
@@ -202,7 +222,9 @@ def plan_compute(*, data: PlanInput, user: AbstractBaseUser | None) -> engine.Pl
         raise PlanInputError(str(exc), field="api_price") from None
 
 
-def _measured_quality(*, user: AbstractBaseUser | None, model_id: str) -> dict[str, Any]:
+def _measured_quality(
+    *, user: AbstractBaseUser | None, model_id: str
+) -> dict[str, Any]:
     """Quality the user measured for this model, to replace published estimates."""
     if user is None or not user.is_authenticated:
         return {}

@@ -41,10 +41,13 @@ def workers_online(timeout_s: float = 1.0) -> dict[str, list[str]]:
     from config.celery import app
 
     try:
-        replies: dict[str, Any] | None = app.control.inspect(timeout=timeout_s).active_queues()
+        replies: dict[str, Any] | None = app.control.inspect(
+            timeout=timeout_s
+        ).active_queues()
     except Exception:
         logger.warning("worker inspection failed", exc_info=True)
         return {}
     return {
-        host: sorted(q["name"] for q in queues) for host, queues in (replies or {}).items()
+        host: sorted(q["name"] for q in queues)
+        for host, queues in (replies or {}).items()
     }

@@ -65,7 +65,11 @@ class Job(models.Model):
     options = models.JSONField(default=dict, blank=True)
     queue = models.CharField(max_length=8, default="cpu")
     plan = models.ForeignKey(
-        "planner.Plan", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        "planner.Plan",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
     )
 
     status = models.CharField(
@@ -184,7 +188,11 @@ class JobResult(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="results")
     format = models.CharField(max_length=64)
     artifact = models.OneToOneField(
-        Artifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="result"
+        Artifact,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="result",
     )
     metrics = models.JSONField(default=dict)
     projection = models.JSONField(default=dict)
@@ -193,7 +201,9 @@ class JobResult(models.Model):
     class Meta:
         ordering = ["created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["job", "format"], name="one_result_per_format")
+            models.UniqueConstraint(
+                fields=["job", "format"], name="one_result_per_format"
+            )
         ]
 
     def __str__(self) -> str:

@@ -133,7 +133,9 @@ class JobProgress:
         self.last_write = 0.0
         self.pending: dict[str, Any] = {}
 
-    def update(self, *, fraction: float | None = None, stage: str | None = None) -> None:
+    def update(
+        self, *, fraction: float | None = None, stage: str | None = None
+    ) -> None:
         if fraction is not None:
             self.pending["progress"] = max(0.0, min(0.999, float(fraction)))
         if stage is not None:
@@ -166,9 +168,11 @@ def run_child(job: Job, work_dir: Path) -> ChildOutcome:
     request_path = work_dir / "request.json"
     request_path.write_text(json.dumps(build_child_request(job, work_dir)))
     stderr_path = work_dir / "stderr.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(
-        settings.QUANTPLAN_WORKER_THREADS
-    )}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(settings.QUANTPLAN_WORKER_THREADS),
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["QUANTPLAN_PARENT_PID"] = str(os.getpid())
     with stderr_path.open("wb") as stderr:
@@ -182,9 +186,13 @@ def run_child(job: Job, work_dir: Path) -> ChildOutcome:
             start_new_session=True,  # its own process group, killed as one
         )
         # Tell the reaper which process group to kill if this worker dies.
-        Job.objects.filter(pk=job.pk).update(options={**job.options, "_child_pid": proc.pid})
+        Job.objects.filter(pk=job.pk).update(
+            options={**job.options, "_child_pid": proc.pid}
+        )
         events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=_reader, args=(proc.stdout, events), daemon=True).start()
+        threading.Thread(
+            target=_reader, args=(proc.stdout, events), daemon=True
+        ).start()
         outcome = ChildOutcome()
         tracker = JobProgress(job)
         deadline = time.monotonic() + job_timeout_s(job)
@@ -225,11 +233,15 @@ def _handle_event(
 ) -> None:
     kind = event.get("event")
     if kind == "progress":
-        tracker.update(fraction=event.get("fraction"), stage=str(event.get("stage", "")))
+        tracker.update(
+            fraction=event.get("fraction"), stage=str(event.get("stage", ""))
+        )
     elif kind == "log":
         job.append_log(str(event.get("line", "")))
     elif kind == "revision":
-        Job.objects.filter(pk=job.pk).update(source_revision=str(event["revision"])[:64])
+        Job.objects.filter(pk=job.pk).update(
+            source_revision=str(event["revision"])[:64]
+        )
     elif kind == "result":
         publish_result(job, event)
         outcome.results.append(event)
@@ -313,7 +325,9 @@ def execute(job: Job) -> None:
     except JobTimedOut:
         _remove_published(job)
         limit = job_timeout_s(job)
-        job.append_log(f"Time limit of {limit:.0f} s reached; the child process was stopped.")
+        job.append_log(
+            f"Time limit of {limit:.0f} s reached; the child process was stopped."
+        )
         job.finish(
             Job.Status.TIMED_OUT,
             f"The job ran longer than its time limit ({limit:.0f} s) and was stopped. "
@@ -332,13 +346,17 @@ def execute(job: Job) -> None:
         else:
             logger.exception("job %s: runner I/O failure", job.pk)
             job.append_log(f"Runner I/O error: {exc}")
-            job.finish(Job.Status.FAILED, "Storage error while running the job; see the log.")
+            job.finish(
+                Job.Status.FAILED, "Storage error while running the job; see the log."
+            )
         return
     except Exception as exc:
         logger.exception("job %s: runner failure", job.pk)
         job.append_log(f"Runner error: {type(exc).__name__}: {exc}")
         _remove_published(job)
-        job.finish(Job.Status.FAILED, "Internal error while running the job; see the log.")
+        job.finish(
+            Job.Status.FAILED, "Internal error while running the job; see the log."
+        )
         return
     finally:
         stderr_tail = _stderr_tail(work_dir)

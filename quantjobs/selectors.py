@@ -11,7 +11,9 @@ from django.http import Http404
 from quantjobs.models import Artifact, Job, ModelUpload, WorkerHeartbeat
 
 
-def job_list_for_user(*, user: AbstractBaseUser, status: str | None = None) -> QuerySet[Job]:
+def job_list_for_user(
+    *, user: AbstractBaseUser, status: str | None = None
+) -> QuerySet[Job]:
     """The user's jobs, newest first, optionally of one status."""
     jobs = Job.objects.filter(user=user).prefetch_related("results", "artifacts")
     if status:
@@ -67,7 +69,9 @@ def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
     )
 
 
-def measured_quality_for_model(*, user: AbstractBaseUser, model_id: str) -> dict[str, Any]:
+def measured_quality_for_model(
+    *, user: AbstractBaseUser, model_id: str
+) -> dict[str, Any]:
     """The user's latest measured quality per format for a catalog model."""
     from quantjobs.models import JobResult
 

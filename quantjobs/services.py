@@ -100,7 +100,9 @@ def job_enqueue(job: Job) -> None:
 
     def send() -> None:
         try:
-            result = run_job.apply_async(args=[str(job.pk)], queue=job.queue, retry=False)
+            result = run_job.apply_async(
+                args=[str(job.pk)], queue=job.queue, retry=False
+            )
         except Exception:
             # The row stays QUEUED; the reaper sends it again when the broker is back.
             logger.warning("job %s: could not reach the broker", job.pk, exc_info=True)
@@ -136,7 +138,9 @@ def job_create(
         )
     canonical = _canonical_formats(method, list(formats))
     try:
-        ref, model_id = validate_source(kind=source_kind, ref=source_ref, user_id=user.pk)
+        ref, model_id = validate_source(
+            kind=source_kind, ref=source_ref, user_id=user.pk
+        )
     except SourceError as exc:
         raise JobInputError(str(exc), field="source_ref") from None
     if plan_id is not None:
@@ -144,7 +148,9 @@ def job_create(
 
         # Another user's plan would lend its report to this job's recipes.
         if not Plan.objects.filter(pk=plan_id, user=user).exists():
-            raise JobInputError("No such plan: link one of your saved plans.", field="plan")
+            raise JobInputError(
+                "No such plan: link one of your saved plans.", field="plan"
+            )
     chosen_queue = queue or METHOD_QUEUES[method]
     if chosen_queue not in ("cpu", "gpu"):
         raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
@@ -181,7 +187,9 @@ def job_create(
 def job_cancel(*, job: Job) -> Job:
     """Cancel a queued job at once, or ask the runner of a running job to stop it."""
     if job.is_terminal:
-        raise JobInputError(f"The job already ended ({job.get_status_display().lower()}).")
+        raise JobInputError(
+            f"The job already ended ({job.get_status_display().lower()})."
+        )
     stopped = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
         status=Job.Status.CANCELLED,
         error="Cancelled by the user.",

@@ -41,7 +41,9 @@ def validate_source(*, kind: str, ref: str, user_id: int) -> tuple[str, str]:
     if kind == Job.SourceKind.UPLOAD:
         from quantjobs.models import ModelUpload
 
-        upload = ModelUpload.objects.filter(pk=_uuid_or_none(ref), user_id=user_id).first()
+        upload = ModelUpload.objects.filter(
+            pk=_uuid_or_none(ref), user_id=user_id
+        ).first()
         if upload is None:
             raise SourceError("No such upload: upload the model file first.")
         return str(upload.pk), upload.model_id

@@ -12,7 +12,9 @@ def run_job(job_id: str) -> None:
     """Claim and run one job; a redelivered or cancelled job is skipped."""
     from celery import current_task
 
-    services.job_execute(job_id=job_id, worker=current_task.request.hostname or "worker")
+    services.job_execute(
+        job_id=job_id, worker=current_task.request.hostname or "worker"
+    )
 
 
 @shared_task(name="quantjobs.reap_stale_jobs", ignore_result=True)

@@ -50,7 +50,13 @@ CHECK_TIMEOUT_S = 120
 
 def _suffix(name: str) -> str:
     lower = name.lower()
-    for suffix in (".tar.gz", *ARCHIVE_SUFFIXES, ".gguf", ".safetensors", *PICKLE_SUFFIXES):
+    for suffix in (
+        ".tar.gz",
+        *ARCHIVE_SUFFIXES,
+        ".gguf",
+        ".safetensors",
+        *PICKLE_SUFFIXES,
+    ):
         if lower.endswith(suffix):
             return suffix
     return Path(lower).suffix
@@ -123,13 +129,23 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
             dest = folder / "model"
             try:
                 done = subprocess.run(
-                    [sys.executable, "-m", "quantjobs.backends.upload_check", str(stored),
-                     str(dest), str(settings.QUANTPLAN_MAX_UPLOAD_BYTES * 4)],
-                    capture_output=True, text=True, timeout=CHECK_TIMEOUT_S,
+                    [
+                        sys.executable,
+                        "-m",
+                        "quantjobs.backends.upload_check",
+                        str(stored),
+                        str(dest),
+                        str(settings.QUANTPLAN_MAX_UPLOAD_BYTES * 4),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=CHECK_TIMEOUT_S,
                     cwd=str(settings.BASE_DIR),
                 )
             except subprocess.TimeoutExpired:
-                raise UploadError(f"{name}: checking the archive took too long.") from None
+                raise UploadError(
+                    f"{name}: checking the archive took too long."
+                ) from None
             lines = done.stdout.strip().splitlines()
             verdict = json.loads(lines[-1]) if lines else {}
             if not verdict.get("ok"):
@@ -164,6 +180,11 @@ def model_upload_delete(*, upload: Any) -> None:
     """Remove an upload's files and its row."""
     import shutil
 
-    folder = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(upload.user_id) / "models" / str(upload.pk)
+    folder = (
+        Path(settings.QUANTPLAN_UPLOAD_ROOT)
+        / str(upload.user_id)
+        / "models"
+        / str(upload.pk)
+    )
     shutil.rmtree(folder, ignore_errors=True)
     upload.delete()

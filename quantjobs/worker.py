@@ -30,7 +30,11 @@ def detect_gpus() -> list[dict[str, Any]]:
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            [
+                "nvidia-smi",
+                "--query-gpu=name,memory.total",
+                "--format=csv,noheader,nounits",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -52,7 +56,9 @@ def detect_gpus() -> list[dict[str, Any]]:
 def capabilities() -> dict[str, Any]:
     """What this host can run: CPU, memory, GPUs, and the methods that follow."""
     gpus = detect_gpus()
-    methods = ["gguf", "rtn", "selftest"] + (["awq", "gptq"] if gpus else ["awq (small models)", "gptq (small models)"])
+    methods = ["gguf", "rtn", "selftest"] + (
+        ["awq", "gptq"] if gpus else ["awq (small models)", "gptq (small models)"]
+    )
     return {
         "cpu_count": os.cpu_count() or 1,
         "memory_bytes": psutil.virtual_memory().total,
@@ -70,7 +76,11 @@ def beat(hostname: str, queues: list[str], caps: dict[str, Any]) -> None:
     try:
         WorkerHeartbeat.objects.update_or_create(
             hostname=hostname,
-            defaults={"queues": queues, "capabilities": caps, "last_seen_at": timezone.now()},
+            defaults={
+                "queues": queues,
+                "capabilities": caps,
+                "last_seen_at": timezone.now(),
+            },
         )
         jobs_reap_stale(reaper=hostname)
     except Exception:

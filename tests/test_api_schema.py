@@ -13,8 +13,13 @@ def test_schema_lists_the_v1_endpoints(client: Any) -> None:
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     paths = response.json()["paths"]
-    for path in ("/api/v1/jobs/", "/api/v1/plans/", "/api/v1/artifacts/",
-                 "/api/v1/catalog/models/", "/api/v1/jobs/{id}/cancel/"):
+    for path in (
+        "/api/v1/jobs/",
+        "/api/v1/plans/",
+        "/api/v1/artifacts/",
+        "/api/v1/catalog/models/",
+        "/api/v1/jobs/{id}/cancel/",
+    ):
         assert path in paths, path
 
 
@@ -28,5 +33,7 @@ def test_pages_load_no_external_resources(client: Any, user: Any) -> None:
     client.force_login(user)
     for path in ("/", "/jobs/", "/jobs/new/", "/artifacts/", "/tokens/", "/api/"):
         html = client.get(path).content.decode()
-        assert "http://" not in html.replace("http://testserver", "") or path == "/api/", path
+        assert (
+            "http://" not in html.replace("http://testserver", "") or path == "/api/"
+        ), path
         assert "https://" not in html, path

@@ -21,7 +21,9 @@ def test_it_reports_503_when_the_broker_is_down(client: Any) -> None:
 
 @pytest.mark.slow
 @pytest.mark.worker
-def test_it_reports_200_with_a_running_worker(client: Any, start_worker: Any, redis_url: str) -> None:
+def test_it_reports_200_with_a_running_worker(
+    client: Any, start_worker: Any, redis_url: str
+) -> None:
     from tests.helpers import wait_for
 
     start_worker("cpu,gpu")

@@ -16,7 +16,9 @@ if env_file.exists():
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+ALLOWED_HOSTS: list[str] = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"]
+)
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -65,7 +67,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'quantplan.sqlite3'}"),
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'quantplan.sqlite3'}"
+    ),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -78,7 +82,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -96,26 +102,40 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 MEDIA_ROOT = Path(env.str("QUANTPLAN_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # Uploads: models and evaluation files stream to disk; the request body limit guards
 # everything else (a 10 MB JSON is refused before it is parsed).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("QUANTPLAN_MAX_JSON_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "QUANTPLAN_MAX_JSON_BYTES", default=2 * 1024 * 1024
+)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 QUANTPLAN_MAX_UPLOAD_BYTES = env.int("QUANTPLAN_MAX_UPLOAD_BYTES", default=2 * 1024**3)
-QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int("QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=20 * 1024**2)
+QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
+    "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=20 * 1024**2
+)
 
 # Per-user quotas.
 QUANTPLAN_MAX_ACTIVE_JOBS = env.int("QUANTPLAN_MAX_ACTIVE_JOBS", default=5)
-QUANTPLAN_MAX_STORAGE_BYTES = env.int("QUANTPLAN_MAX_STORAGE_BYTES", default=20 * 1024**3)
+QUANTPLAN_MAX_STORAGE_BYTES = env.int(
+    "QUANTPLAN_MAX_STORAGE_BYTES", default=20 * 1024**3
+)
 
 # Where jobs write: a private temporary directory per job, then artifacts move atomically
 # into ARTIFACT_ROOT (same filesystem, so os.replace is atomic).
-QUANTPLAN_ARTIFACT_ROOT = Path(env.str("QUANTPLAN_ARTIFACT_ROOT", default=str(MEDIA_ROOT / "artifacts")))
-QUANTPLAN_WORK_ROOT = Path(env.str("QUANTPLAN_WORK_ROOT", default=str(MEDIA_ROOT / "work")))
-QUANTPLAN_UPLOAD_ROOT = Path(env.str("QUANTPLAN_UPLOAD_ROOT", default=str(MEDIA_ROOT / "uploads")))
+QUANTPLAN_ARTIFACT_ROOT = Path(
+    env.str("QUANTPLAN_ARTIFACT_ROOT", default=str(MEDIA_ROOT / "artifacts"))
+)
+QUANTPLAN_WORK_ROOT = Path(
+    env.str("QUANTPLAN_WORK_ROOT", default=str(MEDIA_ROOT / "work"))
+)
+QUANTPLAN_UPLOAD_ROOT = Path(
+    env.str("QUANTPLAN_UPLOAD_ROOT", default=str(MEDIA_ROOT / "uploads"))
+)
 QUANTPLAN_WORKER_THREADS = env.int("QUANTPLAN_WORKER_THREADS", default=2)
 # Folders on the workers from which jobs may read models by path (none outside them).
 QUANTPLAN_LOCAL_MODEL_DIRS: list[str] = env.list(
@@ -132,22 +152,33 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = False  # redelivery is decided by the Job row's attempts
+CELERY_TASK_REJECT_ON_WORKER_LOST = (
+    False  # redelivery is decided by the Job row's attempts
+)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("QUANTPLAN_JOB_HARD_LIMIT_S", default=4 * 3600)
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("QUANTPLAN_JOB_SOFT_LIMIT_S", default=4 * 3600 - 300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int(
+    "QUANTPLAN_JOB_SOFT_LIMIT_S", default=4 * 3600 - 300
+)
 # The visibility timeout must exceed the hard limit, or Redis redelivers a running job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int(
         "QUANTPLAN_VISIBILITY_TIMEOUT_S", default=CELERY_TASK_TIME_LIMIT + 3600
     ),
     # How often a worker looks for messages whose consumer vanished (seconds).
-    "unacked_restore_interval": env.int("QUANTPLAN_UNACKED_RESTORE_INTERVAL_S", default=10),
-    "unacked_restore_throttle": env.int("QUANTPLAN_UNACKED_RESTORE_THROTTLE", default=10),
+    "unacked_restore_interval": env.int(
+        "QUANTPLAN_UNACKED_RESTORE_INTERVAL_S", default=10
+    ),
+    "unacked_restore_throttle": env.int(
+        "QUANTPLAN_UNACKED_RESTORE_THROTTLE", default=10
+    ),
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_QUEUES_NAMES = ("cpu", "gpu")
@@ -186,8 +217,13 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env.str("DJANGO_LOG_LEVEL", default="INFO"),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

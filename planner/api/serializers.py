@@ -16,25 +16,48 @@ class PlanCreateInput(serializers.Serializer[Any]):
     model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     config = serializers.JSONField(required=False, allow_null=True)
     gpu = serializers.CharField(max_length=100)
-    gpus = serializers.IntegerField(min_value=1, max_value=64, required=False, allow_null=True)
-    formats = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, min_length=1, max_length=64
+    gpus = serializers.IntegerField(
+        min_value=1, max_value=64, required=False, allow_null=True
     )
-    context = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
-    context_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
-    concurrency = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    formats = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        min_length=1,
+        max_length=64,
+    )
+    context = serializers.IntegerField(
+        min_value=1, max_value=10_000_000, required=False
+    )
+    context_tokens = serializers.IntegerField(
+        min_value=1, max_value=10_000_000, required=False
+    )
+    concurrency = serializers.IntegerField(
+        min_value=1, max_value=100_000, required=False
+    )
     engine = serializers.ChoiceField(choices=["vllm", "llama.cpp"], required=False)
     utilization = serializers.FloatField(min_value=0.01, max_value=1.0, required=False)
-    gpu_memory_utilization = serializers.FloatField(min_value=0.1, max_value=1.0, required=False)
+    gpu_memory_utilization = serializers.FloatField(
+        min_value=0.1, max_value=1.0, required=False
+    )
     kv_cache_dtype = serializers.ChoiceField(
         choices=["f32", "f16", "bf16", "fp8", "q8_0", "q4_0"], required=False
     )
-    prompt_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
-    output_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    prompt_tokens = serializers.IntegerField(
+        min_value=1, max_value=10_000_000, required=False
+    )
+    output_tokens = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False
+    )
     api_price = serializers.CharField(max_length=100, required=False, allow_null=True)
-    price_usd_per_hour = serializers.FloatField(min_value=0, max_value=10_000, required=False, allow_null=True)
-    max_quality_loss_pct = serializers.FloatField(min_value=0, max_value=1000, required=False, allow_null=True)
-    min_tokens_per_s = serializers.FloatField(min_value=0, required=False, allow_null=True)
+    price_usd_per_hour = serializers.FloatField(
+        min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    max_quality_loss_pct = serializers.FloatField(
+        min_value=0, max_value=1000, required=False, allow_null=True
+    )
+    min_tokens_per_s = serializers.FloatField(
+        min_value=0, required=False, allow_null=True
+    )
     max_ttft_s = serializers.FloatField(min_value=0, required=False, allow_null=True)
     save = serializers.BooleanField(required=False, default=False)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -42,7 +65,11 @@ class PlanCreateInput(serializers.Serializer[Any]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("model") and attrs.get("config") is None:
             raise serializers.ValidationError(
-                {"model": ["Give a catalog model id, a Hugging Face id, or a config.json."]}
+                {
+                    "model": [
+                        "Give a catalog model id, a Hugging Face id, or a config.json."
+                    ]
+                }
             )
         return attrs
 

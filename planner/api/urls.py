@@ -7,9 +7,19 @@ from planner.api import views
 urlpatterns = [
     path("plans/", views.PlanListCreateApi.as_view(), name="api-plan-list"),
     path("plans/<str:pk>/", views.PlanDetailApi.as_view(), name="api-plan-detail"),
-    path("catalog/models/", views.CatalogApi.as_view(kind="models"), name="api-catalog-models"),
-    path("catalog/gpus/", views.CatalogApi.as_view(kind="gpus"), name="api-catalog-gpus"),
-    path("catalog/formats/", views.CatalogApi.as_view(kind="formats"), name="api-catalog-formats"),
+    path(
+        "catalog/models/",
+        views.CatalogApi.as_view(kind="models"),
+        name="api-catalog-models",
+    ),
+    path(
+        "catalog/gpus/", views.CatalogApi.as_view(kind="gpus"), name="api-catalog-gpus"
+    ),
+    path(
+        "catalog/formats/",
+        views.CatalogApi.as_view(kind="formats"),
+        name="api-catalog-formats",
+    ),
     path(
         "catalog/api-prices/",
         views.CatalogApi.as_view(kind="api-prices"),

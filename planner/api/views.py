@@ -60,7 +60,9 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
         body: dict[str, Any] = services.report_to_dict(report)
         if payload.validated_data.get("save"):
             plan = services.plan_save(
-                user=request.user, name=payload.validated_data.get("name", ""), data=data,
+                user=request.user,
+                name=payload.validated_data.get("name", ""),
+                data=data,
                 report=report,
             )
             body["id"] = str(plan.pk)

@@ -21,15 +21,21 @@ class JobCreateInput(serializers.Serializer[Any]):
     source_kind = serializers.ChoiceField(
         choices=Job.SourceKind.choices, default=Job.SourceKind.SAMPLE
     )
-    source_ref = serializers.CharField(max_length=1024, required=False, allow_blank=True)
+    source_ref = serializers.CharField(
+        max_length=1024, required=False, allow_blank=True
+    )
     source_revision = serializers.RegexField(
         r"^[A-Za-z0-9._/-]{0,64}$", required=False, allow_blank=True, max_length=64
     )
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     eval_file = serializers.FileField(required=False, allow_null=True)
-    context_tokens = serializers.IntegerField(min_value=64, max_value=8192, required=False)
+    context_tokens = serializers.IntegerField(
+        min_value=64, max_value=8192, required=False
+    )
     max_chunks = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
-    timeout_s = serializers.IntegerField(min_value=10, max_value=24 * 3600, required=False)
+    timeout_s = serializers.IntegerField(
+        min_value=10, max_value=24 * 3600, required=False
+    )
     queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
     plan = serializers.UUIDField(required=False, allow_null=True)
 

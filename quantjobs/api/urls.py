@@ -10,7 +10,9 @@ urlpatterns = [
     path("jobs/<str:pk>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<str:pk>/rerun/", views.JobRerunApi.as_view(), name="api-job-rerun"),
     path("uploads/", views.UploadListCreateApi.as_view(), name="api-upload-list"),
-    path("uploads/<str:pk>/", views.UploadDetailApi.as_view(), name="api-upload-detail"),
+    path(
+        "uploads/<str:pk>/", views.UploadDetailApi.as_view(), name="api-upload-detail"
+    ),
     path("artifacts/", views.ArtifactListApi.as_view(), name="api-artifact-list"),
     path(
         "artifacts/<str:pk>/download/",

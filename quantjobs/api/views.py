@@ -48,7 +48,9 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
     eval_path, eval_name = "", ""
     if data.get("eval_file"):
         try:
-            eval_path, eval_name = eval_text_store(user_id=user.pk, uploaded=data["eval_file"])
+            eval_path, eval_name = eval_text_store(
+                user_id=user.pk, uploaded=data["eval_file"]
+            )
         except UploadError as exc:
             raise ValidationError({"eval_file": [str(exc)]}) from None
     options = {
@@ -88,7 +90,10 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         return selectors.job_list_for_user(user=self.request.user, status=status_filter)
 
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "queues_without_workers": queues_without_workers()}
+        return {
+            **super().get_serializer_context(),
+            "queues_without_workers": queues_without_workers(),
+        }
 
     @extend_schema(
         request=JobCreateInput,
@@ -106,7 +111,9 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         ],
     )
     def post(self, request: Request) -> Response:
-        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        data = (
+            request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        )
         if hasattr(request.data, "getlist") and "formats" in request.data:
             data.setlist("formats", _split_formats(request.data.getlist("formats")))
         payload = JobCreateInput(data=data)
@@ -118,7 +125,12 @@ class JobListCreateApi(generics.ListAPIView[Job]):
 
 def _split_formats(values: list[str]) -> list[str]:
     # Form posts may send "gguf-Q8_0,gguf-Q4_K_M" in one field.
-    return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+    return [
+        part.strip()
+        for value in values
+        for part in str(value).split(",")
+        if part.strip()
+    ]
 
 
 class JobDetailApi(generics.RetrieveAPIView[Job]):
@@ -127,10 +139,15 @@ class JobDetailApi(generics.RetrieveAPIView[Job]):
     serializer_class = JobOutput
 
     def get_object(self) -> Job:
-        return selectors.job_get_for_user(user=self.request.user, job_id=self.kwargs["pk"])
+        return selectors.job_get_for_user(
+            user=self.request.user, job_id=self.kwargs["pk"]
+        )
 
     def get_serializer_context(self) -> dict[str, Any]:
-        return {**super().get_serializer_context(), "queues_without_workers": queues_without_workers()}
+        return {
+            **super().get_serializer_context(),
+            "queues_without_workers": queues_without_workers(),
+        }
 
 
 class JobCancelApi(APIView):
@@ -208,13 +225,18 @@ class UploadListCreateApi(APIView):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > limit + 1_000_000:
             return Response(
-                {"detail": f"Uploads are limited to {limit / 1e9:.1f} GB.", "code": "too_large"},
+                {
+                    "detail": f"Uploads are limited to {limit / 1e9:.1f} GB.",
+                    "code": "too_large",
+                },
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         payload = UploadCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            upload = model_upload_store(user_id=request.user.pk, uploaded=payload.validated_data["file"])
+            upload = model_upload_store(
+                user_id=request.user.pk, uploaded=payload.validated_data["file"]
+            )
         except UploadError as exc:
             raise ValidationError({"file": [str(exc)]}) from None
         return Response(UploadOutput(upload).data, status=status.HTTP_201_CREATED)

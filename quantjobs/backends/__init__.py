@@ -26,7 +26,9 @@ def load_backend(name: str) -> Backend:
         dotted = REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
-        raise BackendError(f"Unknown method {name!r}; choose one of: {known}.") from None
+        raise BackendError(
+            f"Unknown method {name!r}; choose one of: {known}."
+        ) from None
     module_name, _, attr = dotted.partition(":")
     module = importlib.import_module(module_name)
     backend: Backend = getattr(module, attr)()

@@ -13,7 +13,12 @@ pytestmark = pytest.mark.django_db
 def test_sign_up_creates_the_account_and_signs_in(client: Any) -> None:
     response = client.post(
         "/accounts/signup/",
-        {"username": "carol", "email": "", "password1": "a long secret 8!", "password2": "a long secret 8!"},
+        {
+            "username": "carol",
+            "email": "",
+            "password1": "a long secret 8!",
+            "password2": "a long secret 8!",
+        },
     )
     assert response.status_code == 302
     assert client.get("/jobs/").status_code == 200
@@ -22,7 +27,12 @@ def test_sign_up_creates_the_account_and_signs_in(client: Any) -> None:
 def test_sign_up_errors_stay_next_to_the_field_and_keep_input(client: Any) -> None:
     response = client.post(
         "/accounts/signup/",
-        {"username": "carol", "email": "not-an-email", "password1": "x", "password2": "y"},
+        {
+            "username": "carol",
+            "email": "not-an-email",
+            "password1": "x",
+            "password2": "y",
+        },
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -32,7 +42,9 @@ def test_sign_up_errors_stay_next_to_the_field_and_keep_input(client: Any) -> No
 
 
 def test_login_and_logout(client: Any, user: Any) -> None:
-    response = client.post("/accounts/login/", {"username": "alice", "password": "correct horse battery"})
+    response = client.post(
+        "/accounts/login/", {"username": "alice", "password": "correct horse battery"}
+    )
     assert response.status_code == 302
     assert client.get("/artifacts/").status_code == 200
     client.post("/accounts/logout/")

@@ -10,18 +10,37 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 REQUIRED_KEYS = {
-    "format", "parameters", "artifact_bytes", "weights_bytes", "kv_cache_bytes",
-    "overhead_bytes", "total_bytes_per_gpu", "gpus_needed", "fits", "ttft_s",
-    "decode_tokens_per_s", "cost_usd_per_hour", "cost_usd_per_month",
-    "cost_usd_per_million_tokens", "expected_quality_loss", "assumptions",
+    "format",
+    "parameters",
+    "artifact_bytes",
+    "weights_bytes",
+    "kv_cache_bytes",
+    "overhead_bytes",
+    "total_bytes_per_gpu",
+    "gpus_needed",
+    "fits",
+    "ttft_s",
+    "decode_tokens_per_s",
+    "cost_usd_per_hour",
+    "cost_usd_per_month",
+    "cost_usd_per_million_tokens",
+    "expected_quality_loss",
+    "assumptions",
 }
 
 
-def test_a_plan_returns_one_object_per_format_with_the_documented_keys(api: Any) -> None:
+def test_a_plan_returns_one_object_per_format_with_the_documented_keys(
+    api: Any,
+) -> None:
     response = api.post(
         "/api/v1/plans/",
-        {"model": "llama-3-70b", "gpu": "a100-80gb", "formats": ["fp16", "gguf-Q4_K_M"],
-         "context": 8192, "concurrency": 4},
+        {
+            "model": "llama-3-70b",
+            "gpu": "a100-80gb",
+            "formats": ["fp16", "gguf-Q4_K_M"],
+            "context": 8192,
+            "concurrency": 4,
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
@@ -41,13 +60,31 @@ def test_the_api_and_the_cli_give_the_same_objects(api: Any) -> None:
     from django.core.management import call_command
 
     out = StringIO()
-    call_command("plan", "--model", "llama-3.1-8b", "--gpu", "l4", "--format", "gguf-Q8_0",
-                 "--context", "4096", "--concurrency", "2", "--json", stdout=out)
+    call_command(
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "l4",
+        "--format",
+        "gguf-Q8_0",
+        "--context",
+        "4096",
+        "--concurrency",
+        "2",
+        "--json",
+        stdout=out,
+    )
     cli = json.loads(out.getvalue())
     api_rows = api.post(
         "/api/v1/plans/",
-        {"model": "llama-3.1-8b", "gpu": "l4", "formats": ["gguf-Q8_0"], "context": 4096,
-         "concurrency": 2},
+        {
+            "model": "llama-3.1-8b",
+            "gpu": "l4",
+            "formats": ["gguf-Q8_0"],
+            "context": 4096,
+            "concurrency": 2,
+        },
         format="json",
     ).json()["results"]
     assert cli == api_rows
@@ -56,24 +93,43 @@ def test_the_api_and_the_cli_give_the_same_objects(api: Any) -> None:
 def test_saved_plans_are_listed_reopened_and_private(api: Any, other_api: Any) -> None:
     created = api.post(
         "/api/v1/plans/",
-        {"model": "mixtral-8x7b", "gpu": "h100-sxm", "formats": ["fp8"], "save": True,
-         "name": "mixtral fp8"},
+        {
+            "model": "mixtral-8x7b",
+            "gpu": "h100-sxm",
+            "formats": ["fp8"],
+            "save": True,
+            "name": "mixtral fp8",
+        },
         format="json",
     )
     assert created.status_code == 201, created.content
     plan_id = created.json()["id"]
-    assert [p["name"] for p in api.get("/api/v1/plans/").json()["results"]] == ["mixtral fp8"]
-    assert api.get(f"/api/v1/plans/{plan_id}/").json()["report"]["results"][0]["format"] == "fp8"
+    assert [p["name"] for p in api.get("/api/v1/plans/").json()["results"]] == [
+        "mixtral fp8"
+    ]
+    assert (
+        api.get(f"/api/v1/plans/{plan_id}/").json()["report"]["results"][0]["format"]
+        == "fp8"
+    )
     assert other_api.get(f"/api/v1/plans/{plan_id}/").status_code == 404
     assert other_api.delete(f"/api/v1/plans/{plan_id}/").status_code == 404
 
 
 def test_a_pasted_config_is_planned(api: Any) -> None:
-    config = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
-              "intermediate_size": 11008, "num_hidden_layers": 32,
-              "num_attention_heads": 32, "num_key_value_heads": 32}
-    response = api.post("/api/v1/plans/", {"config": config, "gpu": "a10g", "formats": ["fp16"]},
-                        format="json")
+    config = {
+        "model_type": "llama",
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+    }
+    response = api.post(
+        "/api/v1/plans/",
+        {"config": config, "gpu": "a10g", "formats": ["fp16"]},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     assert 6.6e9 < response.json()["results"][0]["parameters"] < 6.8e9
 
@@ -85,9 +141,15 @@ def test_a_pasted_config_is_planned(api: Any) -> None:
         ({"model": "llama-3-70b", "gpu": "no-such-gpu"}, "gpu"),
         ({"model": "llama-3-70b", "gpu": "a100-80gb", "formats": ["fp7"]}, "formats"),
         ({"model": "llama-3-70b", "gpu": "a100-80gb", "context": 0}, "context"),
-        ({"model": "llama-3-70b", "gpu": "a100-80gb", "concurrency": -1}, "concurrency"),
+        (
+            {"model": "llama-3-70b", "gpu": "a100-80gb", "concurrency": -1},
+            "concurrency",
+        ),
         ({"config": {"model_type": "llama"}, "gpu": "a100-80gb"}, "config"),
-        ({"config": {"model_type": "llama", "hidden_size": -5}, "gpu": "a100-80gb"}, "config"),
+        (
+            {"config": {"model_type": "llama", "hidden_size": -5}, "gpu": "a100-80gb"},
+            "config",
+        ),
         ({"config": [1, 2, 3], "gpu": "a100-80gb"}, "config"),
         ({"gpu": "a100-80gb"}, "model"),
     ],
@@ -104,13 +166,17 @@ def test_a_deeply_nested_config_is_a_400(api: Any) -> None:
     nested: Any = {}
     for _ in range(200):
         nested = {"a": nested}
-    response = api.post("/api/v1/plans/", {"config": nested, "gpu": "a100-80gb"}, format="json")
+    response = api.post(
+        "/api/v1/plans/", {"config": nested, "gpu": "a100-80gb"}, format="json"
+    )
     assert response.status_code == 400
 
 
 def test_a_10_mb_body_is_refused_with_413_or_400(api: Any) -> None:
     body = json.dumps({"config": {"x": "a" * 10_000_000}, "gpu": "a100-80gb"})
-    response = api.generic("POST", "/api/v1/plans/", body, content_type="application/json")
+    response = api.generic(
+        "POST", "/api/v1/plans/", body, content_type="application/json"
+    )
     assert response.status_code in (400, 413)
     assert response.json()["detail"]
 

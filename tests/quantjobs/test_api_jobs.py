@@ -9,7 +9,9 @@ import pytest
 pytestmark = pytest.mark.django_db
 
 
-def test_creating_a_job_while_the_broker_is_down_is_a_503_with_a_message(api: Any) -> None:
+def test_creating_a_job_while_the_broker_is_down_is_a_503_with_a_message(
+    api: Any,
+) -> None:
     from quantjobs.models import Job
 
     response = api.post(
@@ -37,15 +39,43 @@ def test_a_queued_job_without_a_worker_says_what_it_waits_for(
     ("payload", "field", "message"),
     [
         ({"method": "gguf", "formats": ["gguf-Q9_9"]}, "formats", "Q9_9"),
-        ({"method": "gguf", "formats": ["awq-4bit-g64"]}, "formats", "not a gguf format"),
+        (
+            {"method": "gguf", "formats": ["awq-4bit-g64"]},
+            "formats",
+            "not a gguf format",
+        ),
         ({"method": "nope", "formats": ["x"]}, "method", "valid choice"),
         ({"method": "gguf", "formats": []}, "formats", ""),
-        ({"method": "gguf", "formats": ["gguf-Q8_0"], "source_kind": "sample",
-          "source_ref": "missing-sample"}, "source_ref", "Unknown sample"),
-        ({"method": "gguf", "formats": ["gguf-Q8_0"], "source_kind": "hf",
-          "source_ref": "../etc/passwd"}, "source_ref", ""),
-        ({"method": "gguf", "formats": ["gguf-Q8_0"], "source_kind": "local",
-          "source_ref": "/etc/passwd"}, "source_ref", "must live under"),
+        (
+            {
+                "method": "gguf",
+                "formats": ["gguf-Q8_0"],
+                "source_kind": "sample",
+                "source_ref": "missing-sample",
+            },
+            "source_ref",
+            "Unknown sample",
+        ),
+        (
+            {
+                "method": "gguf",
+                "formats": ["gguf-Q8_0"],
+                "source_kind": "hf",
+                "source_ref": "../etc/passwd",
+            },
+            "source_ref",
+            "",
+        ),
+        (
+            {
+                "method": "gguf",
+                "formats": ["gguf-Q8_0"],
+                "source_kind": "local",
+                "source_ref": "/etc/passwd",
+            },
+            "source_ref",
+            "must live under",
+        ),
     ],
 )
 def test_bad_job_requests_are_400_naming_the_field(
@@ -102,9 +132,15 @@ def test_active_jobs_beyond_the_quota_get_429(
 ) -> None:
     settings.QUANTPLAN_MAX_ACTIVE_JOBS = 2
     for _ in range(2):
-        ok = api.post("/api/v1/jobs/", {"method": "selftest", "formats": ["selftest"]}, format="json")
+        ok = api.post(
+            "/api/v1/jobs/",
+            {"method": "selftest", "formats": ["selftest"]},
+            format="json",
+        )
         assert ok.status_code == 201
-    response = api.post("/api/v1/jobs/", {"method": "selftest", "formats": ["selftest"]}, format="json")
+    response = api.post(
+        "/api/v1/jobs/", {"method": "selftest", "formats": ["selftest"]}, format="json"
+    )
     assert response.status_code == 429
     assert "limit is 2" in response.json()["detail"]
 
@@ -112,7 +148,9 @@ def test_active_jobs_beyond_the_quota_get_429(
 def test_a_bad_evaluation_file_is_a_400_on_that_field(api: Any, redis_url: str) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    upload = SimpleUploadedFile("eval.txt", b"\x00\x01\x02" * 2000, content_type="text/plain")
+    upload = SimpleUploadedFile(
+        "eval.txt", b"\x00\x01\x02" * 2000, content_type="text/plain"
+    )
     response = api.post(
         "/api/v1/jobs/",
         {"method": "gguf", "formats": "gguf-Q8_0", "eval_file": upload},

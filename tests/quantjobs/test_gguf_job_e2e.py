@@ -23,20 +23,30 @@ print(out["choices"][0]["text"])
 """
 
 
-def test_sample_q8_0_and_q4_k_m_end_to_end(api: Any, start_worker: Any, clean_media: Any) -> None:
+def test_sample_q8_0_and_q4_k_m_end_to_end(
+    api: Any, start_worker: Any, clean_media: Any
+) -> None:
     start_worker("cpu")
     response = api.post(
         "/api/v1/jobs/",
-        {"method": "gguf", "formats": ["gguf-Q8_0", "gguf-Q4_K_M"], "source_kind": "sample",
-         "max_chunks": 6, "context_tokens": 512},
+        {
+            "method": "gguf",
+            "formats": ["gguf-Q8_0", "gguf-Q4_K_M"],
+            "source_kind": "sample",
+            "max_chunks": 6,
+            "context_tokens": 512,
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
     job_id = response.json()["id"]
 
     body = wait_for(
-        lambda: (b := api.get(f"/api/v1/jobs/{job_id}/").json())["status"]
-        in ("SUCCEEDED", "FAILED", "TIMED_OUT") and b,
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{job_id}/").json())["status"]
+            in ("SUCCEEDED", "FAILED", "TIMED_OUT")
+            and b
+        ),
         timeout_s=900,
         interval_s=1.0,
     )
@@ -65,7 +75,10 @@ def test_sample_q8_0_and_q4_k_m_end_to_end(api: Any, start_worker: Any, clean_me
         assert hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
         generated = subprocess.run(
             [sys.executable, "-c", LOAD_AND_GENERATE, str(path)],
-            capture_output=True, text=True, timeout=120, check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
         ).stdout
         assert generated.strip(), "the artifact loads in llama.cpp and generates text"
 
@@ -74,4 +87,8 @@ def test_sample_q8_0_and_q4_k_m_end_to_end(api: Any, start_worker: Any, clean_me
         )
         assert ranged.status_code == 206
         assert b"".join(ranged.streaming_content) == b"GGUF"
-    assert not any(p.is_file() for p in Path(clean_media / "work").rglob("*") if "cache" not in p.parts)
+    assert not any(
+        p.is_file()
+        for p in Path(clean_media / "work").rglob("*")
+        if "cache" not in p.parts
+    )

@@ -70,8 +70,10 @@ def test_a_backend_error_fails_the_job_with_its_message(
     start_worker("cpu")
 
     body = wait_for(
-        lambda: (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "FAILED"
-        and b,
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "FAILED"
+            and b
+        ),
         timeout_s=60,
     )
     assert body["error"] == "The model is too small."
@@ -86,14 +88,18 @@ def test_cancel_stops_a_running_job_and_keeps_no_file(
     job = _create(api)
     Job.objects.filter(pk=job["id"]).update(options={"steps": 100, "step_s": 0.5})
     start_worker("cpu")
-    wait_for(lambda: api.get(f"/api/v1/jobs/{job['id']}/").json()["status"] == "RUNNING")
+    wait_for(
+        lambda: api.get(f"/api/v1/jobs/{job['id']}/").json()["status"] == "RUNNING"
+    )
 
     response = api.post(f"/api/v1/jobs/{job['id']}/cancel/")
     assert response.status_code == 200
 
     body = wait_for(
-        lambda: (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "CANCELLED"
-        and b,
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "CANCELLED"
+            and b
+        ),
         timeout_s=30,
     )
     assert body["error"] == "Cancelled by the user."
@@ -109,11 +115,15 @@ def test_a_job_over_its_time_limit_ends_timed_out(
     from quantjobs.models import Job
 
     job = _create(api)
-    Job.objects.filter(pk=job["id"]).update(options={"steps": 100, "step_s": 0.5, "timeout_s": 3})
+    Job.objects.filter(pk=job["id"]).update(
+        options={"steps": 100, "step_s": 0.5, "timeout_s": 3}
+    )
     start_worker("cpu")
     body = wait_for(
-        lambda: (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "TIMED_OUT"
-        and b,
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"] == "TIMED_OUT"
+            and b
+        ),
         timeout_s=60,
     )
     assert "time limit" in body["error"]

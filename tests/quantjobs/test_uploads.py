@@ -38,8 +38,15 @@ def _safetensors(header: dict[str, Any], data: bytes = b"") -> bytes:
 
 
 def _config(**extra: Any) -> bytes:
-    config = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 16,
-              "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, **extra}
+    config = {
+        "model_type": "llama",
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "vocab_size": 10,
+        **extra,
+    }
     return json.dumps(config).encode()
 
 
@@ -65,7 +72,7 @@ def _zip(entries: list[tuple[str, bytes]], symlink: str | None = None) -> bytes:
             zf.writestr(name, data)
         if symlink:
             info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, "/etc/passwd")
     return out.getvalue()
 
@@ -76,42 +83,131 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("truncated-gguf", "m.gguf", b"GGUF\x03\x00", "too small"),
     ("bad-magic", "m.gguf", b"GGML" + b"\x00" * 60, "not a GGUF"),
     ("bad-version", "m.gguf", _gguf_header(version=99) + b"\x00" * 64, "version"),
-    ("absurd-tensor-count", "m.gguf", _gguf_header(tensors=2**63) + b"\x00" * 64, "tensor"),
+    (
+        "absurd-tensor-count",
+        "m.gguf",
+        _gguf_header(tensors=2**63) + b"\x00" * 64,
+        "tensor",
+    ),
     ("absurd-kv-count", "m.gguf", _gguf_header(kvs=2**63) + b"\x00" * 64, ""),
-    ("string-length-2^63", "m.gguf",
-     _gguf_header(kvs=1) + struct.pack("<Q", 2**63) + b"k" * 32, ""),
-    ("array-length-2^63", "m.gguf",
-     _gguf_header(kvs=1) + struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 4, 2**63), ""),
+    (
+        "string-length-2^63",
+        "m.gguf",
+        _gguf_header(kvs=1) + struct.pack("<Q", 2**63) + b"k" * 32,
+        "",
+    ),
+    (
+        "array-length-2^63",
+        "m.gguf",
+        _gguf_header(kvs=1)
+        + struct.pack("<Q", 1)
+        + b"k"
+        + struct.pack("<IIQ", 9, 4, 2**63),
+        "",
+    ),
     ("pickle-bin", "pytorch_model.bin", pickle.dumps(_Payload()), "pickle"),
     ("pickle-pt", "model.pt", pickle.dumps(_Payload()), "pickle"),
     ("pickle-pth", "model.pth", pickle.dumps(_Payload()), "pickle"),
-    ("lone-safetensors", "model.safetensors", _safetensors(GOOD_TENSOR, b"\x00" * 16), "whole model"),
+    (
+        "lone-safetensors",
+        "model.safetensors",
+        _safetensors(GOOD_TENSOR, b"\x00" * 16),
+        "whole model",
+    ),
     ("unknown-kind", "model.onnx", b"\x00" * 100, "upload a .gguf"),
     ("tar-dotdot", "m.tar", _tar([("../escape.txt", b"x", None)]), "unsafe path"),
     ("tar-absolute", "m.tar", _tar([("/etc/cron.d/x", b"x", None)]), "unsafe path"),
-    ("tar-symlink", "m.tar", _tar([("model/config.json", None, "/etc/passwd")]), "link"),
+    (
+        "tar-symlink",
+        "m.tar",
+        _tar([("model/config.json", None, "/etc/passwd")]),
+        "link",
+    ),
     ("zip-dotdot", "m.zip", _zip([("../../escape.txt", b"x")]), "unsafe path"),
-    ("zip-symlink", "m.zip", _zip([("config.json", _config())], symlink="model.safetensors"), "link"),
+    (
+        "zip-symlink",
+        "m.zip",
+        _zip([("config.json", _config())], symlink="model.safetensors"),
+        "link",
+    ),
     ("not-an-archive", "m.tar", b"this is not a tar" * 100, "damaged"),
-    ("auto-map", "m.tar", _tar([
-        ("config.json", _config(auto_map={"AutoModelForCausalLM": "evil.Model"}), None),
-        ("model.safetensors", _safetensors(GOOD_TENSOR, b"\x00" * 16), None)]), "auto_map"),
-    ("safetensors-huge-header", "m.tar", _tar([
-        ("config.json", _config(), None),
-        ("model.safetensors", struct.pack("<Q", 200 * 1000 * 1000) + b"{}", None)]), "header"),
-    ("safetensors-offset-past-end", "m.tar", _tar([
-        ("config.json", _config(), None),
-        ("model.safetensors", _safetensors(
-            {"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}},
-            b"\x00" * 16), None)]), ""),
-    ("archive-with-pickle", "m.tar", _tar([
-        ("config.json", _config(), None),
-        ("pytorch_model.bin", pickle.dumps(_Payload()), None)]), "pickle"),
-    ("archive-without-config", "m.zip", _zip([("readme.txt", b"hello")]), "config.json"),
+    (
+        "auto-map",
+        "m.tar",
+        _tar(
+            [
+                (
+                    "config.json",
+                    _config(auto_map={"AutoModelForCausalLM": "evil.Model"}),
+                    None,
+                ),
+                ("model.safetensors", _safetensors(GOOD_TENSOR, b"\x00" * 16), None),
+            ]
+        ),
+        "auto_map",
+    ),
+    (
+        "safetensors-huge-header",
+        "m.tar",
+        _tar(
+            [
+                ("config.json", _config(), None),
+                (
+                    "model.safetensors",
+                    struct.pack("<Q", 200 * 1000 * 1000) + b"{}",
+                    None,
+                ),
+            ]
+        ),
+        "header",
+    ),
+    (
+        "safetensors-offset-past-end",
+        "m.tar",
+        _tar(
+            [
+                ("config.json", _config(), None),
+                (
+                    "model.safetensors",
+                    _safetensors(
+                        {
+                            "w": {
+                                "dtype": "F32",
+                                "shape": [1000, 1000],
+                                "data_offsets": [0, 4_000_000],
+                            }
+                        },
+                        b"\x00" * 16,
+                    ),
+                    None,
+                ),
+            ]
+        ),
+        "",
+    ),
+    (
+        "archive-with-pickle",
+        "m.tar",
+        _tar(
+            [
+                ("config.json", _config(), None),
+                ("pytorch_model.bin", pickle.dumps(_Payload()), None),
+            ]
+        ),
+        "pickle",
+    ),
+    (
+        "archive-without-config",
+        "m.zip",
+        _zip([("readme.txt", b"hello")]),
+        "config.json",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "filename", "content", "message"), HOSTILE, ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize(
+    ("case", "filename", "content", "message"), HOSTILE, ids=[h[0] for h in HOSTILE]
+)
 def test_hostile_uploads_are_refused_with_a_reason(
     api: Any, clean_media: Path, case: str, filename: str, content: bytes, message: str
 ) -> None:
@@ -134,7 +230,9 @@ def test_hostile_uploads_are_refused_with_a_reason(
     reliability.add("Hostile files", "crafted uploads refused with a 4xx", 1)
 
 
-def test_an_upload_over_the_limit_is_413(api: Any, settings: Any, clean_media: Path) -> None:
+def test_an_upload_over_the_limit_is_413(
+    api: Any, settings: Any, clean_media: Path
+) -> None:
     settings.QUANTPLAN_MAX_UPLOAD_BYTES = 1000
     upload = SimpleUploadedFile("big.gguf", b"GGUF" + b"\x00" * 2_000_000)
     response = api.post("/api/v1/uploads/", {"file": upload}, format="multipart")
@@ -156,12 +254,26 @@ def test_the_sample_gguf_is_accepted_and_usable_as_a_job_source(
     body = response.json()
     assert body["sha256"] == sample.sha256
     assert body["summary"]["architecture"] == "llama"
-    job = api.post("/api/v1/jobs/", {"method": "gguf", "formats": ["gguf-Q8_0"],
-                                     "source_kind": "upload", "source_ref": body["id"]},
-                   format="json")
+    job = api.post(
+        "/api/v1/jobs/",
+        {
+            "method": "gguf",
+            "formats": ["gguf-Q8_0"],
+            "source_kind": "upload",
+            "source_ref": body["id"],
+        },
+        format="json",
+    )
     assert job.status_code == 201, job.content
-    stolen = other_api.post("/api/v1/jobs/", {"method": "gguf", "formats": ["gguf-Q8_0"],
-                                              "source_kind": "upload", "source_ref": body["id"]},
-                            format="json")
+    stolen = other_api.post(
+        "/api/v1/jobs/",
+        {
+            "method": "gguf",
+            "formats": ["gguf-Q8_0"],
+            "source_kind": "upload",
+            "source_ref": body["id"],
+        },
+        format="json",
+    )
     assert stolen.status_code == 400
     assert other_api.delete(f"/api/v1/uploads/{body['id']}/").status_code == 404

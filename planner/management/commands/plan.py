@@ -16,16 +16,28 @@ class Command(BaseCommand):
     help = "Plan a model on a GPU: one JSON object per format with --json."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--model", required=True, help="Catalog id, HF id or config.json path.")
-        parser.add_argument("--gpu", required=True, help="Catalog GPU id (see `catalog gpus`).")
-        parser.add_argument("--gpus", type=int, default=None, help="GPUs (default: fewest that fit).")
+        parser.add_argument(
+            "--model", required=True, help="Catalog id, HF id or config.json path."
+        )
+        parser.add_argument(
+            "--gpu", required=True, help="Catalog GPU id (see `catalog gpus`)."
+        )
+        parser.add_argument(
+            "--gpus", type=int, default=None, help="GPUs (default: fewest that fit)."
+        )
         parser.add_argument("--format", dest="formats", action="append", default=None)
-        parser.add_argument("--context", type=int, default=8192, help="Context length in tokens.")
-        parser.add_argument("--concurrency", type=int, default=1, help="Concurrent sequences.")
+        parser.add_argument(
+            "--context", type=int, default=8192, help="Context length in tokens."
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=1, help="Concurrent sequences."
+        )
         parser.add_argument("--engine", choices=["vllm", "llama.cpp"], default="vllm")
         parser.add_argument("--kv-cache-dtype", default="f16")
         parser.add_argument("--utilization", type=float, default=0.5)
-        parser.add_argument("--api-price", default=None, help="API price id to compare with.")
+        parser.add_argument(
+            "--api-price", default=None, help="API price id to compare with."
+        )
         parser.add_argument("--price-usd-per-hour", type=float, default=None)
         parser.add_argument("--json", action="store_true", help="Print JSON (a list).")
 

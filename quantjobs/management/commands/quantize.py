@@ -33,16 +33,32 @@ class Command(BaseCommand):
     help = "Quantize and benchmark a model on the workers; --wait prints the results."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--source", default="sample",
-                            help="sample | sample:ID | hf:ORG/NAME | upload:ID | PATH")
-        parser.add_argument("--method", default="gguf", choices=[m.value for m in Job.Method])
-        parser.add_argument("--type", dest="types", action="append", required=True,
-                            help="Format, e.g. Q4_K_M (GGUF), awq-4bit-g64; repeatable.")
-        parser.add_argument("--eval", dest="eval_file", default=None, help=".txt or .jsonl")
-        parser.add_argument("--user", default=None, help="Owner (default: first superuser).")
+        parser.add_argument(
+            "--source",
+            default="sample",
+            help="sample | sample:ID | hf:ORG/NAME | upload:ID | PATH",
+        )
+        parser.add_argument(
+            "--method", default="gguf", choices=[m.value for m in Job.Method]
+        )
+        parser.add_argument(
+            "--type",
+            dest="types",
+            action="append",
+            required=True,
+            help="Format, e.g. Q4_K_M (GGUF), awq-4bit-g64; repeatable.",
+        )
+        parser.add_argument(
+            "--eval", dest="eval_file", default=None, help=".txt or .jsonl"
+        )
+        parser.add_argument(
+            "--user", default=None, help="Owner (default: first superuser)."
+        )
         parser.add_argument("--context", type=int, default=None)
         parser.add_argument("--max-chunks", type=int, default=None)
-        parser.add_argument("--timeout", type=float, default=None, help="Seconds to --wait.")
+        parser.add_argument(
+            "--timeout", type=float, default=None, help="Seconds to --wait."
+        )
         parser.add_argument("--wait", action="store_true")
         parser.add_argument("--json", action="store_true")
 
@@ -54,13 +70,27 @@ class Command(BaseCommand):
         eval_path, eval_name = "", ""
         if options["eval_file"]:
             eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
-        opts = {k: options[o] for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks")) if options[o]}
+        opts = {
+            k: options[o]
+            for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks"))
+            if options[o]
+        }
         try:
             job = services.job_create(
-                user=user, method=method, formats=formats, source_kind=kind, source_ref=ref,
-                eval_text_path=eval_path, eval_text_name=eval_name, options=opts,
+                user=user,
+                method=method,
+                formats=formats,
+                source_kind=kind,
+                source_ref=ref,
+                eval_text_path=eval_path,
+                eval_text_name=eval_name,
+                options=opts,
             )
-        except (services.JobInputError, services.QuotaExceeded, BrokerUnavailable) as exc:
+        except (
+            services.JobInputError,
+            services.QuotaExceeded,
+            BrokerUnavailable,
+        ) as exc:
             raise CommandError(str(exc)) from None
         if options["wait"]:
             job = self._wait(job, options["timeout"], quiet=options["json"])
@@ -89,7 +119,10 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"No user {username!r}.")
             return user
-        user = users.filter(is_superuser=True).order_by("pk").first() or users.order_by("pk").first()
+        user = (
+            users.filter(is_superuser=True).order_by("pk").first()
+            or users.order_by("pk").first()
+        )
         if user is None:
             user = users.create_user(username="cli", password=None)
         return user
@@ -124,5 +157,7 @@ class Command(BaseCommand):
             if job.is_terminal:
                 return job
             if deadline and time.monotonic() > deadline:
-                raise CommandError(f"Job {job.pk} still {job.status} after {timeout:.0f} s.")
+                raise CommandError(
+                    f"Job {job.pk} still {job.status} after {timeout:.0f} s."
+                )
             time.sleep(1.0)

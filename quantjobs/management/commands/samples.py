@@ -23,7 +23,14 @@ class Command(BaseCommand):
         except SampleError as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
-            self.stdout.write(json.dumps([{**dataclasses.asdict(s), "path": str(s.path)} for s in samples], indent=2))
+            self.stdout.write(
+                json.dumps(
+                    [{**dataclasses.asdict(s), "path": str(s.path)} for s in samples],
+                    indent=2,
+                )
+            )
             return
         for s in samples:
-            self.stdout.write(f"{s.id}\n  {s.name}\n  {s.path}\n  {s.size_bytes:,} bytes  sha256 {s.sha256}")
+            self.stdout.write(
+                f"{s.id}\n  {s.name}\n  {s.path}\n  {s.size_bytes:,} bytes  sha256 {s.sha256}"
+            )

