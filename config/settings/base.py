@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -136,7 +137,10 @@ QUANTPLAN_WORK_ROOT = Path(
 QUANTPLAN_UPLOAD_ROOT = Path(
     env.str("QUANTPLAN_UPLOAD_ROOT", default=str(MEDIA_ROOT / "uploads"))
 )
-QUANTPLAN_WORKER_THREADS = env.int("QUANTPLAN_WORKER_THREADS", default=2)
+# A job's CPU threads (llama.cpp, torch): by default every core this worker may use.
+QUANTPLAN_WORKER_THREADS = env.int(
+    "QUANTPLAN_WORKER_THREADS", default=len(os.sched_getaffinity(0))
+)
 # Folders on the workers from which jobs may read models by path (none outside them).
 QUANTPLAN_LOCAL_MODEL_DIRS: list[str] = env.list(
     "QUANTPLAN_LOCAL_MODEL_DIRS", default=[str(VAR_DIR / "models")]
