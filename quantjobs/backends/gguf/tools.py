@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -31,6 +32,10 @@ __all__ = [
 ]
 
 _CMAKE_FLAGS = (
+    # The same portable x86-64-v3 kernels as the wheel (deploy/llama-cpp-wheel.sh):
+    # a native build would compute with other instructions (AVX-512, AMX; the AMX
+    # kernels crash on our virtual machines), so its numbers would differ from ours.
+    "-DGGML_NATIVE=OFF",
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
@@ -49,7 +54,8 @@ def _cache_root() -> Path:
         os.path.expanduser("~"), ".cache", "quantplan"
     )
     version = importlib.metadata.version("llama-cpp-python")
-    return Path(base) / "llama-perplexity" / f"llama-cpp-python-{version}"
+    flags = hashlib.sha256(" ".join(_CMAKE_FLAGS).encode()).hexdigest()[:8]
+    return Path(base) / "llama-perplexity" / f"llama-cpp-python-{version}-{flags}"
 
 
 @contextlib.contextmanager
