@@ -105,19 +105,20 @@ def child(mode: str, paths: list[Path], chunks: int | None) -> int:
     from quantjobs.backends.llama_eval import LlamaSession, evaluate_gguf, score_tokens
     from quantjobs.evaltext import default_eval_text
 
-    # Time the numpy log-softmax the scorer runs after each decode (a wrapper
-    # around the module's own function; the scoring itself is unchanged).
+    # Time the numpy scoring the scorer runs after each decode (log-softmax, NLL,
+    # KL; spread over the job's threads): a wall-clock wrapper around the
+    # module's own function, the scoring itself is unchanged.
     softmax_s = [0.0]
-    original = llama_eval._log_softmax
+    original = llama_eval._by_rows
 
-    def timed_log_softmax(logits: Any) -> Any:
+    def timed_by_rows(*args: Any) -> Any:
         t = time.perf_counter()
         try:
-            return original(logits)
+            return original(*args)
         finally:
             softmax_s[0] += time.perf_counter() - t
 
-    llama_eval._log_softmax = timed_log_softmax  # type: ignore[assignment]
+    llama_eval._by_rows = timed_by_rows  # type: ignore[assignment]
     text = default_eval_text()
     t0 = time.perf_counter()
     if mode == "ppl":

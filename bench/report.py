@@ -739,14 +739,13 @@ def section_eval(goals: list[list[str]]) -> str:
             )
     if notes:
         out.append(
-            "\nWhere Quantplan's perplexity pass loses time: `_log_softmax` (numpy, one "
-            f"thread, the full {d['n_ctx'] // 2} x vocabulary matrix of every chunk, "
-            "after its decode) takes " + "; ".join(notes) + ". llama-perplexity needs "
-            "only the log-sum-exp and the target's logit per position and computes "
-            "them on its threads. Without that step the pass would take "
-            f"{min(without):.2f}–{max(without):.2f}x llama-perplexity's time, so a "
-            "perplexity-only path that skips the full log-softmax would close the gap. "
-            "The KLD pass needs the full distributions anyway.\n"
+            "\nWhere Quantplan's perplexity pass spends its time besides llama.cpp's "
+            "decode: the scoring of each chunk's "
+            f"{d['n_ctx'] // 2} x vocabulary logits (numpy, log-sum-exp and the "
+            "target's logit only, row blocks spread over the job's threads as "
+            "llama-perplexity spreads its own) takes " + "; ".join(notes) + ". "
+            "Without that step the pass would take "
+            f"{min(without):.2f}–{max(without):.2f}x llama-perplexity's time.\n"
         )
     out.append(
         "\nThe KLD timing compares `evaluate_gguf` (both models in one process, "

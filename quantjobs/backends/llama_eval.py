@@ -30,7 +30,8 @@ import math
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +95,57 @@ def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     # of float64 for (n_ctx/2) x n_vocab arrays (50 MB at 256 x 49k).
     x = logits - logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(x).sum(axis=1, keepdims=True, dtype=np.float64))
-    out: npt.NDArray[np.float32] = x - lse.astype(np.float32)
-    return out
+    x -= lse.astype(np.float32)
+    return x
+
+
+def _nll_sum(logits: npt.NDArray[np.float32], targets: npt.NDArray[np.int64]) -> float:
+    """Sum over rows of -log softmax(row)[target], without the full log-softmax."""
+    top = logits.max(axis=1, keepdims=True)
+    x = logits - top
+    np.exp(x, out=x)
+    lse = np.log(x.sum(axis=1, dtype=np.float64)) + top[:, 0]
+    picked = logits[np.arange(len(targets)), targets].astype(np.float64)
+    return float((lse - picked).sum())
+
+
+def _kld_sums(
+    ref_logits: npt.NDArray[np.float32],
+    cand_logits: npt.NDArray[np.float32],
+    targets: npt.NDArray[np.int64],
+) -> tuple[float, float, float, int]:
+    """(reference NLL, candidate NLL, KL(ref || cand), same top-1) summed over rows."""
+    ref = _log_softmax(ref_logits)
+    cand = _log_softmax(cand_logits)
+    rows = np.arange(len(targets))
+    ref_nll = -float(ref[rows, targets].sum(dtype=np.float64))
+    cand_nll = -float(cand[rows, targets].sum(dtype=np.float64))
+    agree = int((ref.argmax(axis=1) == cand.argmax(axis=1)).sum())
+    cand -= ref  # cand - ref, in place: log q - log p
+    np.exp(ref, out=ref)  # p
+    kl = -float(np.einsum("ij,ij->", ref, cand, dtype=np.float64))
+    return ref_nll, cand_nll, kl, agree
+
+
+def _by_rows(
+    pool: ThreadPoolExecutor,
+    parts: int,
+    fn: Callable[..., object],
+    n_rows: int,
+    *arrays: npt.NDArray[np.generic],
+) -> list[object]:
+    """``fn`` on ``parts`` row blocks of ``arrays``, in the pool's threads.
+
+    numpy releases the GIL in its loops, so the blocks run on all the cores the
+    job has, as llama-perplexity spreads its own softmax over its threads.
+    """
+    parts = max(1, min(parts, n_rows))
+    bounds = [n_rows * i // parts for i in range(parts + 1)]
+    futures = [
+        pool.submit(fn, *(a[lo:hi] for a in arrays))
+        for lo, hi in zip(bounds, bounds[1:], strict=False)
+    ]
+    return [f.result() for f in futures]
 
 
 def _chunks(tokens: Sequence[int], n_ctx: int, max_chunks: int | None) -> int:
@@ -130,14 +180,17 @@ def score_tokens(
     first = n_ctx // 2
     score = PerplexityScore()
     bos = session.bos if session.add_bos else None
-    for index in range(n_chunk):
-        chunk = _chunk_tokens(tokens, index, n_ctx, bos)
-        session.clear()
-        logp = _log_softmax(session.decode(chunk, logits_from=first))
-        targets = np.asarray(tokens[index * n_ctx + first + 1 : (index + 1) * n_ctx])
-        picked = logp[np.arange(len(targets)), targets]
-        score.nll_sum -= float(picked.sum(dtype=np.float64))
-        score.count += len(targets)
+    threads = max(1, session.n_threads)
+    with ThreadPoolExecutor(threads) as pool:
+        for index in range(n_chunk):
+            chunk = _chunk_tokens(tokens, index, n_ctx, bos)
+            session.clear()
+            logits = session.decode(chunk, logits_from=first)
+            start = index * n_ctx + first + 1
+            targets = np.asarray(tokens[start : (index + 1) * n_ctx], dtype=np.int64)
+            sums = _by_rows(pool, threads, _nll_sum, len(targets), logits, targets)
+            score.nll_sum += sum(float(v) for v in sums)  # type: ignore[arg-type]
+            score.count += len(targets)
     return score
 
 
@@ -244,15 +297,15 @@ def evaluate_gguf(
         ref_score, cand_score = PerplexityScore(), PerplexityScore()
         kl_sum = 0.0
         agree = 0
+        pool = stack.enter_context(ThreadPoolExecutor(threads))
         for index in range(n_chunk):
             chunk = _chunk_tokens(tokens, index, n_ctx, bos)
             targets = np.asarray(
-                tokens[index * n_ctx + first + 1 : (index + 1) * n_ctx]
+                tokens[index * n_ctx + first + 1 : (index + 1) * n_ctx], dtype=np.int64
             )
-            rows = np.arange(len(targets))
 
             reference.clear()
-            ref_logp = _log_softmax(reference.decode(chunk, logits_from=first))[:-1]
+            ref_logits = reference.decode(chunk, logits_from=first)[:-1]
             if first_logits is not None:
                 cand_logits, first_logits = first_logits, None
             else:
@@ -260,15 +313,22 @@ def evaluate_gguf(
                 t0 = time.perf_counter()
                 cand_logits = candidate.decode(chunk, logits_from=first)
                 prefill_s += time.perf_counter() - t0
-            cand_logp = _log_softmax(cand_logits)[:-1]
-
-            ref_score.nll_sum -= float(ref_logp[rows, targets].sum(dtype=np.float64))
-            cand_score.nll_sum -= float(cand_logp[rows, targets].sum(dtype=np.float64))
+            blocks = _by_rows(
+                pool,
+                threads,
+                _kld_sums,
+                len(targets),
+                ref_logits,
+                cand_logits[:-1],
+                targets,
+            )
+            for ref_nll, cand_nll, kl, same in blocks:  # type: ignore[misc]
+                ref_score.nll_sum += ref_nll
+                cand_score.nll_sum += cand_nll
+                kl_sum += kl
+                agree += same
             ref_score.count += len(targets)
             cand_score.count += len(targets)
-            kl_terms = np.exp(ref_logp) * (ref_logp - cand_logp)
-            kl_sum += float(kl_terms.sum(dtype=np.float64))
-            agree += int((ref_logp.argmax(axis=1) == cand_logp.argmax(axis=1)).sum())
             progress(0.2 + 0.8 * (index + 1) / n_chunk, "score")
 
         count = cand_score.count

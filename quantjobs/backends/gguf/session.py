@@ -161,6 +161,7 @@ class LlamaSession:
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.n_ctx = n_ctx
         self.n_batch = min(n_batch or n_ctx, n_ctx)
+        self.n_threads = n_threads
         if vocab_only:  # tokenizer only: no weights, no context
             self.load_time_s = time.perf_counter() - t0
             return
