@@ -48,6 +48,9 @@ class QuantizeRequest:
     calibration_text: str | None = None
     threads: int = 2
     options: dict[str, Any] = field(default_factory=dict)
+    # A folder the job's formats share, for what one format can reuse from an
+    # earlier one (the GGUF backend's F16 base); None: nothing is shared.
+    shared_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,8 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     calib = calibration_text(request) if request["method"] != "selftest" else None
 
     formats: list[str] = list(request["formats"])
+    shared_dir = work_dir / "shared"
+    shared_dir.mkdir(exist_ok=True)
     share = 0.95 / len(formats)
     for index, fmt in enumerate(formats):
         start = 0.05 + index * share
@@ -208,6 +210,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 calibration_text=calib,
                 threads=threads,
                 options=options,
+                shared_dir=shared_dir,
             ),
             reporter.progress,
             reporter.log,

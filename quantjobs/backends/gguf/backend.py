@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import re
 import time
@@ -46,6 +47,7 @@ __all__ = ["GgufBackend", "sha256_file", "verify_quantized"]
 
 _QUANT_LINE = re.compile(r"^\[\s*(\d+)/\s*(\d+)\]")
 _FLOAT_TENSOR_TYPES = {"F32", "F16", "BF16"}
+_BASE_NAME = "reference-F16.gguf"
 
 
 def _stage(progress: ProgressFn, start: float, end: float) -> ProgressFn:
@@ -337,12 +339,44 @@ class GgufBackend:
         progress: ProgressFn,
         log: LogFn,
     ) -> tuple[Path, dict[str, Any]]:
+        """The F16 base, made once per job when the job's formats share a folder."""
+        shared = request.shared_dir
+        if shared is None:
+            return self._make_base(
+                request, work_dir / _BASE_NAME, created, progress, log
+            )
+        base, meta_path = shared / _BASE_NAME, shared / f"{_BASE_NAME}.json"
+        if meta_path.is_file():
+            meta: dict[str, Any] = json.loads(meta_path.read_text())
+            log("using the F16 base made for an earlier format of this job")
+            progress(1.0, "base")
+            return (base if meta["kind"] != "source" else request.source_path), meta
+        # Built under a temporary name and renamed: a later format never finds
+        # half a base, and a failure removes it (it is in ``created``).
+        building = shared / f".{_BASE_NAME}.partial"
+        created.append(building)
+        path, meta = self._make_base(request, building, created, progress, log)
+        if path == building:
+            os.replace(building, base)
+            path = base
+        partial_meta = shared / f".{_BASE_NAME}.json.partial"
+        partial_meta.write_text(json.dumps(meta))
+        os.replace(partial_meta, meta_path)
+        return path, meta
+
+    def _make_base(
+        self,
+        request: QuantizeRequest,
+        base: Path,
+        created: list[Path],
+        progress: ProgressFn,
+        log: LogFn,
+    ) -> tuple[Path, dict[str, Any]]:
         from quantjobs.backends.gguf.dequant import dequantize_to_f16, is_float_file
         from quantjobs.backends.gguf.from_hf import convert_hf_to_gguf
         from quantjobs.backends.gguf_inspect import inspect_gguf
 
         source = request.source_path
-        base = work_dir / "reference-F16.gguf"
         if request.source_kind == "hf":
             if not source.is_dir():
                 raise BackendError("A Hugging Face source must be a model directory.")

@@ -266,3 +266,65 @@ def test_speed_memory_and_exact_match_are_measured(
     assert 0 < measured.load_time_s < 60
     assert measured.exact_match == 1.0  # "The capital of France is" -> " Paris."
     assert measured.gpu_peak_memory_bytes is None
+
+
+@pytest.mark.slow
+def test_formats_of_one_job_share_one_f16_base(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    logs: list[list[str]] = []
+    results = []
+    for index, fmt in enumerate(("gguf-Q8_0", "gguf-Q6_K")):
+        log: list[str] = []
+        work = tmp_path / f"out-{index}"
+        work.mkdir()
+        request = QuantizeRequest(
+            source_path=sample_path(SAMPLE),
+            source_kind="gguf",
+            format=fmt,
+            work_dir=work,
+            threads=2,
+            shared_dir=shared,
+        )
+        results.append(GgufBackend().quantize(request, lambda f, s: None, log.append))
+        logs.append(log)
+    first, second = results
+    assert (
+        first.reference_path == second.reference_path == shared / "reference-F16.gguf"
+    )
+    assert any("dequantizing to an F16 base" in line for line in logs[0])
+    assert not any("dequantizing" in line for line in logs[1])
+    assert any("F16 base made for an earlier format" in line for line in logs[1])
+    assert second.metadata["base"] == first.metadata["base"]
+    # Only the finished base and its description: no partial file left.
+    assert sorted(p.name for p in shared.iterdir()) == [
+        "reference-F16.gguf",
+        "reference-F16.gguf.json",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out-1").iterdir()) == ["model-Q6_K.gguf"]
+
+
+def test_a_base_that_fails_half_written_is_not_left_to_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quantjobs.backends.gguf import dequant
+
+    def half_written(source: Path, dest: Path, *args: object) -> object:
+        dest.write_bytes(b"GGUF" + bytes(1000))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dequant, "dequantize_to_f16", half_written)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    request = QuantizeRequest(
+        source_path=sample_path(SAMPLE),
+        source_kind="gguf",
+        format="gguf-Q8_0",
+        work_dir=tmp_path / "out-0",
+        threads=2,
+        shared_dir=shared,
+    )
+    request.work_dir.mkdir()
+    with pytest.raises(BackendError, match="space"):
+        GgufBackend().quantize(request, lambda f, s: None, lambda line: None)
+    assert list(shared.iterdir()) == []  # the next format starts afresh
