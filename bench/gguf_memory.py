@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     paths = ensure_gguf_types(types, rec.note)
     spec = get_model(SAMPLE_MODEL_ID).spec
     cpu = get_gpu("cpu-generic-ddr5")
+    # This machine's llama.cpp: with AVX-512 it also repacks Q2_K matrices.
+    import dataclasses
+
+    import llama_cpp
+
+    if b"AVX512 = 1" in llama_cpp.llama_print_system_info():
+        cpu = dataclasses.replace(cpu, cpu_features=("avx2", "avx512"))
     overhead_const = int(engine_runtime.LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES)
     compute_reserved = int(engine_runtime.llama_cpp_compute_bytes(spec))
 
@@ -161,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                     "projected_kv": int(est.kv_cache_bytes_per_gpu),
                     "projected_compute": int(est.activation_bytes_per_gpu),
                     "projected_compute_reserved": compute_reserved,
-                    "projected_repack": gguf_cpu_repack_bytes(spec, t),
+                    "projected_repack": gguf_cpu_repack_bytes(
+                        spec, t, avx512="avx512" in cpu.cpu_features
+                    ),
                     "projected_overhead": int(est.overhead_bytes_per_gpu),
                     "err_raw_pct": pct(m["peak"], total),
                     "err_net_pct": pct(net, total - overhead_const),

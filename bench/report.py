@@ -1045,8 +1045,9 @@ def section_constants() -> str:
             out.append(
                 "- **llama.cpp on a CPU** (`runtime._fixed_bytes_cached`, `kind == "
                 "'cpu'`): weights (mapped from the file) + the copy llama.cpp re-lays "
-                "out for its AVX2 kernels (`gguf_cpu_repack_bytes`: Q4_0, Q4_K, IQ4_NL "
-                "and MXFP4 matrices, not the token embedding) + KV + a share of the "
+                "out for its CPU kernels (`gguf_cpu_repack_bytes`: Q4_0, Q4_K, IQ4_NL "
+                "and MXFP4 matrices, with AVX-512 Q2_K too; never the token "
+                "embedding) + KV + a share of the "
                 "reserved compute buffer + a process allowance.\n"
                 f"  - process allowance `LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES`: engine "
                 f"**{host:.0f} MiB**, this run **"

@@ -19,6 +19,7 @@ from typing import Any
 from .spec import ModelSpec, SpecError, model_spec_from_config
 
 GPU_KINDS = ("gpu", "apple", "cpu")
+CPU_FEATURES = frozenset({"avx2", "avx512"})
 GPU_VENDORS = ("nvidia", "amd", "apple", "intel", "cpu")
 TFLOPS_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
 MAX_MEMORY_BYTES = 1 << 50  # 1 PiB: nothing a single device has
@@ -57,6 +58,9 @@ class GpuSpec:
     interconnect: str | None = None
     prices: tuple[GpuPrice, ...] = ()
     source: str = ""
+    # Vector extensions of a CPU that change how llama.cpp lays out weights
+    # ("avx512": it also repacks Q2_K); empty means an AVX2 CPU.
+    cpu_features: tuple[str, ...] = ()
 
     def tflops_for(self, dtype: str) -> float | None:
         """Dense TFLOPS for ``dtype``, or None when the device lacks it."""
@@ -75,6 +79,7 @@ class GpuSpec:
             "tflops": dict(self.tflops),
             "tdp_w": self.tdp_w,
             "interconnect": self.interconnect,
+            "cpu_features": list(self.cpu_features),
             "prices": [p.__dict__.copy() for p in self.prices],
             "source": self.source,
         }
@@ -248,6 +253,12 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
                 note=_text(p, "note", where=where),
             )
         )
+    raw_features = data.get("cpu_features") or []
+    if not isinstance(raw_features, list) or not set(raw_features) <= CPU_FEATURES:
+        raise CatalogError(
+            f"{where}cpu_features: expected a list drawn from "
+            f"{', '.join(sorted(CPU_FEATURES))}"
+        )
     tdp = data.get("tdp_w")
     return GpuSpec(
         id=gid,
@@ -263,6 +274,7 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
         interconnect=_text(data, "interconnect", where=where) or None,
         prices=tuple(prices),
         source=_text(data, "source", where=where),
+        cpu_features=tuple(sorted(set(raw_features))),
     )
 
 

@@ -495,20 +495,24 @@ def gguf_bits_per_weight(spec: ModelSpec, gguf_type: str) -> float:
 
 # Tensor types llama.cpp's CPU backend copies into an interleaved layout when it
 # loads a model on an x86 CPU with AVX2 (ggml-cpu/repack.cpp,
-# ``ggml_repack_get_optimal_repack_type``; an AVX-512 build adds Q2_K). Only
-# matrices that are multiplied are repacked, not the token embedding (gathered by
-# row), and only when their row count is a multiple of the interleave.
+# ``ggml_repack_get_optimal_repack_type``); with AVX-512 Q2_K too. Only matrices
+# that are multiplied are repacked, not the token embedding (gathered by row),
+# and only when their row count is a multiple of the interleave.
 CPU_REPACK_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+CPU_REPACK_TYPES_AVX512 = CPU_REPACK_TYPES | {"Q2_K"}
 CPU_REPACK_ROWS = 8
 
 
 @lru_cache(maxsize=1024)
-def gguf_cpu_repack_bytes(spec: ModelSpec, gguf_type: str) -> int:
+def gguf_cpu_repack_bytes(
+    spec: ModelSpec, gguf_type: str, *, avx512: bool = False
+) -> int:
     """Bytes llama.cpp re-lays out for the CPU at load: a copy beside the mapped file."""
+    types = CPU_REPACK_TYPES_AVX512 if avx512 else CPU_REPACK_TYPES
     return sum(
         n
         for t, ty, n in gguf_tensor_sizes(spec, gguf_type)
-        if ty in CPU_REPACK_TYPES
+        if ty in types
         and t.role != EMBEDDING
         and len(t.shape) in (2, 3)
         and t.shape[1] % CPU_REPACK_ROWS == 0

@@ -187,12 +187,18 @@ def _fixed_bytes(
     spec: ModelSpec, fmt: FormatSpec, gpu: GpuSpec, engine: str, gpus: int
 ) -> tuple[int, int, int, int]:
     """(weights, activation, overhead, host) bytes per GPU, independent of the context."""
-    return _fixed_bytes_cached(spec, fmt, gpu.kind, engine, gpus)
+    avx512 = "avx512" in gpu.cpu_features
+    return _fixed_bytes_cached(spec, fmt, gpu.kind, engine, gpus, avx512)
 
 
 @lru_cache(maxsize=8192)
 def _fixed_bytes_cached(
-    spec: ModelSpec, fmt: FormatSpec, kind: str, engine: str, gpus: int
+    spec: ModelSpec,
+    fmt: FormatSpec,
+    kind: str,
+    engine: str,
+    gpus: int,
+    avx512: bool = False,
 ) -> tuple[int, int, int, int]:
     layout = weight_layout(spec, fmt)
     if engine == "vllm":
@@ -210,7 +216,7 @@ def _fixed_bytes_cached(
         # The weights stay mapped from the file; the matrices the CPU backend
         # re-lays out for its kernels are held a second time, as runtime overhead.
         repack = (
-            gguf_cpu_repack_bytes(spec, fmt.gguf_type)
+            gguf_cpu_repack_bytes(spec, fmt.gguf_type, avx512=avx512)
             if fmt.family == "gguf" and fmt.gguf_type is not None
             else 0
         )

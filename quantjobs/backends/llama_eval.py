@@ -33,6 +33,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -90,13 +91,17 @@ class PerplexityScore:
         return math.exp(self.nll_sum / self.count) if self.count else float("nan")
 
 
+_T = TypeVar("_T")
+
+
 def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     # float32 rows with float64 normalisers: exact to ~1e-7, and half the memory
     # of float64 for (n_ctx/2) x n_vocab arrays (50 MB at 256 x 49k).
     x = logits - logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(x).sum(axis=1, keepdims=True, dtype=np.float64))
     x -= lse.astype(np.float32)
-    return x
+    out: npt.NDArray[np.float32] = x
+    return out
 
 
 def _nll_sum(logits: npt.NDArray[np.float32], targets: npt.NDArray[np.int64]) -> float:
@@ -130,10 +135,10 @@ def _kld_sums(
 def _by_rows(
     pool: ThreadPoolExecutor,
     parts: int,
-    fn: Callable[..., object],
+    fn: Callable[..., _T],
     n_rows: int,
-    *arrays: npt.NDArray[np.generic],
-) -> list[object]:
+    *arrays: npt.NDArray[Any],
+) -> list[_T]:
     """``fn`` on ``parts`` row blocks of ``arrays``, in the pool's threads.
 
     numpy releases the GIL in its loops, so the blocks run on all the cores the
@@ -189,7 +194,7 @@ def score_tokens(
             start = index * n_ctx + first + 1
             targets = np.asarray(tokens[start : (index + 1) * n_ctx], dtype=np.int64)
             sums = _by_rows(pool, threads, _nll_sum, len(targets), logits, targets)
-            score.nll_sum += sum(float(v) for v in sums)  # type: ignore[arg-type]
+            score.nll_sum += sum(sums)
             score.count += len(targets)
     return score
 
@@ -322,7 +327,7 @@ def evaluate_gguf(
                 cand_logits[:-1],
                 targets,
             )
-            for ref_nll, cand_nll, kl, same in blocks:  # type: ignore[misc]
+            for ref_nll, cand_nll, kl, same in blocks:
                 ref_score.nll_sum += ref_nll
                 cand_score.nll_sum += cand_nll
                 kl_sum += kl

@@ -218,6 +218,30 @@ def test_llama_cpp_on_a_cpu_counts_the_repacked_copy_and_no_cuda(
     assert on_cpu.kv_cache_bytes_per_gpu == on_gpu.kv_cache_bytes_per_gpu
 
 
+def test_an_avx512_cpu_also_holds_repacked_q2_k_matrices(
+    llama3_8b: ModelSpec, cpu_server: GpuSpec
+) -> None:
+    from dataclasses import replace
+
+    from planner.engine.gguf_rules import gguf_tensor_sizes
+
+    q2k = sum(  # the token embedding is gathered by row, never repacked
+        n
+        for t, ty, n in gguf_tensor_sizes(llama3_8b, "Q2_K")
+        if ty == "Q2_K" and t.name != "token_embd.weight"
+    )
+    avx2 = gguf_cpu_repack_bytes(llama3_8b, "Q2_K")
+    avx512 = gguf_cpu_repack_bytes(llama3_8b, "Q2_K", avx512=True)
+    assert q2k > 2**30 and avx512 - avx2 == q2k
+    kwargs = {"engine": "llama.cpp", "gpus": 1, "context_tokens": 4096, "sequences": 1}
+    fmt = parse_format("gguf-Q2_K")
+    plain = estimate_memory(llama3_8b, fmt, cpu_server, **kwargs)
+    wide = replace(cpu_server, cpu_features=("avx2", "avx512"))
+    assert estimate_memory(llama3_8b, fmt, wide, **kwargs).overhead_bytes_per_gpu == (
+        plain.overhead_bytes_per_gpu + q2k
+    )
+
+
 def test_max_context_is_the_longest_that_fits(
     llama3_8b: ModelSpec, a10g: GpuSpec
 ) -> None:

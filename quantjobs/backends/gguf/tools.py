@@ -32,9 +32,9 @@ __all__ = [
 ]
 
 _CMAKE_FLAGS = (
-    # The same portable x86-64-v3 kernels as the wheel (deploy/llama-cpp-wheel.sh):
-    # a native build would compute with other instructions (AVX-512, AMX; the AMX
-    # kernels crash on our virtual machines), so its numbers would differ from ours.
+    # Instruction sets: the ones the installed library was built with (see
+    # _isa_flags), never -march=native, whose AMX kernels crash on our virtual
+    # machines and whose other kernels would sum in another order than ours.
     "-DGGML_NATIVE=OFF",
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",
@@ -49,12 +49,35 @@ _CMAKE_FLAGS = (
 )
 
 
+# llama_print_system_info() feature names -> the cmake options that enable them
+# on top of GGML_NATIVE=OFF (which already gives AVX, AVX2, BMI2, FMA, F16C).
+_ISA_OPTIONS = {
+    "AVX512": "-DGGML_AVX512=ON",
+    "AVX512_VBMI": "-DGGML_AVX512_VBMI=ON",
+    "AVX512_VNNI": "-DGGML_AVX512_VNNI=ON",
+    "AVX512_BF16": "-DGGML_AVX512_BF16=ON",
+}
+
+
+def _isa_flags() -> tuple[str, ...]:
+    """The cmake options for the instruction sets the installed llama.cpp uses."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    enabled = set(re.findall(r"(\w+) = 1", info))
+    return tuple(opt for name, opt in _ISA_OPTIONS.items() if name in enabled)
+
+
+def _build_flags() -> tuple[str, ...]:
+    return (*_CMAKE_FLAGS, *_isa_flags())
+
+
 def _cache_root() -> Path:
     base = os.environ.get("QUANTPLAN_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "quantplan"
     )
     version = importlib.metadata.version("llama-cpp-python")
-    flags = hashlib.sha256(" ".join(_CMAKE_FLAGS).encode()).hexdigest()[:8]
+    flags = hashlib.sha256(" ".join(_build_flags()).encode()).hexdigest()[:8]
     return Path(base) / "llama-perplexity" / f"llama-cpp-python-{version}-{flags}"
 
 
@@ -132,7 +155,7 @@ def ensure_llama_tool(
         src = _fetch_llama_cpp_source(root, log, timeout_s)
         build = root / "build"
         steps = [
-            ["cmake", "-S", str(src), "-B", str(build), *_CMAKE_FLAGS],
+            ["cmake", "-S", str(src), "-B", str(build), *_build_flags()],
             ["cmake", "--build", str(build), "--target", name, "-j",
              str(os.cpu_count() or 2)],
         ]  # fmt: skip
