@@ -33,6 +33,10 @@ worker: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Everything but the tests marked slow (quantization, browser, fault injection).
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
