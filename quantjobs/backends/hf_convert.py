@@ -151,7 +151,7 @@ def convert_cached(
     """Convert once per (GGUF content, dtype, transformers version); reuse after."""
     import transformers
 
-    digest = file_sha256(Path(gguf_path))
+    digest = sha256_file(Path(gguf_path))
     key = f"{digest[:16]}-{dtype}-tf{transformers.__version__}"
     target = Path(cache_root) / key
     if all((target / f).is_file() for f in REQUIRED_FILES):
@@ -166,10 +166,6 @@ def convert_cached(
         if all((target / f).is_file() for f in REQUIRED_FILES):
             return target
         raise
-
-
-# One streamed sha256 for the whole package; the old name stays for callers.
-file_sha256 = sha256_file
 
 
 def _check_gguf(path: Path) -> None:

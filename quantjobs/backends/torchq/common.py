@@ -20,8 +20,9 @@ from quantjobs.backends.base import (
     ProgressFn,
     QuantizeRequest,
     QuantizeResult,
+    sha256_file,
 )
-from quantjobs.backends.hf_convert import convert_cached, file_sha256
+from quantjobs.backends.hf_convert import convert_cached
 from quantjobs.backends.hf_source import HfSource, validate_hf_dir
 from quantjobs.backends.torchq import corpus
 from quantjobs.backends.torchq.formats import WeightFormat
@@ -119,7 +120,7 @@ def artifact_dirs(request: QuantizeRequest, fmt_name: str) -> tuple[Path, Path]:
 
 def publish(tmp: Path, final: Path) -> dict[str, str]:
     """Move a verified artifact into place; returns sha256 per file."""
-    hashes = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    hashes = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     os.replace(tmp, final)
     return hashes
 

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from quantjobs.backends.base import BackendError, QuantizeRequest
+from quantjobs.backends.base import BackendError, QuantizeRequest, sha256_file
 from quantjobs.backends.hf_convert import (
     convert_cached,
-    file_sha256,
     gguf_to_hf,
     sample_gguf_path,
 )
@@ -71,7 +70,7 @@ def test_a_backend_converts_the_sample_deterministically(tmp_path: Path) -> None
         "tokenizer_config.json",
     ]
     for name in names:  # byte-identical to the earlier conversion
-        assert file_sha256(fresh / name) == file_sha256(cached / name), name
+        assert sha256_file(fresh / name) == sha256_file(cached / name), name
     source = validate_hf_dir(fresh)
     assert source.model_type == "llama"
     assert 134e6 < source.parameter_count < 136e6
