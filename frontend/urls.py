@@ -1,15 +1,43 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
 from frontend import plan_views, views
 
 urlpatterns = [
     path("", plan_views.plan_page, name="plan"),
+    re_path(r"^plan\.(?P<fmt>json|csv)$", plan_views.plan_export, name="plan-export"),
     path("plans/<str:pk>/", plan_views.plan_detail, name="plan-detail"),
+    re_path(
+        r"^plans/(?P<pk>[^/]+)/plan\.(?P<fmt>json|csv)$",
+        plan_views.plan_detail_export,
+        name="plan-detail-export",
+    ),
+    path("plans/<str:pk>/rename/", plan_views.plan_rename, name="plan-rename"),
+    path("plans/<str:pk>/delete/", plan_views.plan_delete, name="plan-delete"),
     path("plans/", plan_views.plan_list, name="plan-list"),
     path("compare/", plan_views.plan_compare, name="plan-compare"),
+    path(
+        "comparisons/<str:pk>/",
+        plan_views.comparison_detail,
+        name="comparison-detail",
+    ),
+    re_path(
+        r"^comparisons/(?P<pk>[^/]+)/plan\.(?P<fmt>json|csv)$",
+        plan_views.comparison_export,
+        name="comparison-export",
+    ),
+    path(
+        "comparisons/<str:pk>/rename/",
+        plan_views.comparison_rename,
+        name="comparison-rename",
+    ),
+    path(
+        "comparisons/<str:pk>/delete/",
+        plan_views.comparison_delete,
+        name="comparison-delete",
+    ),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),
