@@ -36,6 +36,8 @@ EXAMPLE_QUERY = {
 }
 # Form fields that never go into a share link (a file cannot; the button is no input).
 NOT_SHARED = {"config_file", "name"}
+# More plans or jobs than this side by side are unreadable (and cost the server).
+MAX_COMPARED = 20
 # Browsers and proxies cut URLs somewhere past 8 000 characters.
 MAX_SHARE_URL_CHARS = 8000
 
@@ -366,7 +368,7 @@ def _compare_context(plans: list[Plan]) -> dict[str, Any]:
 @login_required
 def plan_compare(request: HttpRequest) -> HttpResponse:
     """Any number of saved plans side by side."""
-    ids = list(dict.fromkeys(request.GET.getlist("plan")))
+    ids = request.GET.getlist("plan")[:MAX_COMPARED]
     if len(ids) < 2:
         messages.error(request, "Tick two or more plans to compare.")
         return redirect("plan-list")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import plan_views, views
+from frontend import job_views, plan_views, views
 
 urlpatterns = [
     path("", plan_views.plan_page, name="plan"),
@@ -40,14 +40,29 @@ urlpatterns = [
     ),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
+    path("jobs/compare/", job_views.job_compare, name="job-compare"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<str:pk>/live/", job_views.job_live, name="job-live"),
+    path("jobs/<str:pk>/log.txt", job_views.job_log_download, name="job-log"),
+    path("jobs/<str:pk>/rename/", job_views.job_rename, name="job-rename"),
+    path("jobs/<str:pk>/delete/", job_views.job_delete, name="job-delete"),
     path("jobs/<str:pk>/rerun/", views.job_rerun, name="job-rerun"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
     path(
         "artifacts/<str:pk>/download/",
         views.artifact_download,
         name="artifact-download",
+    ),
+    path(
+        "artifacts/<str:pk>/rename/",
+        job_views.artifact_rename,
+        name="artifact-rename",
+    ),
+    path(
+        "artifacts/<str:pk>/delete/",
+        job_views.artifact_delete,
+        name="artifact-delete",
     ),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),

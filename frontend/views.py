@@ -15,7 +15,6 @@ from frontend import services as account_services
 from frontend.forms import ApiTokenForm, JobForm, SignUpForm
 from frontend.models import ApiToken
 from quantjobs import selectors, services
-from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import artifact_response
@@ -81,6 +80,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "frontend/job_list.html",
         {
             "jobs": jobs,
+            "storage": selectors.storage_for_user(user=request.user),
             "idle_queues": sorted(queues_without_workers()),
             "workers": selectors.workers_recent().order_by("hostname"),
         },
@@ -99,7 +99,11 @@ def job_new(request: HttpRequest) -> HttpResponse:
         if job is not None:
             messages.success(request, "Job queued.")
             return redirect("job-detail", pk=job.pk)
-    return render(request, "frontend/job_new.html", {"form": form})
+    return render(
+        request,
+        "frontend/job_new.html",
+        {"form": form, "storage": selectors.storage_for_user(user=request.user)},
+    )
 
 
 def _job_initial(request: HttpRequest) -> dict[str, Any]:
@@ -150,7 +154,7 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """One job: live progress, log tail, results beside projections, downloads."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
-    results = [ResultOutput(r, context={}).data for r in job.results.all()]
+    results = [selectors.result_row(r) for r in job.results.select_related("artifact")]
     waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
     from frontend.plan_views import recipe_context
 
@@ -162,7 +166,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "job": job,
             "results": results,
             "waiting": waiting,
-            "log_tail": job.log_lines[-40:],
+            "log_tail": job.log_lines,
+            "outlook": selectors.job_queue_outlook(job=job),
             **recipes,
         },
     )
@@ -199,7 +204,14 @@ def job_rerun(request: HttpRequest, pk: str) -> HttpResponse:
 def artifact_list(request: HttpRequest) -> HttpResponse:
     """The user's artifacts with size, sha256 and download links."""
     artifacts = selectors.artifact_list_for_user(user=request.user)
-    return render(request, "frontend/artifact_list.html", {"artifacts": artifacts})
+    return render(
+        request,
+        "frontend/artifact_list.html",
+        {
+            "artifacts": artifacts,
+            "storage": selectors.storage_for_user(user=request.user),
+        },
+    )
 
 
 @login_required

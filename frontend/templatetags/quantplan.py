@@ -217,6 +217,14 @@ def chart(name: str, data: Any, narrow: bool = False) -> SafeString:
     return CHARTS[name](data, width=width)
 
 
+@register.simple_tag
+def job_compare_chart(rows: list[dict[str, Any]], narrow: bool = False) -> SafeString:
+    """The quality-vs-size chart over the formats of several jobs."""
+    width = charts.NARROW_WIDTH if narrow else charts.WIDTH
+    labelled = [{**r, "format": r.get("chart_label") or r.get("format")} for r in rows]
+    return charts.job_quality_chart(labelled, width=width)
+
+
 @register.filter
 def index(items: Any, i: int) -> Any:
     """items[i], or None."""

@@ -41,6 +41,7 @@ class Owned:
     artifact: Any
     upload: Any
     token: Any
+    comparison: Any
     plan_recipe_id: str
     job_recipe_id: str
 
@@ -52,6 +53,7 @@ class Owned:
             "artifact": self.artifact.pk,
             "upload": self.upload.pk,
             "token": self.token.pk,
+            "comparison": self.comparison.pk,
         }
 
 
@@ -134,6 +136,15 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         sha256=upload_sha,
     )
     token, _raw = api_token_create(user=user, name="alice's laptop")
+    other_gpu = PlanInput(model=data.model, gpu="a10g", formats=data.formats)
+    comparison = plan_services.plans_save(
+        user=user,
+        name="alice's comparison",
+        computed=[
+            (data, report),
+            (other_gpu, plan_services.plan_compute(data=other_gpu, user=user)),
+        ],
+    )
 
     plan_recipes = api.get(f"/api/v1/plans/{plan.pk}/recipes/")
     job_recipes = api.get(f"/api/v1/jobs/{job.pk}/recipes/")
@@ -146,6 +157,7 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         artifact=artifact,
         upload=upload,
         token=token,
+        comparison=comparison,
         plan_recipe_id=plan_recipes.json()["recipes"][0]["id"],
         job_recipe_id=job_recipes.json()["recipes"][0]["id"],
     )

@@ -38,13 +38,97 @@
           if (times && job.status === "RUNNING" && times.textContent.indexOf("not started") === 0) {
             times.textContent = "running";
           }
-          if (log && job.log && job.log.length) log.textContent = job.log.slice(-40).join("\n");
-          if (isTerminal(job.status)) { setTimeout(function () { window.location.reload(); }, 600); }
+          if (log && job.log && job.log.length) {
+            var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+            log.textContent = job.log.join("\n");
+            if (atEnd) log.scrollTop = log.scrollHeight;
+          }
+          if (job.outlook) showOutlook(job);
+          if (isTerminal(job.status)) {
+            notifyEnd(job);
+            setTimeout(function () { window.location.reload(); }, 600);
+          }
           else { setTimeout(tick, 1000); }
         })
         .catch(function () { setTimeout(tick, 3000); });
     }
     tick();
+  }
+
+  function duration(seconds) {
+    var total = Math.max(0, Math.round(seconds));
+    var h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    if (h) return h + " h " + m + " min";
+    if (m) return m + " min " + s + " s";
+    return s + " s";
+  }
+
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+
+  // Queue position and estimates (the server computes them; "estimate" says so).
+  function showOutlook(job) {
+    var o = job.outlook;
+    if (o.position) {
+      setText("job-position", o.position + (o.position === 1 ? " (next)" : "") + " · " +
+        o.jobs_ahead + " queued ahead, " + o.running + " running on " + o.workers +
+        " worker" + (o.workers === 1 ? "" : "s"));
+      setText("job-est-start", o.start_in_s !== null ? "in about " + duration(o.start_in_s) + " (estimate)" :
+        (o.workers ? "unknown: no finished job of the jobs ahead to estimate from" : "when a worker joins"));
+    } else if (job.status === "RUNNING") {
+      setText("job-position", "started");
+    }
+    if (!job.terminal && o.finish_in_s !== null) {
+      setText("job-est-finish", "in about " + duration(o.finish_in_s) + " (estimate)");
+    }
+    var elapsed = document.getElementById("job-elapsed");
+    if (elapsed && o.elapsed_s !== null) elapsed.setAttribute("data-base", String(o.elapsed_s));
+  }
+
+  // Elapsed (or waiting) time ticks every second between refreshes.
+  function tickElapsed() {
+    var el = document.getElementById("job-elapsed");
+    if (!el || el.hasAttribute("data-until")) return;
+    var since = Date.parse(el.getAttribute("data-since"));
+    if (isNaN(since)) return;
+    setInterval(function () { el.textContent = duration((Date.now() - since) / 1000); }, 1000);
+  }
+
+  // A browser notification when the job ends, once the user asked for one.
+  var NOTIFY_KEY = "quantplan-notify-";
+  function notifyButton() {
+    var button = document.getElementById("job-notify");
+    var live = document.querySelector("[data-live-job]");
+    if (!button || !live || !("Notification" in window)) return;
+    var key = NOTIFY_KEY + live.getAttribute("data-live-job");
+    var state = document.getElementById("job-notify-state");
+    function show() {
+      var on = Notification.permission === "granted" && localStorage.getItem(key) === "1";
+      button.hidden = on || Notification.permission === "denied";
+      state.textContent = on ? "You will get a browser notification when this job ends." :
+        (Notification.permission === "denied" ? "Notifications are blocked for this site in the browser's settings." : "");
+    }
+    button.addEventListener("click", function () {
+      Notification.requestPermission().then(function (permission) {
+        if (permission === "granted") localStorage.setItem(key, "1");
+        show();
+      });
+    });
+    show();
+  }
+  function notifyEnd(job) {
+    var live = document.querySelector("[data-live-job]");
+    if (!live || !("Notification" in window) || Notification.permission !== "granted") return;
+    var key = NOTIFY_KEY + live.getAttribute("data-live-job");
+    if (localStorage.getItem(key) !== "1") return;
+    localStorage.removeItem(key);
+    try {
+      new Notification("Quantplan: job " + statusLabel(job.status).toLowerCase(), {
+        body: (job.name || "Your job") + (job.error ? " — " + job.error : ""), tag: key
+      });
+    } catch (e) { /* some browsers allow notifications only from a service worker */ }
   }
 
   // Jobs list: refresh status and progress of the rows still running.
@@ -187,6 +271,8 @@
     confirmForms();
     var live = document.querySelector("[data-live-job]");
     if (live) followJob(live);
+    tickElapsed();
+    notifyButton();
     var list = document.querySelector("[data-live-jobs]");
     if (list) followJobList(list);
     copyButtons();
