@@ -33,6 +33,7 @@ def job_live(request: HttpRequest, pk: str) -> JsonResponse:
             "id": str(job.pk),
             "name": job.name or job.get_method_display(),
             "status": job.status,
+            "queue": job.queue,
             "status_display": job.get_status_display(),
             "terminal": job.is_terminal,
             "progress": job.progress,

@@ -118,7 +118,10 @@ def test_a_phone_gets_readable_pickers_and_tables_that_say_they_scroll(
     row = phone.locator("#field-formats li[data-picker-option]").first.bounding_box()
     assert row["height"] >= 36
     phone.locator("#field-formats label", has_text="fp32").tap()
-    assert "12 selected: fp32, fp16" in phone.locator("#field-formats .picked").inner_text()
+    assert (
+        "12 selected: fp32, fp16"
+        in phone.locator("#field-formats .picked").inner_text()
+    )
     screenshot(phone, "dashboard-landing-phone")
     fit = phone.locator(".fit-table").first
     # key columns first: the format, the total and whether it fits are on screen
@@ -222,7 +225,90 @@ def test_every_page_passes_the_accessibility_scan(
     if dark:
         page.goto("/")
         screenshot(page, "dashboard-landing-dark")
-        background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        background = page.evaluate(
+            "getComputedStyle(document.documentElement).backgroundColor"
+        )
         assert re.match(r"rgb\((\d+), (\d+), (\d+)\)", background)
         assert sum(map(int, re.findall(r"\d+", background)[:3])) < 150, background
     assert {k: v for k, v in failures.items() if v} == {}
+
+
+def test_sliders_plan_again_live_and_chart_values_show_on_focus(
+    transactional_db: Any, new_page: Any, screenshot: Any
+) -> None:
+    page = new_page()
+    page.goto("/")
+    page.get_by_role("button", name="Plan", exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator("#replan").is_visible()
+    before = fit_totals(page)
+
+    # keyboard on the context slider: 8192 → 32768 tokens
+    slider = page.get_by_role("slider", name=re.compile("Context length"))
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.locator("#replan-context-out").inner_text() == "32,768"
+    page.wait_for_function(
+        "document.getElementById('replan-status').textContent.startsWith('Planned again')"
+    )
+    after = fit_totals(page)
+    assert after != before
+    assert "context_tokens=32768" in page.url
+    assert page.locator("#id_context_tokens").input_value() == "32768"
+    # the same numbers as planning 32768 tokens from the form
+    fresh = new_page()
+    fresh.goto(page.url)
+    assert fit_totals(fresh) == after
+
+    # chart values on keyboard focus
+    mark = page.locator(".wide-only svg.chart rect.seg-weights").first
+    mark.focus()
+    tip = page.locator("#chart-tip")
+    assert tip.is_visible()
+    assert "Weights" in tip.inner_text() and "GB per GPU" in tip.inner_text()
+    screenshot(page, "dashboard-replan-tooltip")
+    assert axe_violations(page) == []
+
+
+def test_a_queued_job_shows_its_place_in_the_queue_and_notifies_when_it_ends(
+    transactional_db: Any, new_page: Any, screenshot: Any
+) -> None:
+    from quantjobs.models import Job
+
+    user = make_user()
+    job = Job.objects.create(
+        user=user,
+        method="gguf",
+        formats=["gguf-Q8_0"],
+        source_kind="sample",
+        source_ref="smollm2-135m",
+        queue="cpu",
+    )
+    job.append_log("queued by the test")
+    page = new_page(permissions=["notifications"])
+    # Record what the page passes to the browser's real Notification.
+    page.add_init_script(
+        """(() => { const Real = window.Notification; window.__notes = [];
+        window.Notification = function (title, options) {
+          window.__notes.push(title); return new Real(title, options); };
+        window.Notification.permission = Real.permission;
+        window.Notification.requestPermission = Real.requestPermission.bind(Real); })()"""
+    )
+    log_in(page, "dana")
+    page.goto(f"/jobs/{job.pk}/")
+    assert page.locator("#job-position").inner_text().startswith("1 (next)")
+    assert "when a cpu worker joins" in page.locator("#job-est-start").inner_text()
+    assert page.locator("#job-log").inner_text().strip().endswith("queued by the test")
+    page.get_by_role("button", name="Notify me when this job ends").click()
+    page.wait_for_function(
+        "document.getElementById('job-notify-state').textContent.length > 0"
+    )
+    assert axe_violations(page) == []
+    screenshot(page, "dashboard-job-queued")
+    job.finish(Job.Status.CANCELLED, "Cancelled by the test.")
+    page.wait_for_function("window.__notes && window.__notes.length === 1")
+    assert page.evaluate("window.__notes[0]") == "Quantplan: job cancelled"
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the full log").click()
+    assert "queued by the test" in download.value.path().read_text()

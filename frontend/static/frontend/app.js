@@ -76,7 +76,7 @@
         o.jobs_ahead + " queued ahead, " + o.running + " running on " + o.workers +
         " worker" + (o.workers === 1 ? "" : "s"));
       setText("job-est-start", o.start_in_s !== null ? "in about " + duration(o.start_in_s) + " (estimate)" :
-        (o.workers ? "unknown: no finished job of the jobs ahead to estimate from" : "when a worker joins"));
+        (o.workers ? "unknown: no finished job of the jobs ahead to estimate from" : "when a " + job.queue + " worker joins"));
     } else if (job.status === "RUNNING") {
       setText("job-position", "started");
     }
@@ -160,7 +160,8 @@
 
   function copyButtons() {
     if (!navigator.clipboard) return;  // the buttons stay hidden
-    document.querySelectorAll("[data-copy]").forEach(function (button) {
+    document.querySelectorAll("[data-copy]:not([data-bound])").forEach(function (button) {
+      button.setAttribute("data-bound", "1");
       button.hidden = false;
       button.addEventListener("click", function () {
         var target = document.querySelector(button.getAttribute("data-copy"));
@@ -264,7 +265,102 @@
     });
   }
 
+  // Charts: every mark with a <title> shows its value on hover and on keyboard focus.
+  var tip = null;
+  function chartTips(root) {
+    if (!tip) {
+      tip = document.createElement("div");
+      tip.id = "chart-tip"; tip.className = "chart-tip"; tip.hidden = true;
+      tip.setAttribute("role", "status"); tip.setAttribute("aria-live", "polite");
+      document.body.appendChild(tip);
+    }
+    (root || document).querySelectorAll("svg.chart").forEach(function (svg) {
+      [].slice.call(svg.querySelectorAll("rect, circle, path")).forEach(function (mark) {
+        var title = mark.querySelector(":scope > title");
+        if (!title || mark.hasAttribute("data-tip")) return;
+        mark.setAttribute("data-tip", title.textContent);
+        mark.setAttribute("tabindex", "0");
+        mark.classList.add("has-tip");
+        function show() {
+          var box = mark.getBoundingClientRect();
+          tip.textContent = mark.getAttribute("data-tip");
+          tip.hidden = false;
+          var left = Math.min(Math.max(box.left + box.width / 2 - tip.offsetWidth / 2, 4),
+            document.documentElement.clientWidth - tip.offsetWidth - 4);
+          var top = box.top - tip.offsetHeight - 8;
+          tip.style.left = left + "px";
+          tip.style.top = (top < 4 ? box.bottom + 8 : top) + "px";
+        }
+        function hide() { tip.hidden = true; }
+        mark.addEventListener("mouseenter", show);
+        mark.addEventListener("focus", show);
+        mark.addEventListener("mouseleave", hide);
+        mark.addEventListener("blur", hide);
+      });
+    });
+  }
+
+  // Sliders for context and concurrency: plan again on the server, swap the results.
+  function replan() {
+    var box = document.querySelector("[data-replan]");
+    var results = document.getElementById("results");
+    var link = document.getElementById("share-link");
+    if (!box || !results || !link || !window.fetch || !window.DOMParser) return;
+    var status = document.getElementById("replan-status");
+    var sliders = [].slice.call(box.querySelectorAll("input[type=range]"));
+    var timer = null, seq = 0;
+    sliders.forEach(function (slider) {
+      var values = slider.getAttribute("data-values").split(",").map(Number);
+      var current = Number(slider.getAttribute("data-current"));
+      if (values.indexOf(current) < 0) { values.push(current); values.sort(function (a, b) { return a - b; }); }
+      slider.max = String(values.length - 1);
+      slider.value = String(values.indexOf(current));
+      slider._values = values;
+      function label() {
+        var value = values[Number(slider.value)];
+        document.getElementById(slider.getAttribute("data-output")).textContent = value.toLocaleString("en-US");
+        slider.setAttribute("aria-valuetext", value.toLocaleString("en-US"));
+      }
+      label();
+      slider.addEventListener("input", function () { label(); clearTimeout(timer); timer = setTimeout(go, 300); });
+    });
+    function go() {
+      var url = new URL(link.href, window.location.href);
+      sliders.forEach(function (slider) {
+        url.searchParams.set(slider.getAttribute("data-param"), String(slider._values[Number(slider.value)]));
+      });
+      var mine = ++seq;
+      status.textContent = "Planning…";
+      fetch(url.toString(), { credentials: "same-origin" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          if (mine !== seq) return;
+          var doc = new DOMParser().parseFromString(html, "text/html");
+          var fresh = doc.getElementById("results");
+          if (!fresh) {
+            var err = doc.querySelector(".form-errors, .field .error");
+            status.textContent = err ? err.textContent.trim() : "These values cannot be planned.";
+            return;
+          }
+          results.innerHTML = fresh.innerHTML;
+          link = document.getElementById("share-link");
+          history.replaceState(null, "", url.pathname + url.search);
+          sliders.forEach(function (slider) {
+            var field = document.getElementById("id_" + slider.getAttribute("data-param"));
+            if (field) field.value = String(slider._values[Number(slider.value)]);
+          });
+          status.textContent = "Planned again for " + document.getElementById("replan-context-out").textContent +
+            " tokens and " + document.getElementById("replan-concurrency-out").textContent + " concurrent sequences.";
+          chartTips(results); scrollHints(); copyButtons();
+        })
+        .catch(function () { status.textContent = "Could not reach the server; try again."; });
+    }
+    box.hidden = false;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    chartTips();
+    replan();
     document.querySelectorAll("[data-picker]").forEach(picker);
     scrollHints();
     window.addEventListener("resize", scrollHints);
