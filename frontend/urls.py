@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import job_views, plan_views, views
+from frontend import job_views, plan_views, upload_views, views
 
 urlpatterns = [
     path("", plan_views.plan_page, name="plan"),
@@ -64,6 +64,9 @@ urlpatterns = [
         job_views.artifact_delete,
         name="artifact-delete",
     ),
+    path("uploads/", upload_views.upload_list, name="upload-list"),
+    path("uploads/<str:pk>/rename/", upload_views.upload_rename, name="upload-rename"),
+    path("uploads/<str:pk>/delete/", upload_views.upload_delete, name="upload-delete"),
     path("tokens/", views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
     path("api/", views.api_page, name="api-page"),

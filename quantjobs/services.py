@@ -405,3 +405,32 @@ def artifact_remove(*, artifact: Any) -> None:
     from quantjobs.artifacts import delete_artifact
 
     delete_artifact(artifact)
+
+
+def upload_rename(*, upload: Any, filename: str) -> Any:
+    """Change the name an upload is listed under (the stored file keeps its path)."""
+    name = (filename or "").strip()
+    if not name or len(name) > 255 or "/" in name or "\\" in name:
+        raise JobInputError(
+            "Give a name of 1 to 255 characters without '/' or '\\'.", field="filename"
+        )
+    upload.filename = name
+    upload.save(update_fields=["filename"])
+    return upload
+
+
+def upload_remove(*, upload: Any) -> None:
+    """Delete an upload's files, unless a queued or running job still reads it."""
+    from quantjobs.uploads import model_upload_delete
+
+    busy = Job.objects.filter(
+        source_kind=Job.SourceKind.UPLOAD,
+        source_ref=str(upload.pk),
+        status__in=list(Job.ACTIVE_STATUSES),
+    ).exists()
+    if busy:
+        raise JobInputError(
+            "A queued or running job reads this upload; wait for it to end or cancel "
+            "it, then delete the upload."
+        )
+    model_upload_delete(upload=upload)

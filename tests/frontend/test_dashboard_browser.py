@@ -216,6 +216,7 @@ def test_every_page_passes_the_accessibility_scan(
         "/jobs/",
         "/jobs/new/",
         "/artifacts/",
+        "/uploads/",
         "/tokens/",
         "/api/",
         "/plans/",
@@ -312,3 +313,35 @@ def test_a_queued_job_shows_its_place_in_the_queue_and_notifies_when_it_ends(
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the full log").click()
     assert "queued by the test" in download.value.path().read_text()
+
+
+def test_a_model_uploads_from_the_browser_with_a_progress_bar(
+    transactional_db: Any, new_page: Any, screenshot: Any, clean_media: Any
+) -> None:
+    from quantjobs.models import ModelUpload
+    from quantjobs.samples import list_samples
+
+    make_user()
+    page = new_page()
+    log_in(page, "dana")
+    page.goto("/uploads/")
+    assert axe_violations(page) == []
+    page.get_by_label("Model file").set_input_files(
+        {"name": "weights.bin", "mimeType": "application/octet-stream", "buffer": b"x"}
+    )
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_selector("#field-file .error")
+    assert "pickle" in page.locator("#field-file .error").inner_text().lower()
+
+    sample = list_samples()[0]
+    page.get_by_label("Model file").set_input_files(str(sample.path))
+    page.get_by_role("button", name="Upload").click()
+    page.wait_for_selector("[data-upload-progress]:not([hidden])")
+    page.wait_for_selector(".uploads-table", timeout=120_000)
+    assert "Uploaded SmolLM2" in page.locator(".messages").inner_text()
+    assert ModelUpload.objects.get().sha256 == sample.sha256
+    screenshot(page, "dashboard-uploads")
+    phone = new_page(**PHONE, storage_state=page.context.storage_state())
+    phone.goto("/uploads/")
+    assert_no_horizontal_overflow(phone)
+    screenshot(phone, "dashboard-uploads-phone")

@@ -57,6 +57,8 @@ ROUTES: dict[str, Route] = {
     "job-delete": Route("job", ("POST",)),
     "artifact-rename": Route("artifact", ("POST",)),
     "artifact-delete": Route("artifact", ("POST",)),
+    "upload-rename": Route("upload", ("POST",)),
+    "upload-delete": Route("upload", ("POST",)),
     # API (token).
     "api-plan-detail": Route("plan", ("GET", "DELETE"), owner_get=200),
     "api-plan-recipes": Route("plan", ("GET",), owner_get=200),
@@ -135,6 +137,7 @@ def _state(owned: Any, user: Any, other_user: Any) -> dict[str, Any]:
         "names of alice's jobs and files": sorted(
             [j.name for j in Job.objects.filter(user=user)]
             + [a.filename for a in Artifact.objects.filter(user=user)]
+            + [u.filename for u in ModelUpload.objects.filter(user=user)]
         ),
         "jobs of alice": sorted(
             (str(j.pk), j.status, j.cancel_requested)

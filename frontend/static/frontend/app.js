@@ -358,7 +358,40 @@
     box.hidden = false;
   }
 
+  // Uploads: the form posts as usual; with JS the same request shows its progress.
+  function uploadProgress() {
+    var form = document.querySelector("[data-upload-form]");
+    if (!form || !window.XMLHttpRequest || !window.FormData) return;
+    var wrap = form.querySelector("[data-upload-progress]");
+    var bar = document.getElementById("upload-bar");
+    var state = document.getElementById("upload-state");
+    form.addEventListener("submit", function (e) {
+      var input = form.querySelector("input[type=file]");
+      if (!input || !input.files.length) return;  // let the server say what is missing
+      e.preventDefault();
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action || window.location.href);
+      wrap.hidden = false;
+      xhr.upload.addEventListener("progress", function (ev) {
+        if (!ev.lengthComputable) return;
+        var value = Math.round(ev.loaded / ev.total * 100);
+        bar.value = value; bar.textContent = value + "%";
+        state.textContent = value + "% of " + (ev.total / 1e6).toFixed(1) + " MB sent";
+      });
+      xhr.addEventListener("load", function () {
+        state.textContent = "Checking the file…";
+        document.open(); document.write(xhr.responseText); document.close();
+        if (xhr.responseURL) history.replaceState(null, "", xhr.responseURL);
+      });
+      xhr.addEventListener("error", function () {
+        state.textContent = "The connection dropped; choose the file and upload again.";
+      });
+      xhr.send(new FormData(form));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    uploadProgress();
     chartTips();
     replan();
     document.querySelectorAll("[data-picker]").forEach(picker);
