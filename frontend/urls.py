@@ -65,6 +65,8 @@ urlpatterns = [
         name="artifact-delete",
     ),
     path("uploads/", upload_views.upload_list, name="upload-list"),
+    path("uploads/tus/", upload_views.tus_collection, name="upload-tus"),
+    path("uploads/tus/<str:pk>/", upload_views.tus_detail, name="upload-tus-detail"),
     path("uploads/<str:pk>/rename/", upload_views.upload_rename, name="upload-rename"),
     path("uploads/<str:pk>/delete/", upload_views.upload_delete, name="upload-delete"),
     path("tokens/", views.tokens, name="tokens"),

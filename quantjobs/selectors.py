@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from quantjobs.models import Artifact, Job, ModelUpload, WorkerHeartbeat
+from quantjobs.models import Artifact, Job, ModelUpload, TusUpload, WorkerHeartbeat
 
 
 def job_list_for_user(
@@ -264,3 +264,8 @@ def job_results_for_compare(*, jobs: list[Job]) -> list[dict[str, Any]]:
             row["chart_label"] = f"{index}:{result.format}"
             rows.append(row)
     return rows
+
+
+def tus_upload_get_for_user(*, user: AbstractBaseUser, tus_id: Any) -> TusUpload:
+    """One of the user's resumable uploads in progress, or 404."""
+    return _get_owned(TusUpload.objects.filter(user=user), tus_id)

@@ -315,7 +315,7 @@ def test_a_queued_job_shows_its_place_in_the_queue_and_notifies_when_it_ends(
     assert "queued by the test" in download.value.path().read_text()
 
 
-def test_a_model_uploads_from_the_browser_with_a_progress_bar(
+def test_a_model_uploads_from_the_browser_and_resumes_after_a_dropped_connection(
     transactional_db: Any, new_page: Any, screenshot: Any, clean_media: Any
 ) -> None:
     from quantjobs.models import ModelUpload
@@ -330,16 +330,39 @@ def test_a_model_uploads_from_the_browser_with_a_progress_bar(
         {"name": "weights.bin", "mimeType": "application/octet-stream", "buffer": b"x"}
     )
     page.get_by_role("button", name="Upload").click()
-    page.wait_for_selector("#field-file .error")
-    assert "pickle" in page.locator("#field-file .error").inner_text().lower()
+    page.wait_for_function(
+        "document.getElementById('upload-state').className === 'error'"
+    )
+    assert "pickle" in page.locator("#upload-state").inner_text().lower()
 
+    # The connection drops during the second 8 MB piece: tus asks the server where
+    # the upload stands (HEAD) and goes on from there, not from the start.
+    seen: list[tuple[str, str | None]] = []
+    dropped: list[bool] = []
+
+    def watch(route: Any) -> None:
+        request = route.request
+        offset = request.headers.get("upload-offset")
+        seen.append((request.method, offset))
+        if request.method == "PATCH" and offset not in (None, "0") and not dropped:
+            dropped.append(True)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/uploads/tus/**", watch)
     sample = list_samples()[0]
     page.get_by_label("Model file").set_input_files(str(sample.path))
     page.get_by_role("button", name="Upload").click()
     page.wait_for_selector("[data-upload-progress]:not([hidden])")
-    page.wait_for_selector(".uploads-table", timeout=120_000)
+    page.wait_for_selector(".uploads-table", timeout=180_000)
     assert "Uploaded SmolLM2" in page.locator(".messages").inner_text()
     assert ModelUpload.objects.get().sha256 == sample.sha256
+    assert dropped and ("HEAD", None) in seen
+    patches = [int(o) for m, o in seen if m == "PATCH" and o is not None]
+    piece = 8 * 1024 * 1024
+    assert patches[:3] == [0, piece, piece]  # the dropped piece is sent again
+    assert len(patches) == -(-sample.path.stat().st_size // piece) + 1
     screenshot(page, "dashboard-uploads")
     phone = new_page(**PHONE, storage_state=page.context.storage_state())
     phone.goto("/uploads/")

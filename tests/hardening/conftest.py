@@ -42,6 +42,7 @@ class Owned:
     upload: Any
     token: Any
     comparison: Any
+    tus_upload: Any
     plan_recipe_id: str
     job_recipe_id: str
 
@@ -54,6 +55,7 @@ class Owned:
             "upload": self.upload.pk,
             "token": self.token.pk,
             "comparison": self.comparison.pk,
+            "tus_upload": self.tus_upload.pk,
         }
 
 
@@ -136,6 +138,11 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         sha256=upload_sha,
     )
     token, _raw = api_token_create(user=user, name="alice's laptop")
+    from quantjobs.tus import tus_create
+
+    tus_upload = tus_create(
+        user=user, length_bytes=10, metadata={"filename": "half.gguf"}
+    )
     other_gpu = PlanInput(model=data.model, gpu="a10g", formats=data.formats)
     comparison = plan_services.plans_save(
         user=user,
@@ -158,6 +165,7 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         upload=upload,
         token=token,
         comparison=comparison,
+        tus_upload=tus_upload,
         plan_recipe_id=plan_recipes.json()["recipes"][0]["id"],
         job_recipe_id=job_recipes.json()["recipes"][0]["id"],
     )

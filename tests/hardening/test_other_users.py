@@ -59,6 +59,9 @@ ROUTES: dict[str, Route] = {
     "artifact-delete": Route("artifact", ("POST",)),
     "upload-rename": Route("upload", ("POST",)),
     "upload-delete": Route("upload", ("POST",)),
+    "upload-tus-detail": Route(
+        "tus_upload", ("GET", "HEAD", "PATCH", "DELETE"), owner_get=200
+    ),
     # API (token).
     "api-plan-detail": Route("plan", ("GET", "DELETE"), owner_get=200),
     "api-plan-recipes": Route("plan", ("GET",), owner_get=200),
@@ -124,7 +127,7 @@ def _state(owned: Any, user: Any, other_user: Any) -> dict[str, Any]:
 
     from frontend.models import ApiToken
     from planner.models import Plan
-    from quantjobs.models import Artifact, Job, ModelUpload
+    from quantjobs.models import Artifact, Job, ModelUpload, TusUpload
 
     queued = Job.objects.get(pk=owned.queued_job.pk)
     from planner.models import Comparison
@@ -152,6 +155,11 @@ def _state(owned: Any, user: Any, other_user: Any) -> dict[str, Any]:
         "upload": ModelUpload.objects.filter(pk=owned.upload.pk, user=user).exists(),
         "upload file": owned.upload.abspath.is_file(),
         "token": ApiToken.objects.filter(pk=owned.token.pk, user=user).exists(),
+        "resumable upload": list(
+            TusUpload.objects.filter(pk=owned.tus_upload.pk, user=user).values_list(
+                "offset_bytes", flat=True
+            )
+        ),
     }
 
 

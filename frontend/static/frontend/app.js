@@ -358,40 +358,70 @@
     box.hidden = false;
   }
 
-  // Uploads: the form posts as usual; with JS the same request shows its progress.
-  function uploadProgress() {
+  // Uploads: without JS the form posts the file in one request. With JS the file goes
+  // through tus (resumable, in chunks): a dropped connection resumes where it stopped,
+  // and so does choosing the same file again after closing the page.
+  function resumableUploads() {
     var form = document.querySelector("[data-upload-form]");
-    if (!form || !window.XMLHttpRequest || !window.FormData) return;
+    if (!form || !window.tus || !window.tus.isSupported) return;
     var wrap = form.querySelector("[data-upload-progress]");
     var bar = document.getElementById("upload-bar");
     var state = document.getElementById("upload-state");
+    var input = form.querySelector("input[type=file]");
+    var csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+    var endpoint = form.getAttribute("data-tus-endpoint");
+    function fail(message) {
+      state.textContent = message;
+      state.className = "error";
+    }
     form.addEventListener("submit", function (e) {
-      var input = form.querySelector("input[type=file]");
-      if (!input || !input.files.length) return;  // let the server say what is missing
+      if (!input.files.length) return;  // the server says what is missing
       e.preventDefault();
-      var xhr = new XMLHttpRequest();
-      xhr.open("POST", form.action || window.location.href);
-      wrap.hidden = false;
-      xhr.upload.addEventListener("progress", function (ev) {
-        if (!ev.lengthComputable) return;
-        var value = Math.round(ev.loaded / ev.total * 100);
-        bar.value = value; bar.textContent = value + "%";
-        state.textContent = value + "% of " + (ev.total / 1e6).toFixed(1) + " MB sent";
+      var file = input.files[0];
+      wrap.hidden = false; state.className = "muted small";
+      state.textContent = "Starting…";
+      var upload = new window.tus.Upload(file, {
+        endpoint: endpoint,
+        chunkSize: 8 * 1024 * 1024,
+        retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+        headers: { "X-CSRFToken": csrf },
+        metadata: { filename: file.name },
+        removeFingerprintOnSuccess: true,
+        onProgress: function (sent, total) {
+          var value = Math.floor(sent / total * 100);
+          bar.value = value; bar.textContent = value + "%";
+          state.textContent = value + "% · " + (sent / 1e6).toFixed(1) + " of " + (total / 1e6).toFixed(1) + " MB sent";
+        },
+        onShouldRetry: function (err, attempt) {
+          state.textContent = "Connection lost; resuming (try " + (attempt + 1) + ")…";
+          var status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+          return !(status >= 400 && status < 500 && status !== 409 && status !== 423);
+        },
+        onError: function (err) {
+          var body = err.originalResponse ? err.originalResponse.getBody() : "";
+          var detail = "";
+          try { detail = JSON.parse(body).detail; } catch (x) { /* not JSON */ }
+          fail(detail || "The upload stopped: " + (err.message || err) + ". Choose the file again to resume.");
+        },
+        onSuccess: function () {
+          state.textContent = "Checking the file…";
+          fetch(upload.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+            .then(function (r) { return r.json(); })
+            .then(function (result) {
+              if (result.upload_id) { window.location.assign(form.action + "?uploaded=" + result.upload_id); }
+              else { fail(result.error || "The file was not accepted."); }
+            });
+        }
       });
-      xhr.addEventListener("load", function () {
-        state.textContent = "Checking the file…";
-        document.open(); document.write(xhr.responseText); document.close();
-        if (xhr.responseURL) history.replaceState(null, "", xhr.responseURL);
+      upload.findPreviousUploads().then(function (previous) {
+        if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); state.textContent = "Resuming an earlier upload of this file…"; }
+        upload.start();
       });
-      xhr.addEventListener("error", function () {
-        state.textContent = "The connection dropped; choose the file and upload again.";
-      });
-      xhr.send(new FormData(form));
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    uploadProgress();
+    resumableUploads();
     chartTips();
     replan();
     document.querySelectorAll("[data-picker]").forEach(picker);
