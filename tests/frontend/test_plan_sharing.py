@@ -146,7 +146,8 @@ def test_a_cpu_server_plan_speaks_of_servers_not_gpus(client: Any) -> None:
     html = html_of(client.post("/", form))
     report = html.split('class="card plan-report"')[1]
     assert "Memory per server" in report and "GB/server" in report
-    assert "GB/GPU" not in report and "Memory per GPU</h3>" not in report
+    assert "GB/GPU" not in report and "Memory per GPU" not in report
+    assert "GB usable per server" in report  # the chart too
 
 
 def test_several_gpus_show_side_by_side_and_save_as_one_comparison(
