@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from planner.capacity_services import CapacityInput
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -113,3 +114,113 @@ class PlanSummaryOutput(serializers.ModelSerializer[Plan]):
     class Meta:
         model = Plan
         fields = ["id", "name", "model_id", "request", "created_at"]
+
+
+class CapacityCreateInput(serializers.Serializer[Any]):
+    """A capacity search: a model, GPU types (none: the catalog), traffic and targets."""
+
+    model = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    config = serializers.JSONField(required=False, allow_null=True)
+    gpus = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=64,
+        help_text="GPU ids to compare; empty or absent: every catalog GPU.",
+    )
+    gpu_counts = serializers.ListField(
+        child=serializers.ChoiceField(choices=[1, 2, 4, 8]),
+        required=False,
+        min_length=1,
+        max_length=4,
+    )
+    formats = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        min_length=1,
+        max_length=80,
+    )
+    requests_per_s = serializers.FloatField(
+        min_value=0, max_value=1e6, required=False, allow_null=True
+    )
+    tokens_per_month = serializers.FloatField(
+        min_value=0, max_value=1e15, required=False, allow_null=True
+    )
+    prompt_tokens = serializers.IntegerField(
+        min_value=0, max_value=10_000_000, required=False
+    )
+    output_tokens = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, required=False
+    )
+    hours_per_day = serializers.FloatField(min_value=0.1, max_value=24, required=False)
+    billed_hours_per_day = serializers.FloatField(
+        min_value=0.1, max_value=24, required=False
+    )
+    max_ttft_s = serializers.FloatField(
+        min_value=0.001, required=False, allow_null=True
+    )
+    max_tpot_ms = serializers.FloatField(
+        min_value=0.01, required=False, allow_null=True
+    )
+    min_tokens_per_s = serializers.FloatField(
+        min_value=0.01, required=False, allow_null=True
+    )
+    max_quality_loss_pct = serializers.FloatField(
+        min_value=0, max_value=1000, required=False, allow_null=True
+    )
+    api_price = serializers.CharField(max_length=100, required=False, allow_null=True)
+    provider = serializers.CharField(max_length=100, required=False, allow_null=True)
+    price_usd_per_hour = serializers.FloatField(
+        min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    kv_cache_dtype = serializers.ChoiceField(
+        choices=["f32", "f16", "bf16", "fp8", "q8_0", "q4_0"], required=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("model") and attrs.get("config") is None:
+            raise serializers.ValidationError(
+                {
+                    "model": [
+                        "Give a catalog model id, a Hugging Face id, or a config.json."
+                    ]
+                }
+            )
+        if (
+            attrs.get("requests_per_s") is None
+            and attrs.get("tokens_per_month") is None
+        ):
+            raise serializers.ValidationError(
+                {
+                    "requests_per_s": [
+                        "Give the traffic: requests_per_s, or tokens_per_month."
+                    ]
+                }
+            )
+        return attrs
+
+    def to_capacity_input(self) -> CapacityInput:
+        data = {k: v for k, v in self.validated_data.items() if v is not None}
+        for key in ("gpus", "gpu_counts", "formats"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return CapacityInput(**data)
+
+
+class CapacityReportOutput(serializers.Serializer[Any]):
+    """A capacity search: recommendation, candidates, closest miss, verdict, curve."""
+
+    model = serializers.CharField()
+    workload = serializers.DictField()
+    targets = serializers.DictField()
+    requests_per_s = serializers.FloatField()
+    tokens_per_month = serializers.FloatField()
+    recommendation = serializers.DictField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+    why_none = serializers.CharField(allow_null=True)
+    closest = serializers.DictField(allow_null=True)
+    candidates = serializers.ListField(child=serializers.DictField())
+    per_gpu = serializers.ListField(child=serializers.DictField())
+    verdict = serializers.DictField(allow_null=True)
+    curve = serializers.ListField(child=serializers.DictField())
+    searched = serializers.IntegerField()
+    assumptions = serializers.ListField(child=serializers.CharField())

@@ -56,6 +56,8 @@ class GpuSpec:
     tflops: Mapping[str, float | None] = field(default_factory=dict, hash=False)
     tdp_w: float | None = None
     interconnect: str | None = None
+    # Peer-to-peer bandwidth per device, both directions together (datasheet).
+    interconnect_bytes_per_s: float | None = None
     prices: tuple[GpuPrice, ...] = ()
     source: str = ""
     # Vector extensions of a CPU that change how llama.cpp lays out weights
@@ -79,6 +81,7 @@ class GpuSpec:
             "tflops": dict(self.tflops),
             "tdp_w": self.tdp_w,
             "interconnect": self.interconnect,
+            "interconnect_bytes_per_s": self.interconnect_bytes_per_s,
             "cpu_features": list(self.cpu_features),
             "prices": [p.__dict__.copy() for p in self.prices],
             "source": self.source,
@@ -260,6 +263,15 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
             f"{', '.join(sorted(CPU_FEATURES))}"
         )
     tdp = data.get("tdp_w")
+    link = None
+    if data.get("interconnect_bytes_per_s") is not None:
+        link = _number(
+            data,
+            "interconnect_bytes_per_s",
+            minimum=0,
+            maximum=MAX_BANDWIDTH_BYTES_PER_S,
+            where=where,
+        )
     return GpuSpec(
         id=gid,
         name=_text(data, "name", gid, where=where) or gid,
@@ -272,6 +284,7 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
         if isinstance(tdp, int | float) and not isinstance(tdp, bool)
         else None,
         interconnect=_text(data, "interconnect", where=where) or None,
+        interconnect_bytes_per_s=link,
         prices=tuple(prices),
         source=_text(data, "source", where=where),
         cpu_features=tuple(sorted(set(raw_features))),
