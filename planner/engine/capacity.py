@@ -10,6 +10,7 @@ paid for the hours the deployment is up, whether or not it is busy.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from .latency import (
     StepModel,
     load_curve,
     load_point,
+    p95_latency,
     step_model,
 )
 from .quality import expected_quality_loss
@@ -347,6 +349,16 @@ def _slots_for(n: int) -> int:
     return n if n <= 1 else math.ceil(n + Z95 * math.sqrt(n))
 
 
+def _meets(m: StepModel, n: int, w: Workload, t: Targets) -> bool:
+    """Whether ``n`` requests in flight meet every latency target (p95)."""
+    ttft_p95, tpot_p95 = p95_latency(m, n, w.prompt_tokens, w.output_tokens)
+    if t.max_ttft_s is not None and ttft_p95 > t.max_ttft_s:
+        return False
+    if t.max_tpot_ms is not None and tpot_p95 * 1e3 > t.max_tpot_ms:
+        return False
+    return not (t.min_tokens_per_s is not None and 1 / tpot_p95 < t.min_tokens_per_s)
+
+
 def _highest_concurrency(
     m: StepModel, mem_slots: int, w: Workload, t: Targets
 ) -> tuple[int, LoadPoint, str]:
@@ -366,26 +378,24 @@ def _highest_concurrency(
     high = max(1, int(root * root) + 1)
     while high > 1 and _slots_for(high) > slots:
         high -= 1
-    first = at(1)
-    if _violations(first, t):
+    if not _meets(m, 1, w, t):
+        first = at(1)
         return 0, first, "; ".join(v[1] for v in _violations(first, t))
-    top = at(high)
-    if not _violations(top, t):
+    if _meets(m, high, w, t):
         cap = (
             f"memory: KV cache for {slots} sequences"
             if mem_slots <= MAX_SEQUENCES
             else f"the engine's {MAX_SEQUENCES}-sequence limit"
         )
-        return high, top, cap
-    low, low_point, bad = 1, first, high
+        return high, at(high), cap
+    low, bad = 1, high
     while bad - low > 1:
         mid = (low + bad) // 2
-        point = at(mid)
-        if _violations(point, t):
-            bad = mid
+        if _meets(m, mid, w, t):
+            low = mid
         else:
-            low, low_point = mid, point
-    return low, low_point, "; ".join(v[1] for v in _violations(at(bad), t))
+            bad = mid
+    return low, at(low), "; ".join(v[1] for v in _violations(at(bad), t))
 
 
 def _engine_for(fmt: FormatSpec, gpu: GpuSpec) -> str | None:
@@ -500,11 +510,19 @@ def _evaluate(
     )
 
 
-def _cost_key(c: Candidate) -> tuple[int, float, float]:
+def _cost_key(c: Candidate) -> tuple[int, float, float, str, int, str]:
+    """Cheapest first; then better quality; then a stable order by name."""
     if c.usd_per_month is not None:
-        return (0, c.usd_per_month, c.quality_loss_pct or 0.0)
+        return (0, c.usd_per_month, c.quality_loss_pct or 0.0, c.gpu, c.gpus, c.format)
     # No price: fewest GPUs, then quality.
-    return (1, float(c.replicas * c.gpus), c.quality_loss_pct or 0.0)
+    return (
+        1,
+        float(c.replicas * c.gpus),
+        c.quality_loss_pct or 0.0,
+        c.gpu,
+        c.gpus,
+        c.format,
+    )
 
 
 def _verdict(
@@ -575,6 +593,8 @@ def _assumptions(req: CapacityRequest, api: ApiPrice | None) -> list[str]:
         "p95: requests in flight are Poisson around their mean (M/G/inf); p95 "
         f"latencies are evaluated at n + {Z95} sqrt(n) in flight, and memory holds "
         "that many sequences",
+        "search: deployments whose one-replica price cannot beat the cheapest found "
+        "(nor their own GPU type's cheapest) are bounded out, not evaluated",
         "engines: vLLM (tensor parallel) for safetensors formats, llama.cpp (layers "
         "split, one GPU at a time) for GGUF; GGUF on vLLM is not searched",
         f"prompt {w.prompt_tokens} and output {w.output_tokens} tokens per request; "
@@ -614,6 +634,7 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
         )
         req = CapacityRequest(**{**req.__dict__, "workload": w})
     rate = w.rate_per_s()
+    hours = w.billed_hours_per_day * DAYS_PER_MONTH
     tokens_month = w.tokens_served_per_month()
     max_q = (
         req.targets.max_quality_loss_pct
@@ -626,7 +647,7 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
         quality[f.id] = float(value) if value is not None else None
     meeting: list[Candidate] = []
     missing: list[Candidate] = []
-    searched = 0
+    combos: list[tuple[float, GpuSpec, float | None, str, FormatSpec, str, int]] = []
     for gpu in req.gpus:
         usd, source = hourly_price_usd(
             gpu, provider=req.provider, override_usd_per_hour=req.price_usd_per_hour
@@ -634,19 +655,42 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
         counts = [n for n in req.gpu_counts if gpu.kind == "gpu" or n == 1]
         for fmt in formats:
             engine = _engine_for(fmt, gpu)
-            if engine is None:
-                continue
             q = quality[fmt.id]
-            if q is None or q > max_q:
+            if engine is None or q is None or q > max_q:
                 continue
             for n in counts:
-                searched += 1
-                cand = _evaluate(
-                    req, fmt, gpu, n, engine, usd, source, q, rate, tokens_month
-                )
-                if cand is None:
-                    continue
-                (meeting if cand.meets_targets else missing).append(cand)
+                floor = n * usd * hours if usd is not None else math.inf
+                combos.append((floor, gpu, usd, source, fmt, engine, n))
+    # Branch and bound: cheapest floors first (one replica's price); a deployment
+    # whose floor cannot beat the K-th cheapest found, nor the cheapest of its own
+    # GPU type, is not evaluated.
+    combos.sort(key=lambda c: c[0])
+    kth: list[float] = []  # max-heap (negated) of the K cheapest monthly costs
+    best_of: dict[str, float] = {}
+    for floor, gpu, usd, source, fmt, engine, n in combos:
+        if (
+            len(kth) >= req.max_candidates
+            and floor > -kth[0]
+            and floor > best_of.get(gpu.id, math.inf)
+        ):
+            continue
+        cand = _evaluate(
+            req, fmt, gpu, n, engine, usd, source, quality[fmt.id], rate, tokens_month
+        )
+        if cand is None:
+            continue
+        if not cand.meets_targets:
+            missing.append(cand)
+            continue
+        meeting.append(cand)
+        if cand.usd_per_month is not None:
+            cost = cand.usd_per_month
+            best_of[gpu.id] = min(cost, best_of.get(gpu.id, math.inf))
+            if len(kth) < req.max_candidates:
+                heapq.heappush(kth, -cost)
+            elif cost < -kth[0]:
+                heapq.heapreplace(kth, -cost)
+    searched = len(combos)
     meeting.sort(key=_cost_key)
     per_gpu: dict[str, Candidate] = {}
     for c in meeting:

@@ -145,31 +145,48 @@ class StepModel:
         prefill_context: float,
     ) -> float:
         """Time of one step with these decode and prefill tokens (mean contexts)."""
-        tokens = decode_tokens + prefill_tokens
-        touched = 1.0
+        return self.step(decode_tokens, decode_context, prefill_tokens, prefill_context)
+
+    def step(
+        self, decode: float, decode_ctx: float, prefill: float, prefill_ctx: float
+    ) -> float:
+        """``step_s`` with positional arguments (the search calls it ~10^5 times)."""
+        tokens = decode + prefill
+        read = self.dense_bytes
         if self.experts:
             miss = 1.0 - self.experts_per_token / self.experts
-            touched = 1.0 - miss ** max(1.0, tokens)
-        read = (
-            self.dense_bytes
-            + self.expert_bytes * touched
-            + decode_tokens * self.kv_read_bytes(decode_context)
-            + (self.kv_read_bytes(prefill_context) if prefill_tokens else 0.0)
+            read += self.expert_bytes * (1.0 - miss ** (tokens if tokens > 1 else 1.0))
+        full, sliding, window = (
+            self.kv_bytes_per_token_full,
+            self.kv_bytes_per_token_sliding,
+            self.sliding_window,
         )
+        if window:
+            read += decode * (
+                full * decode_ctx
+                + sliding * (window if window < decode_ctx else decode_ctx)
+            )
+            if prefill:
+                read += full * prefill_ctx + sliding * (
+                    window if window < prefill_ctx else prefill_ctx
+                )
+        else:
+            read += decode * (full + sliding) * decode_ctx
+            if prefill:
+                read += (full + sliding) * prefill_ctx
         memory_s = read / self.bandwidth_bytes_per_s
-        decode_flops = decode_tokens * (
-            self.matmul_flops_per_token
-            + self.attention_flops_per_token_per_ctx * decode_context
-        )
-        prefill_flops = prefill_tokens * (
-            self.matmul_flops_per_token
-            + self.attention_flops_per_token_per_ctx * prefill_context
+        per_token, per_ctx = (
+            self.matmul_flops_per_token,
+            self.attention_flops_per_token_per_ctx,
         )
         compute_s = (
-            decode_flops / self.decode_flops_per_s
-            + prefill_flops / self.prefill_flops_per_s
+            decode * (per_token + per_ctx * decode_ctx) / self.decode_flops_per_s
+            + prefill * (per_token + per_ctx * prefill_ctx) / self.prefill_flops_per_s
         )
-        return max(memory_s, compute_s) + self.floor_s + self.allreduce_s(tokens)
+        step = (memory_s if memory_s > compute_s else compute_s) + self.floor_s
+        if self.tensor_parallel > 1:
+            step += self.allreduce_s(tokens)
+        return step
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,14 +302,37 @@ def _prefill_s(m: StepModel, decoders: float, prompt_tokens: int) -> float:
     per_chunk = prompt_tokens / chunks
     total = 0.0
     for i in range(chunks):
-        total += m.step_s(
-            decode_tokens=decoders,
-            decode_context=0.0,
-            prefill_tokens=per_chunk,
-            # Attention of chunk i reads the chunks before it (causal mean).
-            prefill_context=per_chunk * (i + 0.5),
-        )
+        # Attention of chunk i reads the chunks before it (causal mean).
+        total += m.step(decoders, 0.0, per_chunk, per_chunk * (i + 0.5))
     return total
+
+
+def p95_in_flight(concurrency: float) -> float:
+    """Requests in flight at the 95th percentile when their mean is ``concurrency``."""
+    n = max(1.0, concurrency)
+    return n + Z95 * math.sqrt(n) if n > 1 else 1.0
+
+
+def _tpot(m: StepModel, in_flight: float, p: int, o: int) -> float:
+    # Each sequence is replaced once per o steps, so in_flight * p / o prompt
+    # tokens join an average step.
+    return m.step(in_flight, p + o / 2, in_flight * p / o, p / 2)
+
+
+def _ttft(m: StepModel, in_flight: float, p: int, o: int, wait_share: float) -> float:
+    others = max(0.0, in_flight - 1)
+    wait = _tpot(m, others, p, o) if others else 0.0  # the step already running
+    return wait * wait_share + _prefill_s(m, others, p)
+
+
+def p95_latency(
+    m: StepModel, concurrency: int, prompt_tokens: int, output_tokens: int
+) -> tuple[float, float]:
+    """(TTFT p95, time per output token p95) with ``concurrency`` in flight on average."""
+    p, o = max(0, prompt_tokens), max(1, output_tokens)
+    high = p95_in_flight(concurrency)
+    # At p95 a request waits for a whole step already running.
+    return _ttft(m, high, p, o, 1.0), _tpot(m, high, p, o)
 
 
 def load_point(
@@ -301,27 +341,9 @@ def load_point(
     """Latency and throughput with ``concurrency`` requests in flight."""
     n = max(1, concurrency)
     p, o = max(0, prompt_tokens), max(1, output_tokens)
-    decode_ctx = p + o / 2
-
-    def tpot(in_flight: float) -> float:
-        # Each sequence is replaced once per o steps, so n * p / o prompt tokens
-        # join an average step.
-        return m.step_s(
-            decode_tokens=in_flight,
-            decode_context=decode_ctx,
-            prefill_tokens=in_flight * p / o,
-            prefill_context=p / 2,
-        )
-
-    def ttft(in_flight: float) -> float:
-        others = max(0.0, in_flight - 1)
-        wait = tpot(others) if others else 0.0  # the step already running
-        return wait / 2 + _prefill_s(m, others, p)
-
-    high = n + Z95 * math.sqrt(n) if n > 1 else 1.0
-    tpot_mean, tpot_p95 = tpot(n), tpot(high)
-    ttft_mean = ttft(n)
-    ttft_p95 = ttft(high) + (tpot(max(0.0, high - 1)) / 2 if high > 1 else 0.0)
+    tpot_mean = _tpot(m, n, p, o)
+    ttft_mean = _ttft(m, n, p, o, 0.5)
+    ttft_p95, tpot_p95 = p95_latency(m, n, p, o)
     latency = ttft_mean + (o - 1) * tpot_mean
     return LoadPoint(
         concurrency=n,

@@ -176,3 +176,15 @@ def test_the_full_search_runs_under_a_second_cold() -> None:
     elapsed = time.perf_counter() - start
     assert report.searched > 2000
     assert elapsed < 2.0, elapsed  # 1 s on an idle machine; CI shares its cores
+
+
+def test_bounding_out_dear_deployments_changes_neither_the_answer_nor_the_list() -> (
+    None
+):
+    pruned = _search(gpus=load_gpus())
+    exhaustive = _search(gpus=load_gpus(), max_candidates=100_000)
+    assert pruned.recommendation == exhaustive.recommendation
+    assert pruned.candidates == exhaustive.candidates[: len(pruned.candidates)]
+    assert [c.label for c in pruned.per_gpu if c.meets_targets] == [
+        c.label for c in exhaustive.per_gpu if c.meets_targets
+    ]
