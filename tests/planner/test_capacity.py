@@ -188,3 +188,16 @@ def test_bounding_out_dear_deployments_changes_neither_the_answer_nor_the_list()
     assert [c.label for c in pruned.per_gpu if c.meets_targets] == [
         c.label for c in exhaustive.per_gpu if c.meets_targets
     ]
+
+
+def test_owning_is_priced_from_a_sourced_purchase_plus_power() -> None:
+    rented = _search(gpus=[get_gpu("h100-sxm")])
+    owned = _search(gpus=[get_gpu("h100-sxm")], provider="owned")
+    assert rented.recommendation and owned.recommendation
+    assert owned.recommendation.price_source.startswith("owned: 37,500 USD")
+    assert "over 3 years" in owned.recommendation.price_source
+    assert owned.recommendation.usd_per_gpu_hour is not None
+    assert rented.recommendation.usd_per_gpu_hour is not None
+    assert (
+        owned.recommendation.usd_per_gpu_hour < rented.recommendation.usd_per_gpu_hour
+    )

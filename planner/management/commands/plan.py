@@ -67,6 +67,12 @@ class Command(BaseCommand):
         traffic.add_argument("--max-tpot-ms", type=float, default=None)
         traffic.add_argument("--min-tokens-per-s", type=float, default=None)
         traffic.add_argument("--max-quality-loss-pct", type=float, default=None)
+        traffic.add_argument(
+            "--provider",
+            default=None,
+            help="Price from this provider only; 'owned' prices a purchase "
+            "(depreciation and power) instead of renting.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         gpus = options["gpu"] or []
@@ -140,6 +146,7 @@ class Command(BaseCommand):
                 max_quality_loss_pct=options["max_quality_loss_pct"],
                 api_price=options["api_price"],
                 price_usd_per_hour=options["price_usd_per_hour"],
+                provider=options["provider"],
                 kv_cache_dtype=options["kv_cache_dtype"],
             )
             report = capacity_services.capacity_compute(data=data, user=None)
