@@ -1,4 +1,5 @@
-"""Capacity page: the cheapest deployment for a traffic within latency targets."""
+"""Capacity and fine-tuning pages: the cheapest deployment for a traffic within
+latency targets, and the memory and time of fine-tuning a model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from frontend import capacity_charts
 from planner import capacity_services, engine, services
+from planner.engine.finetune import ALL_LINEAR, DEFAULT_TARGETS
 
 
 def _gpu_choices() -> list[tuple[str, str]]:
@@ -95,3 +97,91 @@ def capacity_page(request: HttpRequest) -> HttpResponse:
             context["report"] = body
             context["curve_charts"] = capacity_charts.load_curve_charts(body)
     return render(request, "frontend/capacity.html", context)
+
+
+class FinetuneForm(forms.Form):
+    """A fine-tuning run: model, GPU, method and batch shape."""
+
+    model = forms.CharField(max_length=200, initial="llama-3.1-8b")
+    gpu = forms.ChoiceField(label="GPU", initial="a100-80gb")
+    gpus = forms.TypedChoiceField(
+        choices=[(n, n) for n in (1, 2, 4, 8)], coerce=int, initial=1, label="GPUs"
+    )
+    method = forms.ChoiceField(
+        choices=[("full", "Full"), ("lora", "LoRA"), ("qlora", "QLoRA (4-bit base)")],
+        initial="lora",
+    )
+    seq_len = forms.IntegerField(
+        min_value=1, max_value=10_000_000, initial=2048, label="Sequence length"
+    )
+    micro_batch = forms.IntegerField(min_value=1, max_value=4096, initial=1)
+    lora_rank = forms.IntegerField(min_value=1, max_value=4096, initial=16)
+    target_modules = forms.MultipleChoiceField(
+        choices=[(t, t) for t in ALL_LINEAR],
+        initial=list(DEFAULT_TARGETS),
+        required=False,
+        help_text="LoRA target modules (ignored for full fine-tuning).",
+    )
+    optimizer = forms.ChoiceField(
+        choices=[("adamw", "AdamW (32-bit states)"), ("adamw-8bit", "AdamW 8-bit")]
+    )
+    gradient_checkpointing = forms.BooleanField(required=False, initial=True)
+    dataset_tokens = forms.IntegerField(
+        min_value=1, max_value=10**15, initial=10_000_000, label="Tokens per epoch"
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["gpu"].choices = _gpu_choices()  # type: ignore[attr-defined]
+
+    def to_input(self) -> capacity_services.FinetuneInput:
+        d = self.cleaned_data
+        return capacity_services.FinetuneInput(
+            model=d["model"].strip(),
+            gpu=d["gpu"],
+            gpus=d["gpus"],
+            method=d["method"],
+            seq_len=d["seq_len"],
+            micro_batch=d["micro_batch"],
+            lora_rank=d["lora_rank"],
+            target_modules=tuple(d.get("target_modules") or DEFAULT_TARGETS),
+            optimizer=d["optimizer"],
+            gradient_checkpointing=bool(d.get("gradient_checkpointing")),
+            dataset_tokens=d["dataset_tokens"],
+        )
+
+
+FINETUNE_PARTS = (
+    ("weights_bytes", "Weights"),
+    ("gradients_bytes", "Gradients"),
+    ("optimizer_bytes", "Optimizer states"),
+    ("activations_bytes", "Activations"),
+    ("loss_bytes", "Loss (logits)"),
+    ("overhead_bytes", "Runtime overhead"),
+)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def finetune_page(request: HttpRequest) -> HttpResponse:
+    """Fine-tuning memory per GPU by part, time per epoch and cost."""
+    form = FinetuneForm(request.POST or None)
+    context: dict[str, Any] = {"form": form}
+    if request.method == "POST" and form.is_valid():
+        try:
+            est = capacity_services.finetune_compute(
+                data=form.to_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            target = exc.field if exc.field in form.fields else None
+            form.add_error(target, str(exc))
+        else:
+            body = est.to_dict()
+            context["estimate"] = body
+            context["parts"] = [
+                (label, body[key] / 1e9) for key, label in FINETUNE_PARTS
+            ]
+            context["hours"] = body["time_per_epoch_s"] / 3600
+            context["total_gb"] = body["total_bytes"] / 1e9
+            context["budget_gb"] = body["budget_bytes"] / 1e9
+    return render(request, "frontend/finetune.html", context)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("plans/", plan_views.plan_list, name="plan-list"),
     path("compare/", plan_views.plan_compare, name="plan-compare"),
     path("capacity/", capacity_views.capacity_page, name="capacity"),
+    path("finetune/", capacity_views.finetune_page, name="finetune"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),

@@ -1,4 +1,4 @@
-"""Capacity plans: resolve the model and GPU types a user named and run the search.
+"""Capacity and fine-tuning plans: resolve the model and GPUs a user named, run the engine.
 
 The capacity page, ``POST /api/v1/capacity/`` and ``manage.py plan --requests-per-s``
 all call ``capacity_compute``; none of them holds a rule of its own.
@@ -19,6 +19,13 @@ from planner.engine.capacity import (
     Targets,
     Workload,
     capacity_search,
+)
+from planner.engine.finetune import (
+    DEFAULT_TARGETS,
+    FinetuneError,
+    FinetuneEstimate,
+    FinetuneRequest,
+    estimate_finetune,
 )
 from planner.services import PlanInputError, gpu_resolve, model_resolve
 
@@ -90,4 +97,55 @@ def capacity_compute(
     try:
         return capacity_search(request)
     except CapacityError as exc:
+        raise PlanInputError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class FinetuneInput:
+    """A fine-tuning plan as the page, API and CLI collect it."""
+
+    gpu: str
+    model: str = ""
+    config: dict[str, Any] | None = None
+    method: str = "lora"
+    gpus: int = 1
+    seq_len: int = 2048
+    micro_batch: int = 1
+    lora_rank: int = 16
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    optimizer: str = "adamw"
+    gradient_checkpointing: bool = True
+    dataset_tokens: int = 10_000_000
+    epochs: float = 1.0
+    price_usd_per_hour: float | None = None
+
+
+def finetune_compute(
+    *, data: FinetuneInput, user: AbstractBaseUser | None
+) -> FinetuneEstimate:
+    """Project fine-tuning memory, time and cost; user errors are PlanInputErrors."""
+    spec, _model_id = model_resolve(model=data.model, config=data.config)
+    gpu = gpu_resolve(gpu=data.gpu, user=user)
+    usd = data.price_usd_per_hour
+    if usd is None:
+        usd, _source = engine.hourly_price_usd(gpu)
+    try:
+        return estimate_finetune(
+            FinetuneRequest(
+                model=spec,
+                gpu=gpu,
+                method=data.method,
+                gpus=data.gpus,
+                seq_len=data.seq_len,
+                micro_batch=data.micro_batch,
+                lora_rank=data.lora_rank,
+                target_modules=data.target_modules,
+                optimizer=data.optimizer,
+                gradient_checkpointing=data.gradient_checkpointing,
+                dataset_tokens=data.dataset_tokens,
+                epochs=data.epochs,
+                usd_per_gpu_hour=usd,
+            )
+        )
+    except FinetuneError as exc:
         raise PlanInputError(str(exc)) from None

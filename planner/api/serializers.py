@@ -6,7 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from planner.capacity_services import CapacityInput
+from planner.capacity_services import CapacityInput, FinetuneInput
+from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -224,3 +225,38 @@ class CapacityReportOutput(serializers.Serializer[Any]):
     curve = serializers.ListField(child=serializers.DictField())
     searched = serializers.IntegerField()
     assumptions = serializers.ListField(child=serializers.CharField())
+
+
+class FinetuneCreateInput(serializers.Serializer[Any]):
+    """A fine-tuning plan: model, GPU, method and batch shape."""
+
+    model = serializers.CharField(max_length=200)
+    gpu = serializers.CharField(max_length=100)
+    gpus = serializers.IntegerField(min_value=1, max_value=8, required=False)
+    method = serializers.ChoiceField(choices=list(METHODS), required=False)
+    seq_len = serializers.IntegerField(
+        min_value=1, max_value=10_000_000, required=False
+    )
+    micro_batch = serializers.IntegerField(min_value=1, max_value=4096, required=False)
+    lora_rank = serializers.IntegerField(min_value=1, max_value=4096, required=False)
+    target_modules = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(ALL_LINEAR)),
+        required=False,
+        min_length=1,
+        max_length=len(ALL_LINEAR),
+    )
+    optimizer = serializers.ChoiceField(choices=list(OPTIMIZERS), required=False)
+    gradient_checkpointing = serializers.BooleanField(required=False)
+    dataset_tokens = serializers.IntegerField(
+        min_value=1, max_value=10**15, required=False
+    )
+    epochs = serializers.FloatField(min_value=0.01, max_value=1000, required=False)
+    price_usd_per_hour = serializers.FloatField(
+        min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+
+    def to_finetune_input(self) -> FinetuneInput:
+        data = {k: v for k, v in self.validated_data.items() if v is not None}
+        if "target_modules" in data:
+            data["target_modules"] = tuple(data["target_modules"])
+        return FinetuneInput(**data)

@@ -17,6 +17,7 @@ from planner import capacity_services, catalog_views, selectors, services
 from planner.api.serializers import (
     CapacityCreateInput,
     CapacityReportOutput,
+    FinetuneCreateInput,
     PlanCreateInput,
     PlanOutput,
     PlanReportOutput,
@@ -137,3 +138,27 @@ class CapacityApi(APIView):
         except services.PlanInputError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         return Response(report.to_dict())
+
+
+class FinetuneApi(APIView):
+    """Fine-tuning memory per GPU, time per epoch and cost (full, LoRA, QLoRA)."""
+
+    @extend_schema(
+        request=FinetuneCreateInput,
+        responses={
+            200: OpenApiResponse(
+                response={"type": "object"},
+                description="Memory by part, fits, time per epoch, cost, assumptions",
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        payload = FinetuneCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            est = capacity_services.finetune_compute(
+                data=payload.to_finetune_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(est.to_dict())

@@ -58,3 +58,27 @@ def test_an_unknown_model_is_an_error_on_the_model_field(logged_in: Any) -> None
 def test_the_page_links_from_the_navigation(logged_in: Any) -> None:
     html = logged_in.get("/capacity/").content.decode()
     assert 'href="/capacity/"' in html and 'aria-current="page"' in html
+
+
+def test_the_finetune_page_breaks_memory_down_and_says_when_it_does_not_fit(
+    logged_in: Any,
+) -> None:
+    form = {
+        "model": "llama-3.1-8b",
+        "gpu": "a100-80gb",
+        "gpus": "1",
+        "method": "qlora",
+        "seq_len": "2048",
+        "micro_batch": "1",
+        "lora_rank": "16",
+        "target_modules": ["q_proj", "v_proj"],
+        "optimizer": "adamw",
+        "gradient_checkpointing": "on",
+        "dataset_tokens": "1000000",
+    }
+    html = logged_in.post("/finetune/", form).content.decode()
+    assert "Fits:" in html and "Optimizer states" in html and "Loss (logits)" in html
+    html = logged_in.post("/finetune/", {**form, "method": "full"}).content.decode()
+    assert "Does not fit" in html and "QLoRA" in html
+    html = logged_in.post("/finetune/", {**form, "seq_len": "999999"}).content.decode()
+    assert "window" in html

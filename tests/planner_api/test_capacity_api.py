@@ -115,3 +115,47 @@ def test_the_cli_refuses_several_gpus_without_a_traffic() -> None:
         call_command(
             "plan", "--model", "llama-3-70b", "--gpu", "a100-80gb", "--gpu", "l4"
         )
+
+
+def test_finetune_api_and_cli_agree(api: Any) -> None:
+    out = StringIO()
+    call_command(
+        "plan-finetune",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "a100-80gb",
+        "--method",
+        "qlora",
+        "--seq-len",
+        "2048",
+        "--micro-batch",
+        "4",
+        "--json",
+        stdout=out,
+    )
+    cli = json.loads(out.getvalue())
+    response = api.post(
+        "/api/v1/finetune/",
+        {
+            "model": "llama-3.1-8b",
+            "gpu": "a100-80gb",
+            "method": "qlora",
+            "seq_len": 2048,
+            "micro_batch": 4,
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() == cli
+    assert cli["fits"] is True and cli["usd_per_epoch"] > 0
+
+
+def test_finetune_api_refuses_a_sequence_beyond_the_window(api: Any) -> None:
+    response = api.post(
+        "/api/v1/finetune/",
+        {"model": "llama-3-8b", "gpu": "a100-80gb", "seq_len": 100_000},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "window" in json.dumps(response.json())
