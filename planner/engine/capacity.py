@@ -31,6 +31,7 @@ from .latency import (
     p95_latency,
     step_model,
 )
+from .offload import offload_plan
 from .quality import expected_quality_loss
 from .recommend import DEFAULT_MAX_QUALITY_LOSS_PCT
 from .request import engine_support
@@ -137,11 +138,18 @@ class Candidate:
     limited_by: str
     shortfall: float = 0.0  # worst measured/target ratio when the targets fail
     warnings: tuple[str, ...] = ()
+    llama_cpp_flags: str = ""  # partial offload: -ngl / --n-cpu-moe
+    host_bytes: int = 0  # weights kept in host RAM (partial offload)
 
     @property
     def label(self) -> str:
         """Human name: '2x NVIDIA A100 80GB, awq-4bit-g128 on vllm'."""
-        return f"{self.gpus}x {self.gpu_name}, {self.format} on {self.engine}"
+        where = (
+            f" ({self.llama_cpp_flags}, {self.host_bytes / 1e9:.1f} GB in RAM)"
+            if self.llama_cpp_flags
+            else ""
+        )
+        return f"{self.gpus}x {self.gpu_name}, {self.format} on {self.engine}{where}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -458,6 +466,30 @@ def _evaluate(
         replica_tokens_per_month=0.0,
         limited_by="",
     )
+    offload = None
+    if mem_slots < 1 and engine == "llama.cpp" and gpu.kind == "gpu" and gpus == 1:
+        offload = offload_plan(
+            spec,
+            loaded,
+            gpu,
+            context_tokens=context,
+            sequences=1,
+            cache_dtype=normalize_cache_dtype(req.kv_cache_dtype),
+        )
+        if offload is not None:
+            mem_slots = 1  # one sequence slot, as planned
+            base = replace(
+                base,
+                memory_max_concurrency=1,
+                llama_cpp_flags=offload.flags,
+                host_bytes=offload.host_weight_bytes,
+                total_bytes_per_gpu=offload.gpu_bytes,
+                warnings=(
+                    *base.warnings,
+                    f"partial offload: {offload.host_weight_bytes / 1e9:.1f} GB of "
+                    "weights in host RAM, read at host bandwidth",
+                ),
+            )
     if mem_slots < 1:
         return replace(
             base,
@@ -474,6 +506,7 @@ def _evaluate(
         engine=engine,
         gpus=gpus,
         cache_dtype=normalize_cache_dtype(req.kv_cache_dtype),
+        offload=offload,
     )
     n, point, limit = _highest_concurrency(m, mem_slots, w, req.targets)
     hours = w.billed_hours_per_day * DAYS_PER_MONTH

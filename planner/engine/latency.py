@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from .catalog import GpuSpec
 from .formats import FormatSpec
 from .kv_cache import kv_bytes_per_token_per_layer, kv_layer_counts
+from .offload import HOST_BANDWIDTH_BYTES_PER_S, PCIE_BYTES_PER_S, OffloadPlan
+from .runtime import LLAMA_CPP_UBATCH_TOKENS
 from .spec import ModelSpec
 from .speed import (
     CPU_BANDWIDTH_EFFICIENCY,
@@ -75,6 +77,7 @@ ALLREDUCE_LATENCY_S = {"nvlink": 8e-6, "infinity": 10e-6, "pcie": 25e-6, "net": 
 # PCIe 4.0 x16, bidirectional, when a device lists no interconnect bandwidth.
 DEFAULT_INTERCONNECT_BYTES_PER_S = 64e9
 ACTIVATION_BYTES = 2
+OFFLOAD_COPY_MIN_TOKENS = 32  # llama.cpp's batch size for copying weights to the GPU
 
 
 def interconnect_family(gpu: GpuSpec) -> str:
@@ -116,6 +119,10 @@ class StepModel:
     token_budget: int
     compute_dtype: str
     notes: tuple[str, ...] = ()
+    # Partial offload (llama.cpp): weights and KV share kept in host RAM.
+    host_dense_bytes: float = 0.0
+    host_expert_bytes: float = 0.0
+    host_kv_share: float = 0.0
 
     def kv_read_bytes(self, context_tokens: float) -> float:
         """KV bytes one token's attention reads at this context (per GPU)."""
@@ -135,6 +142,28 @@ class StepModel:
             self.allreduce_bytes_per_s
         )
         return 2 * self.layers * one
+
+    def _host_s(self, tokens: float, gpu_non_dense_read: float) -> float:
+        """Extra seconds for the RAM-resident share of a partially offloaded model."""
+        touched = 1.0
+        if self.experts:
+            miss = 1.0 - self.experts_per_token / self.experts
+            touched = 1.0 - miss ** (tokens if tokens > 1 else 1.0)
+        kv = gpu_non_dense_read - self.expert_bytes * (touched if self.experts else 0)
+        read = (
+            self.host_dense_bytes
+            + self.host_expert_bytes * touched
+            + self.host_kv_share * max(0.0, kv)
+        )
+        if tokens >= OFFLOAD_COPY_MIN_TOKENS:
+            # Large batches: llama.cpp copies the weights to the GPU instead.
+            copy = (
+                math.ceil(tokens / LLAMA_CPP_UBATCH_TOKENS)
+                * (self.host_dense_bytes + self.host_expert_bytes)
+                / PCIE_BYTES_PER_S
+            )
+            return min(read / HOST_BANDWIDTH_BYTES_PER_S * math.ceil(tokens / 32), copy)
+        return read / HOST_BANDWIDTH_BYTES_PER_S
 
     def step_s(
         self,
@@ -175,6 +204,8 @@ class StepModel:
             if prefill:
                 read += (full + sliding) * prefill_ctx
         memory_s = read / self.bandwidth_bytes_per_s
+        if self.host_dense_bytes or self.host_expert_bytes:
+            memory_s += self._host_s(tokens, read - self.dense_bytes)
         per_token, per_ctx = (
             self.matmul_flops_per_token,
             self.attention_flops_per_token_per_ctx,
@@ -215,6 +246,7 @@ def step_model(
     engine: str,
     gpus: int,
     cache_dtype: str = "f16",
+    offload: OffloadPlan | None = None,
 ) -> StepModel:
     """The per-step constants of serving ``spec`` in ``fmt`` on ``gpus`` x ``gpu``."""
     layout = weight_layout(spec, fmt)
@@ -271,8 +303,8 @@ def step_model(
         gpus=gpus,
         tensor_parallel=tp,
         layers=spec.num_layers,
-        dense_bytes=dense / tp,
-        expert_bytes=experts / tp,
+        dense_bytes=dense / tp - (offload.host_dense_bytes if offload else 0.0),
+        expert_bytes=experts / tp - (offload.host_expert_bytes if offload else 0.0),
         experts=spec.num_experts if spec.is_moe else 0,
         experts_per_token=spec.num_experts_per_tok,
         kv_bytes_per_token_full=full * per_layer_kv * kv_share,
@@ -290,6 +322,9 @@ def step_model(
         token_budget=STEP_TOKEN_BUDGET.get(engine, 2048),
         compute_dtype=used,
         notes=tuple(notes),
+        host_dense_bytes=offload.host_dense_bytes if offload else 0.0,
+        host_expert_bytes=offload.host_expert_bytes if offload else 0.0,
+        host_kv_share=offload.kv_host_share if offload else 0.0,
     )
 
 
