@@ -209,6 +209,20 @@ def _run_llama_quantize(
         raise _quantize_failure(logs.reason(mark), target)
 
 
+def _check_family(model_dir: Path) -> None:
+    """Refuse a family the GGUF path is not proven on (job creation checks first)."""
+    from quantjobs.backends.families import unsupported_reason
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise BackendError("The model directory has no readable config.json.") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    reason = unsupported_reason("gguf", str(model_type or ""))
+    if reason:
+        raise BackendError(reason)
+
+
 class GgufBackend:
     """llama.cpp GGUF quantization (any llama-quantize type) on CPU workers."""
 
@@ -381,6 +395,7 @@ class GgufBackend:
         if request.source_kind == "hf":
             if not source.is_dir():
                 raise BackendError("A Hugging Face source must be a model directory.")
+            _check_family(source)
             created.append(base)
             converted = convert_hf_to_gguf(
                 source, base, out_type="F16", progress=progress, log=log
