@@ -143,6 +143,13 @@ def job_create(
         )
     except SourceError as exc:
         raise JobInputError(str(exc), field="source_ref") from None
+    from quantjobs.families import source_family_error
+
+    family_error = source_family_error(
+        method=method, kind=source_kind, ref=ref, user_id=user.pk
+    )
+    if family_error:
+        raise JobInputError(family_error, field="source_ref")
     if plan_id is not None:
         from planner.models import Plan
 
