@@ -59,6 +59,11 @@ def _uuid_or_none(text: str) -> str | None:
         return None
 
 
+def local_model_path(ref: str) -> Path:
+    """A path inside the local model folders (QUANTPLAN_LOCAL_MODEL_DIRS); SourceError if not."""
+    return Path(_validate_local(ref))
+
+
 def _validate_local(ref: str) -> str:
     if not ref:
         raise SourceError("Give the path of a .gguf file or a model directory.")
