@@ -115,12 +115,17 @@ def write_tiny_gguf(
     split_parts: int = 1,
     drop_keys: tuple[str, ...] = (),
     seed: int = 0,
+    vocab_without_tokenizer: int = 0,
 ) -> list[Path]:
-    """Write ``cfg`` as an F16 GGUF (or ``split_parts`` files); returns the paths."""
+    """Write ``cfg`` as an F16 GGUF (or ``split_parts`` files); returns the paths.
+
+    ``vocab_without_tokenizer`` writes a quicker file of that vocabulary with no
+    tokenizer: enough to read, not to load in llama.cpp.
+    """
     import gguf
 
-    tok = _sample_tokenizer()
-    vocab = len(tok["tokens"])
+    tok = _sample_tokenizer() if not vocab_without_tokenizer else {}
+    vocab = vocab_without_tokenizer or len(tok["tokens"])
     arch = cfg["arch"]
     rng = np.random.default_rng(seed)
     tensors = tiny_tensors(cfg, vocab)
@@ -164,6 +169,7 @@ def write_tiny_gguf(
         if part == 0:
             for key, (kind, value) in keys.items():
                 getattr(writer, f"add_{kind}")(key, value)
+        if part == 0 and tok:
             writer.add_tokenizer_model(tok["model"])
             writer.add_tokenizer_pre(tok["pre"])
             writer.add_token_list(tok["tokens"])
