@@ -197,7 +197,10 @@ def _model_from_path(text: str, *, any_path: bool) -> tuple[engine.ModelSpec, st
     from quantjobs.sources import SourceError, local_model_path
 
     if any_path:
-        path = Path(text).expanduser().resolve()
+        try:
+            path = Path(text).expanduser().resolve()
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise PlanInputError(f"{text}: not a usable path ({exc}).") from None
         if not path.exists():
             raise PlanInputError(f"{text}: no such file or directory.", field="path")
     else:

@@ -188,3 +188,12 @@ def test_the_api_refuses_two_model_sources_at_once(api: Any) -> None:
     )
     assert response.status_code == 400
     assert "only one of" in response.json()["model"][0]
+
+
+@pytest.mark.parametrize(
+    "path", ["bad\x00name.gguf", "~nobody-here/x.gguf", "a" * 1000]
+)
+def test_odd_paths_are_a_400_not_a_500(api: Any, local_models: Path, path: str) -> None:
+    response = api.post("/api/v1/plans/", {**CPU_PLAN, "path": path}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["path"]
