@@ -165,6 +165,10 @@ def job_create(
     ok, _reason = broker_ping()
     if not ok:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
+    from quantjobs.modelspec import spec_json_for_source
+
+    # Read before the transaction: a GGUF is inspected in a child process.
+    model_spec = spec_json_for_source(kind=source_kind, ref=ref, user_id=user.pk)
     with transaction.atomic():
         # One submission per user at a time, or a burst passes the quota between count
         # and insert: this no-op write locks the user's row (PostgreSQL) or takes the
@@ -180,6 +184,7 @@ def job_create(
             source_ref=ref,
             source_revision=source_revision,
             model_id=model_id,
+            model_spec=model_spec,
             eval_text_path=eval_text_path,
             eval_text_name=eval_text_name,
             options=options or {},
