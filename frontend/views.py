@@ -17,7 +17,6 @@ from frontend.models import ApiToken
 from quantjobs import selectors, services
 from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
-from quantjobs.backends.reference import warning_for
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import artifact_response
 from quantjobs.models import Job
@@ -119,9 +118,6 @@ def job_new(request: HttpRequest) -> HttpResponse:
             "form": form,
             "plan_source": plan_source,
             "sample": sample,
-            "sample_warning": warning_for(sample.quantization)
-            if sample.quantization
-            else "",
             "uploads": selectors.upload_sources_for_user(user=request.user),
         },
     )
