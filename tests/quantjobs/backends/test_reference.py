@@ -3,10 +3,15 @@ unquantized (quantjobs/backends/reference.py and the child's origin check)."""
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
+
 import pytest
 
-from quantjobs.backends import reference
+from quantjobs.backends import child, reference
 from quantjobs.backends.child import gguf_origin_type
+from quantjobs.samples import SAMPLES
 
 
 def test_a_dequantized_gguf_base_is_named_after_its_quantization() -> None:
@@ -73,8 +78,39 @@ def test_quantized_type_names_the_quantization_or_none_for_float(
 
 
 def test_the_child_reads_the_samples_quantization_from_the_file() -> None:
-    from quantjobs.samples import SAMPLES, sample_path
+    from quantjobs.samples import sample_path
 
     sample_id = next(iter(SAMPLES))
 
     assert gguf_origin_type(sample_path(sample_id)) == "Q4_1"
+
+
+@pytest.mark.slow
+def test_a_torch_method_on_the_sample_reports_the_q4_1_reference(
+    tmp_path: Path,
+) -> None:
+    """The real child run: RTN sees only the converted safetensors copy of the sample,
+    yet its result and log name the Q4_1 file as the reference."""
+    from tests.quantjobs.backends.test_hf_convert import SAMPLE_CACHE
+
+    stream = io.StringIO()
+    request = {
+        "method": "rtn",
+        "formats": ["rtn-int8-g-1"],
+        "source": {"kind": "sample", "ref": next(iter(SAMPLES)), "as_hf": False},
+        "work_dir": str(tmp_path / "work"),
+        "cache_dir": str(SAMPLE_CACHE),
+        "eval_text_path": None,
+        "options": {"context_tokens": 128, "max_chunks": 2, "generation_tokens": 4},
+        "threads": 2,
+    }
+
+    child.run(request, child.Reporter(stream))
+
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (result,) = [e for e in events if e["event"] == "result"]
+    assert result["reference"]["label"] == "the Q4_1 file, dequantized"
+    assert result["reference"]["quantized_source"] is True
+    logs = [e["line"] for e in events if e["event"] == "log"]
+    assert "Reference for quality: the Q4_1 file, dequantized." in logs
+    assert any("adds to what Q4_1 already lost" in line for line in logs)
