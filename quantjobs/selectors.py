@@ -77,9 +77,11 @@ def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
 def measured_quality_for_model(
     *, user: AbstractBaseUser, model_id: str
 ) -> dict[str, Any]:
-    """The user's latest measured quality per format for a catalog model."""
+    """The user's latest measured quality per format for a catalog model, from jobs
+    measured against the unquantized model (never a dequantized quantized source)."""
     from quantjobs.backends.reference import from_metrics as reference_from_metrics
     from quantjobs.models import JobResult
+    from quantjobs.sources import source_model
 
     measured: dict[str, Any] = {}
     results = (
@@ -94,16 +96,23 @@ def measured_quality_for_model(
         ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
         if not ppl or not base:
             continue
-        source = f"your job {result.job_id}"
         reference = reference_from_metrics(metrics)
-        if reference is not None and reference.get("quantized_source"):
-            # Loss on top of the source's own: not the loss from the unquantized model.
-            source += f", relative to {reference['label']}"
+        requantized = (
+            reference.get("quantized_source")
+            if reference is not None
+            else source_model(
+                kind=result.job.source_kind, ref=result.job.source_ref
+            ).quantization
+        )
+        if requantized:
+            # Plans read quality as loss from the 16-bit model; this is loss on top of
+            # what an already quantized source lost, so it would read as too small.
+            continue
         measured[result.format] = {
             "perplexity_increase_pct": round((ppl - base) / base * 100.0, 3),
             "kl_divergence": metrics.get("kl_divergence"),
             "kind": "measured",
-            "source": source,
+            "source": f"your job {result.job_id}",
         }
     return measured
 

@@ -251,3 +251,46 @@ def test_a_plan_measured_on_the_sample_says_so_in_every_output(
     assert "Quality vs. unquantized" not in page
     assert "over the unquantized model" not in page
     assert "full precision" not in page.lower()
+
+
+@pytest.mark.django_db
+def test_loss_measured_on_a_requantized_source_never_reaches_a_plan(
+    user: Any,
+) -> None:
+    """Plans read measured quality as loss from the 16-bit model; a loss measured
+    against the dequantized Q4_1 sample is not that, so plans keep the estimate."""
+    from planner.services import PlanInput, plan_compute, report_to_dict
+    from quantjobs.backends.reference import dequantized, unquantized
+    from quantjobs.models import Job, JobResult
+
+    def finished(source_kind: str, source_ref: str, fmt: str, metrics: dict) -> None:
+        job = Job.objects.create(
+            user=user, method="gguf", formats=[fmt], source_kind=source_kind,
+            source_ref=source_ref, model_id="smollm2-135m-instruct",
+            status=Job.Status.SUCCEEDED,
+        )  # fmt: skip
+        JobResult.objects.create(
+            job=job, format=fmt,
+            metrics={"perplexity": 21.0, "base_perplexity": 20.0, **metrics},
+        )  # fmt: skip
+
+    finished("sample", "smollm2-135m-instruct-q4_1", "gguf-Q8_0",
+             {"reference": dequantized("Q4_1")})  # fmt: skip
+    # Stored before results carried a reference: the job's source still says it.
+    finished("sample", "smollm2-135m-instruct-q4_1", "gguf-Q6_K", {})
+    finished("hf", "HuggingFaceTB/SmolLM2-135M-Instruct", "gguf-Q4_K_M",
+             {"reference": unquantized("the source checkpoint (unquantized)")})  # fmt: skip
+
+    data = PlanInput(
+        gpu="a100-80gb", model="smollm2-135m-instruct",
+        formats=("gguf-Q8_0", "gguf-Q6_K", "gguf-Q4_K_M"), context_tokens=4096,
+        concurrency=1,
+    )  # fmt: skip
+    rows = {
+        r["format"]: r["expected_quality_loss"]
+        for r in report_to_dict(plan_compute(data=data, user=user))["results"]
+    }
+    assert rows["gguf-Q4_K_M"]["kind"] == "measured"
+    assert rows["gguf-Q4_K_M"]["perplexity_increase_pct"] == 5.0
+    assert rows["gguf-Q8_0"]["kind"] != "measured"
+    assert rows["gguf-Q6_K"]["kind"] != "measured"
