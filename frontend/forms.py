@@ -66,6 +66,18 @@ class JobForm(forms.Form):
     )
     plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args: Any, sample: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if sample is not None:
+            # Say which model the sample is, and that it is already quantized.
+            label = f"Bundled sample: {sample.name}"
+            if sample.quantization:
+                label += f", already quantized ({sample.quantization})"
+            self.fields["source_kind"].choices = [
+                (value, label if value == Job.SourceKind.SAMPLE else text)
+                for value, text in Job.SourceKind.choices
+            ]
+
     def clean_formats(self) -> list[str]:
         raw = self.cleaned_data["formats"]
         parts = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]

@@ -308,7 +308,11 @@ def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
 
 def _extra_metrics(event: dict[str, Any]) -> dict[str, Any]:
     meta = event.get("metadata") or {}
-    return {"artifact_kind": event.get("artifact_kind"), "metadata": meta}
+    return {
+        "artifact_kind": event.get("artifact_kind"),
+        "metadata": meta,
+        "reference": event.get("reference"),
+    }
 
 
 def _stderr_tail(work_dir: Path) -> str:

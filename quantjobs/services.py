@@ -161,6 +161,13 @@ def job_create(
     chosen_queue = queue or METHOD_QUEUES[method]
     if chosen_queue not in ("cpu", "gpu"):
         raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
+    if not name.strip() and method != Job.Method.SELFTEST:
+        from quantjobs.selectors import job_model_default_name
+
+        # Named after the model it quantizes, never after the plan it came from.
+        name = job_model_default_name(
+            kind=source_kind, ref=ref, user_id=user.pk, formats=canonical
+        )
     _check_quota(user)
     ok, _reason = broker_ping()
     if not ok:
@@ -192,8 +199,29 @@ def job_create(
             plan_id=plan_id,
         )
         job.append_log(f"Queued on the {chosen_queue} queue.")
+        _log_what_is_measured(job)
         job_enqueue(job)
     return job
+
+
+def _log_what_is_measured(job: Job) -> None:
+    """Say up front which model the job quantizes and what it is measured against."""
+    from quantjobs.selectors import job_model
+
+    model = job_model(job=job)
+    if job.method == Job.Method.SELFTEST:
+        return
+    line = f"Model: {model.name}"
+    if model.stand_in_for:
+        line += (
+            f", a stand-in for {model.plan_model}: its results measure {model.name}, "
+            f"not {model.plan_model}"
+        )
+    job.append_log(f"{line}.")
+    if model.reference is not None:
+        job.append_log(f"Reference for quality: {model.reference['label']}.")
+        if model.reference["warning"]:
+            job.append_log(f"Warning: {model.reference['warning']}")
 
 
 def job_cancel(*, job: Job) -> Job:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from quantjobs.backends.reference import from_metrics as reference_from_metrics
 from quantjobs.models import Artifact, Job, JobResult
 from quantjobs.projections import compare
+from quantjobs.selectors import job_model
 
 
 class JobCreateInput(serializers.Serializer[Any]):
@@ -38,6 +42,32 @@ class JobCreateInput(serializers.Serializer[Any]):
     )
     queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
     plan = serializers.UUIDField(required=False, allow_null=True)
+
+
+class ReferenceOutput(serializers.Serializer[dict[str, Any]]):
+    """What quality is measured against: the unquantized model, or for an already
+    quantized source that file dequantized (then ``warning`` says so)."""
+
+    kind = serializers.ChoiceField(choices=["dequantized", "source", "converted"])
+    label = serializers.CharField(help_text="e.g. 'the Q4_1 file, dequantized'")
+    quantized_source = serializers.BooleanField()
+    warning = serializers.CharField(allow_blank=True)
+    source_type = serializers.CharField(allow_null=True, help_text="e.g. 'Q4_1'")
+
+
+class JobModelOutput(serializers.Serializer[dict[str, Any]]):
+    """The model a job quantized; never the plan's model unless it is that model."""
+
+    name = serializers.CharField()
+    ident = serializers.CharField()
+    plan_model = serializers.CharField(allow_null=True)
+    stand_in_for = serializers.CharField(
+        allow_null=True,
+        help_text="The linked plan's model, when this job quantized another one.",
+    )
+    same_as_plan = serializers.BooleanField()
+    source_quantization = serializers.CharField(allow_null=True)
+    reference = ReferenceOutput(allow_null=True)
 
 
 class ResultOutput(serializers.ModelSerializer[JobResult]):
@@ -89,6 +119,7 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "gpu_peak_memory_bytes": metrics.get("gpu_peak_memory_bytes"),
             "load_time_s": metrics.get("load_time_s"),
             "exact_match": metrics.get("exact_match"),
+            "reference": reference_from_metrics(metrics),
         }
 
 
@@ -99,6 +130,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
     duration_s = serializers.FloatField(allow_null=True)
     waiting_for = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -111,6 +143,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "source_ref",
             "source_revision",
             "model_id",
+            "model",
             "eval_text_name",
             "queue",
             "status",
@@ -128,6 +161,11 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "results",
             "log",
         ]
+
+    @extend_schema_field(JobModelOutput)
+    def get_model(self, job: Job) -> dict[str, Any]:
+        """The model quantized, the plan's model it stands in for, the reference."""
+        return dataclasses.asdict(job_model(job=job))
 
     def get_waiting_for(self, job: Job) -> str | None:
         """A message when a queued job has no worker of its kind to run it."""
