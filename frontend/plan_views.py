@@ -51,9 +51,23 @@ def _choices() -> dict[str, list[tuple[str, str]]]:
     return {"gpu_choices": gpus, "format_choices": formats, "api_choices": prices}
 
 
+def _upload_choices(user: Any) -> list[tuple[str, str]]:
+    from quantjobs.selectors import upload_list_for_user
+
+    if not user.is_authenticated:  # the public planner: no uploads to pick
+        return []
+    return [
+        (str(u.pk), f"{u.name or u.filename} ({u.filename})")
+        for u in upload_list_for_user(user=user)
+    ]
+
+
 def _inputs(data: dict[str, Any]) -> list[PlanInput]:
+    upload = data.get("upload") or ""
     common = {
-        "model": (data.get("model") or "").strip(),
+        # A chosen upload is the model; the catalog default left in the box is not.
+        "model": "" if upload else (data.get("model") or "").strip(),
+        "upload": upload,
         "config": data.get("config"),
         "gpus": data.get("gpus"),
         "formats": tuple(data.get("formats") or DEFAULT_FORMATS),
@@ -152,7 +166,14 @@ def _keep_uploaded_config(form: PlanForm) -> PlanForm:
         return form
     data = form.data.copy()
     data["config_text"] = json.dumps(form.cleaned_data["config"], indent=2)
-    kept = PlanForm(data, None, **_choices())
+    kept = PlanForm(
+        data,
+        None,
+        upload_choices=form.fields["upload"].choices[1:]
+        if "upload" in form.fields
+        else [],
+        **_choices(),
+    )
     kept.is_valid()
     return kept
 
@@ -185,7 +206,12 @@ def plan_page(request: HttpRequest) -> HttpResponse:
             else:
                 query[key] = value
         source = query
-    form = PlanForm(source, request.FILES or None, **_choices())
+    form = PlanForm(
+        source,
+        request.FILES or None,
+        upload_choices=_upload_choices(request.user),
+        **_choices(),
+    )
     reports: list[dict[str, Any]] = []
     share_query = ""
     if form.is_valid():
@@ -257,7 +283,9 @@ def _export_response(
 @require_http_methods(["GET"])
 def plan_export(request: HttpRequest, fmt: str) -> HttpResponse:
     """A plan given by its share query, as JSON or CSV (no account needed)."""
-    form = PlanForm(request.GET, None, **_choices())
+    form = PlanForm(
+        request.GET, None, upload_choices=_upload_choices(request.user), **_choices()
+    )
     computed = _compute(form, request.user) if form.is_valid() else None
     if computed is None:
         errors = {k: [str(e) for e in v] for k, v in form.errors.items()}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from frontend import job_views, plan_views, upload_views, views
+from frontend import capacity_views, job_views, plan_views, upload_views, views
 
 urlpatterns = [
     path("", plan_views.plan_page, name="plan"),
@@ -38,6 +38,8 @@ urlpatterns = [
         plan_views.comparison_delete,
         name="comparison-delete",
     ),
+    path("capacity/", capacity_views.capacity_page, name="capacity"),
+    path("finetune/", capacity_views.finetune_page, name="finetune"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/compare/", job_views.job_compare, name="job-compare"),
