@@ -217,6 +217,8 @@ def test_every_page_passes_the_accessibility_scan(
         "/jobs/new/",
         "/artifacts/",
         "/uploads/",
+        "/capacity/",
+        "/finetune/",
         "/tokens/",
         "/api/",
         "/plans/",
