@@ -343,6 +343,18 @@ def _device_unit(report: dict[str, Any]) -> str:
     return "server" if kind == "cpu" else "GPU"
 
 
+def _bar_note(bar: tuple[Any, ...], unit: str, is_rec: bool) -> str:
+    """The total beside a bar. Per device and in total: fp16 on 4 GPUs draws a
+    shorter bar than AWQ on one, so the total across the devices is written too."""
+    _fmt, _w, _kv, _o, total, gpus, fits = bar
+    note = (
+        f"{total:.1f} GB x {gpus} {unit}s = {total * gpus:.1f} GB"
+        if gpus > 1
+        else f"{total:.1f} GB · 1 {unit}"
+    ) + ("" if fits else " · no fit")
+    return note + " ★" if is_rec else note
+
+
 def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     """Stacked horizontal bars per format (weights, KV cache, overhead) in GB per GPU,
     with the usable memory of one GPU as a dashed vertical line.
@@ -368,7 +380,9 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
         left, right = 12.0, width - 12.0
     else:
         left = max(90.0, max(_text_w(b[0]) for b in bars) + 18)
-        right = width - 150.0  # the column of totals
+        # the column of totals: as wide as its longest note ("43.2 GB x 4 GPUs = ...")
+        widest = max(_text_w(_bar_note(b, unit, b[0] == recommended)) for b in bars)
+        right = width - max(150.0, widest + 22)
     legend, legend_bottom = _legend(
         legend_items, 12 if compact else left, 18, width - 8
     )
@@ -403,7 +417,7 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
             f'<text class="column-title" x="{right + 10:.0f}" y="{top - 12:.0f}" '
             f'fill="{MUTED}">Per {unit} · total</text>'
         )
-    for i, (fmt, weights, kv, overhead, total, gpus, fits) in enumerate(bars):
+    for i, (fmt, weights, kv, overhead, _total, _gpus, fits) in enumerate(bars):
         row_y = top + i * pitch
         bar_y = row_y + bar_dy
         label = escape(fmt)
@@ -415,15 +429,7 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
                 f'width="{width - 8}" height="{bar_dy + bar_h + 8}" rx="4" '
                 'fill="#e8eefb"/>'
             )
-        # Per device and in total: fp16 on 4 GPUs draws a shorter bar than AWQ on one,
-        # so the total across the devices is written beside it.
-        note = (
-            f"{total:.1f} GB x {gpus} {unit}s = {total * gpus:.1f} GB"
-            if gpus > 1
-            else f"{total:.1f} GB · 1 {unit}"
-        ) + ("" if fits else " · no fit")
-        if is_rec:
-            note += " ★"
+        note = _bar_note(bars[i], unit, is_rec)
         color = INK if fits else BAD
         if compact:
             text_y = row_y + 13
