@@ -634,6 +634,16 @@ def quality_cost_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeStr
     return mark_safe("".join(parts))
 
 
+def _reference_label(results: Sequence[dict[str, Any]]) -> str:
+    """What the results were measured against; never "unquantized" for a source that
+    was already quantized."""
+    for row in results:
+        reference = row.get("reference")
+        if isinstance(reference, dict) and reference.get("label"):
+            return str(reference["label"])
+    return "the model the job started from"
+
+
 def job_quality_chart(
     results: Sequence[dict[str, Any]], *, width: int = WIDTH
 ) -> SafeString:
@@ -677,9 +687,9 @@ def job_quality_chart(
         width,
         height,
         "Measured quality loss against file size",
-        "Each format as a point: perplexity increase over the unquantized model in "
-        "percent against the artifact's size in MB (10^6 bytes). Dashed rings are the "
-        "planner's projected sizes.",
+        f"Each format as a point: perplexity increase over the reference "
+        f"({_reference_label(results)}) in percent against the artifact's size in MB "
+        "(10^6 bytes). Dashed rings are the planner's projected sizes.",
         "jq",
     )
     parts.extend(legend)

@@ -13,10 +13,24 @@ from planner.services import DEFAULT_FORMATS, PlanInput
 
 
 class PlanCreateInput(serializers.Serializer[Any]):
-    """A plan request: a model (catalog id, Hugging Face id or config.json) and a GPU."""
+    """A plan request: a model (catalog id, Hugging Face id, config.json, upload or
+    GGUF path) and a GPU."""
 
     model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     config = serializers.JSONField(required=False, allow_null=True)
+    upload = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        help_text="Id of one of your uploads (a GGUF or a model archive) to plan.",
+    )
+    path = serializers.CharField(
+        max_length=1024,
+        required=False,
+        allow_blank=True,
+        help_text="A .gguf file (the first part of a split one) or model folder "
+        "under the server's local model folders (QUANTPLAN_LOCAL_MODEL_DIRS).",
+    )
     gpu = serializers.CharField(max_length=100)
     gpus = serializers.IntegerField(
         min_value=1, max_value=64, required=False, allow_null=True
@@ -65,13 +79,23 @@ class PlanCreateInput(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not attrs.get("model") and attrs.get("config") is None:
+        given = [
+            k
+            for k in ("model", "config", "upload", "path")
+            if attrs.get(k) not in (None, "")
+        ]
+        if not given:
             raise serializers.ValidationError(
                 {
                     "model": [
-                        "Give a catalog model id, a Hugging Face id, or a config.json."
+                        "Give a catalog model id, a Hugging Face id, a config.json, "
+                        "an upload id or a GGUF path."
                     ]
                 }
+            )
+        if len([k for k in given if k != "model"]) > 1:
+            raise serializers.ValidationError(
+                {"model": ["Give only one of config, upload and path."]}
             )
         return attrs
 

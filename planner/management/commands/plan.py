@@ -22,7 +22,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--model", required=True, help="Catalog id, HF id or config.json path."
+            "--model",
+            required=True,
+            help="Catalog id, HF id, config.json path, or a .gguf file (the first "
+            "part of a split one) or model folder, read from its own metadata.",
         )
         parser.add_argument(
             "--gpu",
@@ -92,16 +95,19 @@ class Command(BaseCommand):
             value = options[key]
             if value is not None and value < 1:
                 raise CommandError(f"--{key} must be at least 1.")
-        model, config = options["model"], None
+        model, config, local = options["model"], None, ""
         path = Path(model)
         if path.suffix == ".json" and path.is_file():
             try:
                 model, config = path.stem, services.config_parse_text(path.read_text())
             except services.PlanInputError as exc:
                 raise CommandError(str(exc)) from None
+        elif path.suffix.lower() == ".gguf" or path.is_dir():
+            model, local = "", model
         data = PlanInput(
             model=model,
             config=config,
+            path=local,
             gpu=options["gpu"],
             gpus=options["gpus"],
             formats=tuple(options["formats"] or DEFAULT_FORMATS),
@@ -114,7 +120,7 @@ class Command(BaseCommand):
             price_usd_per_hour=options["price_usd_per_hour"],
         )
         try:
-            report = services.plan_compute(data=data, user=None)
+            report = services.plan_compute(data=data, user=None, any_path=True)
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
         body = services.report_to_dict(report)
