@@ -107,7 +107,12 @@ class WorkerOutput(serializers.ModelSerializer[WorkerHeartbeat]):
 
 
 class WorkerListApi(generics.ListAPIView[WorkerHeartbeat]):
-    """Workers that reported in the last two minutes."""
+    """Workers that reported in the last two minutes (signed-in users only).
+
+    Queues and capabilities tell a user why a job waits (the Jobs page shows the
+    same); what is internal (database engine, broker errors) is in /healthz, for
+    staff only.
+    """
 
     serializer_class = WorkerOutput
     pagination_class = None
