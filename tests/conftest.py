@@ -130,7 +130,6 @@ def _fresh_rate_limits() -> Iterator[None]:
 
     cache.clear()
     yield
-    cache.clear()
 
 
 @pytest.fixture

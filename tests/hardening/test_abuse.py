@@ -340,3 +340,19 @@ def test_healthz_details_are_for_staff_and_workers_for_signed_in_users(
     assert {"database", "broker", "workers"} <= set(operator.get("/healthz").json())
     assert APIClient().get("/api/v1/workers/").status_code == 401
     reliability.record(SECTION, "/healthz to strangers", "status only")
+
+
+def test_a_rate_limit_whose_cache_is_down_lets_requests_through(
+    session_api: Any, settings: Any
+) -> None:
+    """Production counts in Redis; Redis down must not turn into 500s (it is logged)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    response = session_api.post("/api/v1/tokens/", {"name": "x"}, format="json")
+
+    assert response.status_code == 201
