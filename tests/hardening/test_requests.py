@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import select
 import socket
 import time
@@ -431,4 +430,21 @@ def test_the_proxy_and_gunicorn_bound_requests_too() -> None:
     assert "limit_request_line = 8190" in gunicorn_conf
     assert "limit_request_fields = 100" in gunicorn_conf
     assert "limit_request_field_size = 8190" in gunicorn_conf
-    assert os.path.exists(root / "deploy" / "k8s" / "web.yaml")
+    import yaml
+
+    docs = list(yaml.safe_load_all((root / "deploy" / "k8s" / "web.yaml").read_text()))
+    body_limits = {
+        path["path"]: doc["metadata"]["annotations"][
+            "nginx.ingress.kubernetes.io/proxy-body-size"
+        ]
+        for doc in docs
+        if doc and doc["kind"] == "Ingress"
+        for rule in doc["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert body_limits == {
+        "/": "2m",
+        "/api/v1/uploads/": "2049m",
+        "/api/v1/jobs/": "9m",
+        "/jobs/new/": "9m",
+    }
