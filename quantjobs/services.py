@@ -163,6 +163,13 @@ def job_create(
         )
     except SourceError as exc:
         raise JobInputError(str(exc), field="source_ref") from None
+    from quantjobs.families import source_family_error
+
+    family_error = source_family_error(
+        method=method, kind=source_kind, ref=ref, user_id=user.pk
+    )
+    if family_error:
+        raise JobInputError(family_error, field="source_ref")
     if plan_id is not None:
         from planner.models import Plan
 
@@ -173,10 +180,21 @@ def job_create(
             )
     # The server alone decides: a queue is a kind of machine (gpu scales GPU workers).
     chosen_queue = METHOD_QUEUES[method]
+    if not name.strip() and method != Job.Method.SELFTEST:
+        from quantjobs.selectors import job_model_default_name
+
+        # Named after the model it quantizes, never after the plan it came from.
+        name = job_model_default_name(
+            kind=source_kind, ref=ref, user_id=user.pk, formats=canonical
+        )
     _check_quota(user)
     ok, _reason = broker_ping()
     if not ok:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
+    from quantjobs.modelspec import spec_json_for_source
+
+    # Read before the transaction: a GGUF is inspected in a child process.
+    model_spec = spec_json_for_source(kind=source_kind, ref=ref, user_id=user.pk)
     stored_eval = ""
     if eval_file is not None:
         from quantjobs.uploads import UploadError, eval_text_store
@@ -189,41 +207,58 @@ def job_create(
             raise JobInputError(str(exc), field="eval_file") from None
         eval_text_path = stored_eval
     try:
-        return _job_insert(
-            user=user,
-            name=name,
-            method=method,
-            formats=canonical,
-            source_kind=source_kind,
-            source_ref=ref,
-            source_revision=source_revision,
-            model_id=model_id,
-            eval_text_path=eval_text_path,
-            eval_text_name=eval_text_name,
-            options=options or {},
-            queue=chosen_queue,
-            plan_id=plan_id,
-        )
+        with transaction.atomic():
+            # One submission per user at a time, or a burst passes the quota between
+            # count and insert: this no-op write locks the user's row (PostgreSQL) or
+            # takes the write lock (SQLite) before the count is read again.
+            get_user_model().objects.filter(pk=user.pk).update(
+                last_login=F("last_login")
+            )
+            _check_quota(user)
+            job = Job.objects.create(
+                user=user,
+                name=name[:200],
+                method=method,
+                formats=canonical,
+                source_kind=source_kind,
+                source_ref=ref,
+                source_revision=source_revision,
+                model_id=model_id,
+                model_spec=model_spec,
+                eval_text_path=eval_text_path,
+                eval_text_name=eval_text_name,
+                options=options or {},
+                queue=chosen_queue,
+                plan_id=plan_id,
+            )
+            job.append_log(f"Queued on the {chosen_queue} queue.")
+            _log_what_is_measured(job)
+            job_enqueue(job)
     except BaseException:
-        if stored_eval:
+        if stored_eval:  # the job was refused after all: keep no file for it
             Path(stored_eval).unlink(missing_ok=True)
         raise
-
-
-def _job_insert(*, user: AbstractBaseUser, queue: str, **fields: Any) -> Job:
-    """Insert the job row under the user's lock (quota checked again) and enqueue it."""
-    with transaction.atomic():
-        # One submission per user at a time, or a burst passes the quota between count
-        # and insert: this no-op write locks the user's row (PostgreSQL) or takes the
-        # write lock (SQLite) before the count is read again.
-        get_user_model().objects.filter(pk=user.pk).update(last_login=F("last_login"))
-        _check_quota(user)
-        job = Job.objects.create(
-            user=user, **{**fields, "name": fields["name"][:200]}, queue=queue
-        )
-        job.append_log(f"Queued on the {queue} queue.")
-        job_enqueue(job)
     return job
+
+
+def _log_what_is_measured(job: Job) -> None:
+    """Say up front which model the job quantizes and what it is measured against."""
+    from quantjobs.selectors import job_model
+
+    model = job_model(job=job)
+    if job.method == Job.Method.SELFTEST:
+        return
+    line = f"Model: {model.name}"
+    if model.stand_in_for:
+        line += (
+            f", a stand-in for {model.plan_model}: its results measure {model.name}, "
+            f"not {model.plan_model}"
+        )
+    job.append_log(f"{line}.")
+    if model.reference is not None:
+        job.append_log(f"Reference for quality: {model.reference['label']}.")
+        if model.reference["warning"]:
+            job.append_log(f"Warning: {model.reference['warning']}")
 
 
 def job_cancel(*, job: Job) -> Job:
