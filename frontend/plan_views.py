@@ -218,7 +218,14 @@ def plan_page(request: HttpRequest) -> HttpResponse:
         computed = _compute(form, request.user)
         if computed is not None:
             share_query = _share_query(form)
-            if request.POST.get("action") == "save":
+            saving = request.POST.get("action") == "save"
+            if saving and request.user.is_authenticated:
+                try:
+                    services.plans_check_room(user=request.user, count=len(computed))
+                except services.PlanLimitReached as exc:
+                    form.add_error(None, str(exc))
+                    saving = False
+            if saving:
                 return _save(request, form, computed, share_query)
             form = _keep_uploaded_config(form)
             reports = [_render_report(services.report_to_dict(r)) for _d, r in computed]

@@ -42,7 +42,13 @@ def upload_list(request: HttpRequest) -> HttpResponse:
         return redirect("upload-list")
     if request.method == "POST" and form.is_valid():
         uploaded = form.cleaned_data["file"]
-        if uploaded.size > limit:
+        try:
+            services.upload_check_room(user=request.user)
+        except services.QuotaExceeded as exc:
+            form.add_error("file", str(exc))
+        if form.errors:
+            pass
+        elif uploaded.size > limit:
             form.add_error("file", f"Uploads are limited to {limit / 1e9:.1f} GB.")
         else:
             try:

@@ -59,6 +59,12 @@ def tus_create(
     *, user: AbstractBaseUser, length_bytes: int | None, metadata: dict[str, str]
 ) -> TusUpload:
     """Start an upload of a known length; the name comes from the 'filename' metadata."""
+    from quantjobs.services import QuotaExceeded, upload_check_room
+
+    try:
+        upload_check_room(user=user)
+    except QuotaExceeded as exc:
+        raise TusError(str(exc), status=429) from None
     limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
     if length_bytes is None or length_bytes < 1:
         raise TusError(

@@ -187,3 +187,18 @@ def test_a_tus_upload_resumes_after_a_dropped_connection_and_becomes_an_upload(
     assert not list((clean_media / "uploads").rglob("partial/*"))
     page = logged_in.get(f"/uploads/?uploaded={stored.pk}", follow=True)
     assert "Uploaded smollm2.gguf" in page.content.decode()
+
+
+def test_the_upload_count_limit_holds_for_the_page_and_tus(
+    logged_in: Any, user: Any, settings: Any, clean_media: Path
+) -> None:
+    from quantjobs.models import ModelUpload
+
+    settings.QUANTPLAN_MAX_UPLOADS = 1
+    ModelUpload.objects.create(
+        user=user, filename="a.gguf", kind="gguf", path="x", size_bytes=1, sha256="0"
+    )
+    page = logged_in.post("/uploads/", {"file": SimpleUploadedFile("b.gguf", b"GGUF")})
+    assert page.status_code == 400 and "the limit is 1" in page.content.decode()
+    refused = _tus(logged_in, "POST", "/uploads/tus/", upload_length="10")
+    assert refused.status_code == 429 and "the limit is 1" in refused.json()["detail"]
