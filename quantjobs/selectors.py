@@ -63,6 +63,21 @@ def upload_get_for_user(*, user: AbstractBaseUser, upload_id: Any) -> ModelUploa
     return _get_owned(upload_list_for_user(user=user), upload_id)
 
 
+def upload_find_for_user(
+    *, user: AbstractBaseUser | None, upload_id: Any
+) -> ModelUpload | None:
+    """One of the user's uploads, or None (also for a malformed id or no user)."""
+    import uuid
+
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        pk = uuid.UUID(str(upload_id))
+    except ValueError:
+        return None
+    return upload_list_for_user(user=user).filter(pk=pk).first()
+
+
 def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
     """Workers that announced themselves recently."""
     from datetime import timedelta

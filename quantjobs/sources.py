@@ -60,6 +60,16 @@ def _uuid_or_none(text: str) -> str | None:
         return None
 
 
+def local_model_path(ref: str) -> Path:
+    """A path inside the local model folders (QUANTPLAN_LOCAL_MODEL_DIRS); SourceError if not."""
+    try:
+        return Path(_validate_local(ref))
+    except (ValueError, RuntimeError, OSError) as exc:  # NUL bytes, "~nobody", ...
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{ref[:200]!r} is not a usable path: {exc}.") from None
+
+
 def _validate_local(ref: str) -> str:
     if not ref:
         raise SourceError("Give the path of a .gguf file or a model directory.")

@@ -40,7 +40,6 @@ class JobCreateInput(serializers.Serializer[Any]):
     timeout_s = serializers.IntegerField(
         min_value=10, max_value=24 * 3600, required=False
     )
-    queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
     plan = serializers.UUIDField(required=False, allow_null=True)
 
 
@@ -107,6 +106,12 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "tokens_evaluated": metrics.get("tokens_evaluated"),
             "prompt_tokens_per_s": metrics.get("prompt_tokens_per_s"),
             "generation_tokens_per_s": metrics.get("generation_tokens_per_s"),
+            # An estimate for a generic CPU (projection "device"), not this worker.
+            "projected_generation_tokens_per_s": projection.get(
+                "generation_tokens_per_s"
+            ),
+            "projected_model": projection.get("model_name"),
+            "projection_note": projection.get("unavailable"),
             "peak_memory_bytes": peak,
             "projected_memory_bytes": projection.get("memory_bytes"),
             "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
@@ -202,12 +207,22 @@ class UploadOutput(serializers.Serializer[Any]):
     """An uploaded model, usable as a job source (``source_kind: upload``)."""
 
     id = serializers.UUIDField()
+    name = serializers.CharField(
+        help_text="The model the file holds (general.name, or the config's name)."
+    )
     filename = serializers.CharField()
     kind = serializers.CharField()
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     summary = serializers.DictField()
+    spec_error = serializers.SerializerMethodField(
+        help_text="Why the planner cannot size this model (null when it can)."
+    )
     created_at = serializers.DateTimeField()
+
+    def get_spec_error(self, upload: Any) -> str | None:
+        error = (upload.model_spec or {}).get("error")
+        return str(error) if error else None
 
 
 class UploadCreateInput(serializers.Serializer[Any]):

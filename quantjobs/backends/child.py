@@ -125,8 +125,20 @@ def resolve_source(
             log=reporter.log,
         )
         reporter.emit({"event": "revision", "revision": download.commit_sha})
+        _emit_model_config(download.path, reporter)
         return download.path, "hf"
     raise BackendError(f"Unknown source kind {kind!r}.")
+
+
+def _emit_model_config(path: Path, reporter: Reporter) -> None:
+    """Hand the downloaded config.json to the runner, which sizes the projection."""
+    try:
+        text = (path / "config.json").read_text(encoding="utf-8")[:1_000_000]
+        config = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # validate_hf_dir reports a missing or broken config.json
+    if isinstance(config, dict):
+        reporter.emit({"event": "model_config", "config": config})
 
 
 def ensure_hf(
