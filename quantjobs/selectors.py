@@ -345,8 +345,12 @@ def job_model(*, job: Job) -> JobModel:
         # content is neither called the plan's model nor something else.
         if not same and planned.keys and source.keys:
             stand_in = planned_name
+    name = source.name
+    spec = job.model_spec if isinstance(job.model_spec, dict) else {}
+    if job.source_kind == Job.SourceKind.LOCAL and spec.get("name"):
+        name = str(spec["name"])  # read from the file itself, better than its path
     return JobModel(
-        name=source.name,
+        name=name,
         ident=source.ident,
         plan_model=planned_name,
         stand_in_for=stand_in,

@@ -245,9 +245,9 @@ def _log_what_is_measured(job: Job) -> None:
     """Say up front which model the job quantizes and what it is measured against."""
     from quantjobs.selectors import job_model
 
-    model = job_model(job=job)
     if job.method == Job.Method.SELFTEST:
         return
+    model = job_model(job=job)
     line = f"Model: {model.name}"
     if model.stand_in_for:
         line += (
