@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from config.throttles import page_wait_s, wait_message
 from frontend import services as account_services
 from frontend.forms import ApiTokenForm, JobForm, SignUpForm
 from frontend.models import ApiToken
@@ -19,7 +20,8 @@ from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import artifact_response
-from quantjobs.uploads import UploadError, eval_text_store
+from quantjobs.models import Job
+from quantjobs.sources import source_model
 
 
 @require_http_methods(["GET", "POST"])
@@ -28,6 +30,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("plan")
     form = SignUpForm(request.POST or None)
+    if request.method == "POST" and (wait := page_wait_s(request, "signup")):
+        form.is_valid()  # keep what was typed, with its own errors too
+        form.add_error(None, wait_message(wait, "sign-ups"))
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -42,15 +48,22 @@ def tokens(request: HttpRequest) -> HttpResponse:
     """List, create and revoke API tokens."""
     form = ApiTokenForm(request.POST or None)
     new_token = None
+    status = 200
     if request.method == "POST" and form.is_valid():
-        try:
-            _token, new_token = account_services.api_token_create(
-                user=request.user, name=form.cleaned_data["name"]
-            )
-        except account_services.TokenLimitReached as exc:
-            form.add_error("name", str(exc))
+        if wait := page_wait_s(request, "token-create"):
+            form.add_error(None, wait_message(wait, "new tokens"))
+            status = 429
         else:
-            form = ApiTokenForm()
+            try:
+                _token, new_token = account_services.api_token_create(
+                    user=request.user,
+                    name=form.cleaned_data["name"],
+                    expires_at=form.expires_at(),
+                )
+            except account_services.TokenLimitReached as exc:
+                form.add_error("name", str(exc))
+            else:
+                form = ApiTokenForm()
     return render(
         request,
         "frontend/tokens.html",
@@ -59,6 +72,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             "new_token": new_token,
             "tokens": ApiToken.objects.filter(user=request.user),
         },
+        status=status,
     )
 
 
@@ -91,19 +105,44 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
     """Create a quantize-and-benchmark job (works without JavaScript)."""
+    plan_id = request.POST.get("plan") or request.GET.get("plan")
+    plan_source = (
+        selectors.job_source_for_plan(user=request.user, plan_id=plan_id)
+        if plan_id
+        else None
+    )
+    sample = source_model(kind=Job.SourceKind.SAMPLE, ref="")
     form = JobForm(
-        request.POST or None, request.FILES or None, initial=_job_initial(request)
+        request.POST or None,
+        request.FILES or None,
+        initial=_job_initial(request, plan_source),
+        sample=sample,
     )
     if request.method == "POST" and form.is_valid():
         job = _create_job(request, form)
         if job is not None:
             messages.success(request, "Job queued.")
             return redirect("job-detail", pk=job.pk)
-    return render(request, "frontend/job_new.html", {"form": form})
+    return render(
+        request,
+        "frontend/job_new.html",
+        {
+            "form": form,
+            "plan_source": plan_source,
+            "sample": sample,
+            "uploads": selectors.upload_sources_for_user(user=request.user),
+        },
+    )
 
 
-def _job_initial(request: HttpRequest) -> dict[str, Any]:
+def _job_initial(
+    request: HttpRequest, plan_source: selectors.PlanSource | None
+) -> dict[str, Any]:
     initial: dict[str, Any] = {}
+    if plan_source is not None and plan_source.kind:
+        # The plan's own model, not the sample: the user picks a stand-in knowingly.
+        initial["source_kind"] = plan_source.kind
+        initial["source_ref"] = plan_source.ref
     for key in ("method", "formats", "source_kind", "source_ref", "plan", "name"):
         if key in request.GET:
             initial[key] = request.GET[key]
@@ -112,15 +151,9 @@ def _job_initial(request: HttpRequest) -> dict[str, Any]:
 
 def _create_job(request: HttpRequest, form: JobForm) -> Any:
     data = form.cleaned_data
-    eval_path, eval_name = "", ""
-    if data.get("eval_file"):
-        try:
-            eval_path, eval_name = eval_text_store(
-                user_id=request.user.pk, uploaded=data["eval_file"]
-            )
-        except UploadError as exc:
-            form.add_error("eval_file", str(exc))
-            return None
+    if wait := page_wait_s(request, "job-create"):
+        form.add_error(None, wait_message(wait, "new jobs"))
+        return None
     try:
         return services.job_create(
             user=request.user,
@@ -129,8 +162,7 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             source_kind=data["source_kind"],
             source_ref=data.get("source_ref") or "",
             name=data.get("name") or "",
-            eval_text_path=eval_path,
-            eval_text_name=eval_name,
+            eval_file=data.get("eval_file") or None,
             options=form.cleaned_options(),
             plan_id=data.get("plan"),
         )
@@ -151,6 +183,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """One job: live progress, log tail, results beside projections, downloads."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
     results = [ResultOutput(r, context={}).data for r in job.results.all()]
+    model = selectors.job_model(job=job)
     waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
     from frontend.plan_views import recipe_context
 
@@ -160,6 +193,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "frontend/job_detail.html",
         {
             "job": job,
+            "model": model,
             "results": results,
             "waiting": waiting,
             "log_tail": job.log_lines[-40:],
@@ -186,6 +220,9 @@ def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
 def job_rerun(request: HttpRequest, pk: str) -> HttpResponse:
     """Queue the same job again."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
+    if wait := page_wait_s(request, "job-create"):
+        messages.error(request, wait_message(wait, "new jobs"))
+        return redirect("job-detail", pk=job.pk)
     try:
         new_job = services.job_rerun(job=job, user=request.user)
     except (services.JobInputError, services.QuotaExceeded, BrokerUnavailable) as exc:

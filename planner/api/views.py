@@ -7,14 +7,18 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from planner import catalog_views, selectors, services
+from config.schema import ErrorOutput
+from planner import capacity_services, catalog_views, selectors, services
 from planner.api.serializers import (
+    CapacityCreateInput,
+    CapacityReportOutput,
+    FinetuneCreateInput,
     PlanCreateInput,
     PlanOutput,
     PlanReportOutput,
@@ -34,7 +38,7 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
     @extend_schema(
         request=PlanCreateInput,
         # 201 when saved (``save: true``, with its ``id``), 200 otherwise.
-        responses={200: PlanReportOutput, 201: PlanReportOutput},
+        responses={200: PlanReportOutput, 201: PlanReportOutput, 429: ErrorOutput},
         examples=[
             OpenApiExample(
                 "Llama 3.1 8B on an L4, saved",
@@ -59,12 +63,15 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
             raise ValidationError({exc.field: [str(exc)]}) from None
         body: dict[str, Any] = services.report_to_dict(report)
         if payload.validated_data.get("save"):
-            plan = services.plan_save(
-                user=request.user,
-                name=payload.validated_data.get("name", ""),
-                data=data,
-                report=report,
-            )
+            try:
+                plan = services.plan_save(
+                    user=request.user,
+                    name=payload.validated_data.get("name", ""),
+                    data=data,
+                    report=report,
+                )
+            except services.PlanLimitReached as exc:
+                raise Throttled(detail=str(exc)) from None
             body["id"] = str(plan.pk)
             return Response(body, status=status.HTTP_201_CREATED)
         return Response(body)
@@ -101,3 +108,61 @@ class CatalogApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(catalog_views.catalog_list(self.kind))
+
+
+class CapacityApi(APIView):
+    """Search GPU types, counts and formats for the cheapest deployment of a traffic."""
+
+    @extend_schema(
+        request=CapacityCreateInput,
+        responses={200: CapacityReportOutput},
+        examples=[
+            OpenApiExample(
+                "70B at 2 requests/s, TTFT under 1 s, 30 tokens/s per user",
+                request_only=True,
+                value={
+                    "model": "llama-3-70b",
+                    "gpus": ["a100-80gb", "h100-sxm", "l40s"],
+                    "requests_per_s": 2,
+                    "prompt_tokens": 1000,
+                    "output_tokens": 300,
+                    "max_ttft_s": 1,
+                    "min_tokens_per_s": 30,
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        payload = CapacityCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            report = capacity_services.capacity_compute(
+                data=payload.to_capacity_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(report.to_dict())
+
+
+class FinetuneApi(APIView):
+    """Fine-tuning memory per GPU, time per epoch and cost (full, LoRA, QLoRA)."""
+
+    @extend_schema(
+        request=FinetuneCreateInput,
+        responses={
+            200: OpenApiResponse(
+                response={"type": "object"},
+                description="Memory by part, fits, time per epoch, cost, assumptions",
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        payload = FinetuneCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            est = capacity_services.finetune_compute(
+                data=payload.to_finetune_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(est.to_dict())

@@ -110,6 +110,13 @@ class ModelSpec:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     notes: tuple[str, ...] = ()
+    # Set when the spec was read from a GGUF file: that file's own format
+    # (e.g. "gguf-Q4_1"), its tensors as stored (name, ggml type, data bytes) and
+    # its size, so a plan sizes the file's own format exactly, not by the rules.
+    stored_format: str = ""
+    stored_tensors: tuple[tuple[str, str, int], ...] = ()
+    stored_file_bytes: int = 0
+    stored_metadata_bytes: int = 0  # the file's key/value block (tokenizer included)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from quantjobs import services
 from quantjobs.api.serializers import JobOutput
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.models import Job
+from quantjobs.selectors import job_model
 
 
 def _source(text: str) -> tuple[str, str]:
@@ -67,25 +67,31 @@ class Command(BaseCommand):
         method = options["method"]
         formats = [self._format(method, t) for t in options["types"]]
         kind, ref = _source(options["source"])
-        eval_path, eval_name = "", ""
-        if options["eval_file"]:
-            eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
+        eval_path = Path(options["eval_file"]) if options["eval_file"] else None
+        if eval_path is not None and not eval_path.is_file():
+            raise CommandError(f"{eval_path}: no such file.")
         opts = {
             k: options[o]
             for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks"))
             if options[o]
         }
         try:
-            job = services.job_create(
-                user=user,
-                method=method,
-                formats=formats,
-                source_kind=kind,
-                source_ref=ref,
-                eval_text_path=eval_path,
-                eval_text_name=eval_name,
-                options=opts,
-            )
+            # The service checks and stores the file only if the job is accepted.
+            with ExitStack() as stack:
+                eval_file = (
+                    File(stack.enter_context(eval_path.open("rb")), name=eval_path.name)
+                    if eval_path is not None
+                    else None
+                )
+                job = services.job_create(
+                    user=user,
+                    method=method,
+                    formats=formats,
+                    source_kind=kind,
+                    source_ref=ref,
+                    eval_file=eval_file,
+                    options=opts,
+                )
         except (
             services.JobInputError,
             services.QuotaExceeded,
@@ -93,16 +99,29 @@ class Command(BaseCommand):
         ) as exc:
             raise CommandError(str(exc)) from None
         if options["wait"]:
+            if not options["json"]:
+                # Said before the wait: what is quantized and what it is measured against.
+                model = job_model(job=job)
+                self.stderr.write(f"Model: {model.name}")
+                if model.reference and model.reference["warning"]:
+                    self.stderr.write(f"Warning: {model.reference['warning']}")
             job = self._wait(job, options["timeout"], quiet=options["json"])
         data = JobOutput(job, context={}).data
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2, default=str))
         else:
             self.stdout.write(f"Job {job.pk}: {job.status} {job.error}")
+            model = data["model"]
+            self.stdout.write(f"  model: {model['name']}")
+            reference = model["reference"]
+            if reference:
+                self.stdout.write(f"  reference: {reference['label']}")
+                if reference["warning"]:
+                    self.stdout.write(f"  warning: {reference['warning']}")
             for r in data["results"]:
                 self.stdout.write(
                     f"  {r['format']}: {r['artifact_bytes']:,} bytes, PPL {r['perplexity']:.3f} "
-                    f"(base {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
+                    f"(reference {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
                 )
         if options["wait"] and job.status != Job.Status.SUCCEEDED:
             raise CommandError(f"Job {job.pk} ended {job.status}: {job.error}")
@@ -126,24 +145,6 @@ class Command(BaseCommand):
         if user is None:
             user = users.create_user(username="cli", password=None)
         return user
-
-    def _store_eval(self, user_id: int, path: Path) -> tuple[str, str]:
-        from quantjobs.evaltext import EvalTextError, parse_eval_file
-
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file.")
-        if path.suffix.lower() not in (".txt", ".jsonl"):
-            raise CommandError(f"{path.name}: evaluation text must be .txt or .jsonl.")
-        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "eval"
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / f"{uuid.uuid4()}{path.suffix.lower()}"
-        shutil.copyfile(path, dest)
-        try:
-            parse_eval_file(path.name, dest.read_bytes())
-        except EvalTextError as exc:
-            dest.unlink(missing_ok=True)
-            raise CommandError(f"{path.name}: {exc}") from None
-        return str(dest), path.name
 
     def _wait(self, job: Job, timeout: float | None, *, quiet: bool) -> Job:
         deadline = time.monotonic() + timeout if timeout else None
