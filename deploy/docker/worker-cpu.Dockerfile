@@ -21,6 +21,10 @@ COPY requirements.txt requirements-nodeps.txt ./
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu \
  && pip install --no-cache-dir -r requirements.txt \
  && pip install --no-cache-dir --no-deps -r requirements-nodeps.txt
+# The llama-cpp-python sdist the wheel was built from: llama.cpp's HF -> GGUF
+# converter is taken from it (quantjobs/backends/gguf/llama_cpp_source.py).
+RUN pip download --no-deps --no-binary :all: -d /opt/llama-cpp-sdist \
+    "llama-cpp-python==$(sed -n 's/^llama-cpp-python==\([0-9.]*\).*/\1/p' requirements.txt)"
 
 FROM ${PYTHON_IMAGE}
 # hadolint ignore=DL3008
@@ -32,6 +36,7 @@ RUN apt-get update \
  && mkdir -p /data/media /data/models \
  && chown -R 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/llama-cpp-sdist /opt/llama-cpp-sdist
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -42,6 +47,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     QUANTPLAN_LOCAL_MODEL_DIRS=/data/models \
     HF_HOME=/data/media/work/hf-home \
     QUANTPLAN_CACHE_DIR=/data/media/work/cache \
+    QUANTPLAN_LLAMA_CPP_SDIST=/opt/llama-cpp-sdist \
     CELERY_WORKER_NAME=cpu \
     QUEUES=cpu
 WORKDIR /app

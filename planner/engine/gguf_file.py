@@ -38,7 +38,11 @@ _SPM_VOCAB_SIZES = frozenset({32_000, 32_064, 32_768, 256_000, 262_144, 262_208}
 
 def tokenizer_is_sentencepiece(spec: ModelSpec) -> bool:
     """Guess the tokenizer kind: SentencePiece (scores, no merges) or byte-level BPE."""
-    return spec.model_type.startswith("gemma") or spec.vocab_size in _SPM_VOCAB_SIZES
+    if spec.model_type.startswith("gemma") or spec.vocab_size in _SPM_VOCAB_SIZES:
+        return True
+    # Phi-3 and 3.5 keep Llama-2's SentencePiece vocabulary (32,064 with added
+    # tokens, fewer in trimmed fine-tunes); Phi-4 (also "phi3") has a 100k BPE.
+    return spec.model_type == "phi3" and spec.vocab_size <= 32_064
 
 
 def gguf_metadata_bytes(spec: ModelSpec) -> int:

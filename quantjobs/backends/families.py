@@ -13,7 +13,9 @@ entries are what was proven on tiny random checkpoints of each family
   whose causal-LM class is a multimodal wrapper (Gemma 3 with vision) is
   refused; so is Qwen2-MoE, whose 1-output shared-expert gate they cannot pack.
 * ``awq`` goes through autoawq 0.2.9, which needs its own per-family module
-  list as well; it has none for Qwen2-MoE and Gemma 3.
+  list as well; it has none for Qwen2-MoE and Gemma 3, and its Gemma 2,
+  Qwen3-MoE and DeepSeek-V3 ones fail on tiny checkpoints under transformers
+  4.51.3.
 
 Plain data and a function: imported by job creation (Django side) and usable
 by backends alike.
@@ -54,7 +56,7 @@ SUPPORTED_FAMILIES: dict[str, frozenset[str]] = {
     "gguf": _CATALOG,
     "rtn": _TORCH - {"qwen2_moe"},
     "gptq": _TORCH - {"qwen2_moe"},
-    "awq": _TORCH - {"qwen2_moe", "gemma3_text"},
+    "awq": _TORCH - {"qwen2_moe", "qwen3_moe", "gemma2", "gemma3_text", "deepseek_v3"},
 }
 
 # Why a method lacks a family, where there is more to say than "not supported".
@@ -77,6 +79,13 @@ _WHY: dict[tuple[str, str], str] = {
     },
     ("awq", "qwen2_moe"): "autoawq 0.2.9 has no Qwen2-MoE support",
     ("awq", "gemma3_text"): "autoawq 0.2.9 has no Gemma 3 support",
+    ("awq", "qwen3_moe"): "autoawq 0.2.9's Qwen3-MoE module fails under "
+    "transformers 4.51.3 (an index error in its calibration pass)",
+    ("awq", "gemma2"): "autoawq 0.2.9's Gemma 2 module fails under transformers "
+    "4.51.3 (an index error in its calibration pass)",
+    ("awq", "deepseek_v3"): "autoawq 0.2.9's DeepSeek-V3 module expects the "
+    "repository's own model code, not transformers' class (an index error in its "
+    "calibration pass)",
 }
 
 

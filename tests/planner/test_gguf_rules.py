@@ -131,3 +131,26 @@ def test_file_bytes_exceed_tensor_bytes_by_the_header(smollm2: ModelSpec) -> Non
 def test_unknown_gguf_type_is_refused(smollm2: ModelSpec) -> None:
     with pytest.raises(ValueError, match="Q4_K_M"):
         gguf_tensor_types(smollm2, "Q4_K_X")
+
+
+@pytest.mark.parametrize(
+    ("vocab_size", "sentencepiece"), [(32_064, True), (32_011, True), (100_352, False)]
+)
+def test_phi3_metadata_is_sized_by_its_tokenizer_kind(
+    vocab_size: int, sentencepiece: bool
+) -> None:
+    # Phi-3/3.5 keep Llama-2's SentencePiece vocabulary (no merges in the GGUF);
+    # Phi-4, also model_type phi3, has a 100k byte-level BPE with merges.
+    from planner.engine.gguf_file import tokenizer_is_sentencepiece
+
+    spec = model_spec_from_config(
+        {
+            "model_type": "phi3",
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "vocab_size": vocab_size,
+        }
+    )
+    assert tokenizer_is_sentencepiece(spec) is sentencepiece

@@ -75,12 +75,16 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def sdist_candidates(version: str) -> list[Path]:
-    """Local copies of the sdist: ``QUANTPLAN_LLAMA_CPP_SDIST``, then the wheel cache."""
+    """Local copies of the sdist: ``QUANTPLAN_LLAMA_CPP_SDIST``, then the wheel cache.
+
+    ``QUANTPLAN_LLAMA_CPP_SDIST`` names the file or a folder holding it.
+    """
     name = f"llama_cpp_python-{version}.tar.gz"
     found: list[Path] = []
     explicit = os.environ.get("QUANTPLAN_LLAMA_CPP_SDIST")
-    if explicit:
-        found.append(Path(explicit))
+    if explicit:  # the file, or a folder holding it (the worker images)
+        path = Path(explicit)
+        found.append(path / name if path.is_dir() else path)
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(
         os.path.expanduser("~"), ".cache"
     )

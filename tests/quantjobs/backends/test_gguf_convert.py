@@ -82,6 +82,40 @@ def test_missing_llama_cpp_sources_that_cannot_be_fetched_say_what_to_do(
     assert not any((tmp_path / "cache" / "llama-cpp-src").glob("llama-cpp-python-*"))
 
 
+def test_the_sources_are_extracted_once_from_a_named_sdist_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import tarfile
+
+    from quantjobs.backends.gguf.llama_cpp_source import llama_cpp_version
+
+    version = llama_cpp_version()
+    top = f"llama_cpp_python-{version}"
+    folder = tmp_path / "sdist"
+    folder.mkdir()
+    with tarfile.open(folder / f"{top}.tar.gz", "w:gz") as tar:
+        for name in (
+            "CMakeLists.txt", "convert_hf_to_gguf.py", "conversion/__init__.py",
+            "gguf-py/gguf/__init__.py",
+        ):  # fmt: skip
+            info = tarfile.TarInfo(f"{top}/vendor/llama.cpp/{name}")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"#\n"))
+        outside = tarfile.TarInfo(f"{top}/setup.py")  # not part of llama.cpp
+        tar.addfile(outside, io.BytesIO(b""))
+    monkeypatch.setenv("QUANTPLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("QUANTPLAN_LLAMA_CPP_SDIST", str(folder))
+    logs: list[str] = []
+    src = ensure_llama_cpp_source(logs.append)
+    assert src == tmp_path / "cache" / "llama-cpp-src" / f"llama-cpp-python-{version}"
+    assert (src / "conversion" / "__init__.py").read_text() == "#\n"
+    assert not (src / "setup.py").exists()
+    (folder / f"{top}.tar.gz").unlink()  # the second call reads the cache only
+    assert ensure_llama_cpp_source(logs.append) == src
+    assert len(logs) == 1
+
+
 @pytest.mark.slow
 def test_an_architecture_the_converter_does_not_know_is_a_clear_error(
     tmp_path: Path,
