@@ -64,6 +64,18 @@ class JobForm(forms.Form):
     max_chunks = forms.IntegerField(
         min_value=1, max_value=10_000, required=False, label="Max evaluation chunks"
     )
+    bench_prompt_tokens = forms.IntegerField(
+        min_value=1, max_value=8192, required=False, label="Speed test prompt (tokens)",
+        help_text="llama-bench's pp test; default 512.",
+    )  # fmt: skip
+    bench_generation_tokens = forms.IntegerField(
+        min_value=1, max_value=4096, required=False,
+        label="Speed test generation (tokens)", help_text="tg test; default 128.",
+    )  # fmt: skip
+    bench_repetitions = forms.IntegerField(
+        min_value=1, max_value=50, required=False, label="Speed test repetitions",
+        help_text="Runs after a warm-up; the median is shown. Default 5.",
+    )  # fmt: skip
     plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def clean_formats(self) -> list[str]:
@@ -76,7 +88,13 @@ class JobForm(forms.Form):
     def cleaned_options(self) -> dict[str, Any]:
         return {
             k: self.cleaned_data[k]
-            for k in ("context_tokens", "max_chunks")
+            for k in (
+                "context_tokens",
+                "max_chunks",
+                "bench_prompt_tokens",
+                "bench_generation_tokens",
+                "bench_repetitions",
+            )
             if self.cleaned_data.get(k) is not None
         }
 

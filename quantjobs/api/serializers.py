@@ -33,6 +33,16 @@ class JobCreateInput(serializers.Serializer[Any]):
         min_value=64, max_value=8192, required=False
     )
     max_chunks = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
+    # Speed as llama-bench measures it: pp<N> and tg<N>, repeated after a warm-up.
+    bench_prompt_tokens = serializers.IntegerField(
+        min_value=1, max_value=8192, required=False
+    )
+    bench_generation_tokens = serializers.IntegerField(
+        min_value=1, max_value=4096, required=False
+    )
+    bench_repetitions = serializers.IntegerField(
+        min_value=1, max_value=50, required=False
+    )
     timeout_s = serializers.IntegerField(
         min_value=10, max_value=24 * 3600, required=False
     )
@@ -79,11 +89,79 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "generation_tokens_per_s": metrics.get("generation_tokens_per_s"),
             "peak_memory_bytes": peak,
             "projected_memory_bytes": projection.get("memory_bytes"),
+            "projected_memory_note": projection.get("memory_note"),
             "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
             "gpu_peak_memory_bytes": metrics.get("gpu_peak_memory_bytes"),
+            "job_peak_memory_bytes": metrics.get("job_peak_memory_bytes"),
             "load_time_s": metrics.get("load_time_s"),
             "exact_match": metrics.get("exact_match"),
+            **speed_fields(metrics, projection),
         }
+
+
+def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:
+    """Measured speed (median, spread, conditions) beside the projected speed."""
+    serving = metrics.get("serving") or {}
+    measured_pp = metrics.get("prompt_tokens_per_s")
+    measured_tg = metrics.get("generation_tokens_per_s")
+    projected_pp = projection.get("prompt_tokens_per_s")
+    projected_tg = projection.get("generation_tokens_per_s")
+    memory_how = None
+    if serving:
+        memory_how = (
+            f"peak RSS of a fresh process (pid {serving.get('pid')}) that loaded the "
+            f"artifact with llama.cpp at n_ctx {serving.get('context_tokens')} and "
+            "ran a warm-up decode"
+        )
+    return {
+        "projected_prompt_tokens_per_s": projected_pp,
+        "prompt_tokens_per_s_diff_pct": compare(projected_pp, measured_pp),
+        "projected_generation_tokens_per_s": projected_tg,
+        "generation_tokens_per_s_diff_pct": compare(projected_tg, measured_tg),
+        "projected_speed_note": projection.get("speed_note"),
+        "projected_speed_device": projection.get("speed_device"),
+        "projected_speed_basis": projection.get("speed_basis"),
+        "memory_measured_how": memory_how,
+        "speed": (
+            {
+                "prompt": serving.get("prompt"),
+                "generation": serving.get("generation"),
+                "threads": serving.get("threads"),
+                "load_average_before": serving.get("load_average_before"),
+                "load_average_after": serving.get("load_average_after"),
+                "process_id": serving.get("pid"),
+                "cpu_model": serving.get("cpu_model"),
+                "llama_cpp_system_info": serving.get("system_info"),
+                "notes": serving.get("notes") or [],
+            }
+            if serving
+            else None
+        ),
+        "provenance": {
+            "measured": [
+                k
+                for k in (
+                    "artifact_bytes",
+                    "peak_memory_bytes",
+                    "prompt_tokens_per_s",
+                    "generation_tokens_per_s",
+                    "perplexity",
+                    "kl_divergence",
+                )
+                if metrics.get(k) is not None or k == "artifact_bytes"
+            ],
+            "estimated": [
+                k
+                for k in (
+                    "projected_artifact_bytes",
+                    "projected_memory_bytes",
+                    "projected_prompt_tokens_per_s",
+                    "projected_generation_tokens_per_s",
+                )
+                if projection.get(k.removeprefix("projected_")) is not None
+            ],
+        },
+    }
 
 
 class JobOutput(serializers.ModelSerializer[Job]):

@@ -55,7 +55,14 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             raise ValidationError({"eval_file": [str(exc)]}) from None
     options = {
         key: data[key]
-        for key in ("context_tokens", "max_chunks", "timeout_s")
+        for key in (
+            "context_tokens",
+            "max_chunks",
+            "timeout_s",
+            "bench_prompt_tokens",
+            "bench_generation_tokens",
+            "bench_repetitions",
+        )
         if data.get(key) is not None
     }
     try:

@@ -32,9 +32,14 @@ from quantjobs.backends.base import (
     EvaluateResult,
     QuantizeRequest,
     SourceKind,
+    peak_rss_bytes,
     sha256_file,
 )
 
+# llama-bench's defaults (pp512, tg128, 5 repetitions); job options override them.
+DEFAULT_PROMPT_TOKENS = 512
+DEFAULT_GENERATION_TOKENS = 128
+DEFAULT_REPETITIONS = 5
 QUANTIZE_SHARE = 0.6  # of each format's progress; evaluation takes the rest
 
 
@@ -229,9 +234,19 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 text=text,
                 context_tokens=int(options.get("context_tokens", 512)),
                 max_chunks=options.get("max_chunks"),
-                generation_tokens=int(options.get("generation_tokens", 64)),
+                generation_tokens=int(
+                    options.get("bench_generation_tokens")
+                    or options.get("generation_tokens")
+                    or DEFAULT_GENERATION_TOKENS
+                ),
                 threads=threads,
                 qa_pairs=qa_pairs,
+                bench_prompt_tokens=int(
+                    options.get("bench_prompt_tokens", DEFAULT_PROMPT_TOKENS)
+                ),
+                bench_repetitions=int(
+                    options.get("bench_repetitions", DEFAULT_REPETITIONS)
+                ),
             ),
             reporter.progress,
             reporter.log,
@@ -248,7 +263,13 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "artifact_kind": quantized.artifact_kind,
                 "size_bytes": artifact.stat().st_size,
                 "sha256": sha256_file(artifact),
-                "metrics": dataclasses.asdict(measured),
+                "metrics": {
+                    **dataclasses.asdict(measured),
+                    # What the job itself needed so far (quantize + score), as
+                    # opposed to the artifact's serving footprint above.
+                    "job_peak_memory_bytes": peak_rss_bytes(),
+                    "job_pid": os.getpid(),
+                },
                 "metadata": quantized.metadata,
             }
         )

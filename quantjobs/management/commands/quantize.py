@@ -57,6 +57,15 @@ class Command(BaseCommand):
         parser.add_argument("--context", type=int, default=None)
         parser.add_argument("--max-chunks", type=int, default=None)
         parser.add_argument(
+            "--bench-prompt-tokens", type=int, default=None, help="pp test (512)."
+        )
+        parser.add_argument(
+            "--bench-generation-tokens", type=int, default=None, help="tg test (128)."
+        )
+        parser.add_argument(
+            "--bench-repetitions", type=int, default=None, help="Speed runs (5)."
+        )
+        parser.add_argument(
             "--timeout", type=float, default=None, help="Seconds to --wait."
         )
         parser.add_argument("--wait", action="store_true")
@@ -72,7 +81,13 @@ class Command(BaseCommand):
             eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
         opts = {
             k: options[o]
-            for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks"))
+            for k, o in (
+                ("context_tokens", "context"),
+                ("max_chunks", "max_chunks"),
+                ("bench_prompt_tokens", "bench_prompt_tokens"),
+                ("bench_generation_tokens", "bench_generation_tokens"),
+                ("bench_repetitions", "bench_repetitions"),
+            )
             if options[o]
         }
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def request(**overrides: object) -> EvaluateRequest:
         "text": default_eval_text(),
         "context_tokens": 256,
         "max_chunks": 2,
+        # Small speed tests: the sample is tiny and these tests are about scoring.
         "generation_tokens": 16,
+        "bench_prompt_tokens": 64,
+        "bench_repetitions": 2,
     }
     fields.update(overrides)
     return EvaluateRequest(**fields)  # type: ignore[arg-type]
@@ -68,6 +72,14 @@ def test_a_model_compared_with_itself_agrees_exactly() -> None:
     assert measured.tokens_evaluated == 2 * (256 - 128 - 1)
     assert 5 < measured.perplexity < 50
     assert measured.exact_match is None
+    # Memory and speed come from a fresh serving process, not this one.
+    assert measured.serving is not None
+    assert measured.serving["pid"] != os.getpid()
+    assert measured.peak_memory_bytes == measured.serving["peak_memory_bytes"]
+    assert measured.generation_tokens_per_s == pytest.approx(
+        measured.serving["generation"]["median_tokens_per_s"], rel=1e-3
+    )
+    assert measured.serving["generation"]["repetitions"] == 2
     assert progress[-1] == (1.0, "done")
     assert [f for f, _ in progress] == sorted(f for f, _ in progress)
 
