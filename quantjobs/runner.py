@@ -255,7 +255,11 @@ def _handle_event(
 def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
     """Check an artifact the child wrote, move it into place, record it."""
     from quantjobs.artifacts import publish_artifact
-    from quantjobs.projections import projection_for
+    from quantjobs.projections import (
+        device_projection_for,
+        fingerprint_of_worker,
+        projection_for,
+    )
 
     work_root = Path(settings.QUANTPLAN_WORK_ROOT).resolve()
     source = Path(str(event["artifact_path"])).resolve()
@@ -275,7 +279,15 @@ def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
             defaults={
                 "artifact": artifact,
                 "metrics": {**event.get("metrics", {}), **_extra_metrics(event)},
-                "projection": projection_for(job, fmt),
+                "projection": {
+                    **projection_for(job, fmt),
+                    **device_projection_for(
+                        job,
+                        fmt,
+                        fingerprint_of_worker(job.worker),
+                        (event.get("metrics") or {}).get("serving") or {},
+                    ),
+                },
             },
         )
     return result
