@@ -76,6 +76,15 @@ class JobForm(forms.Form):
         min_value=1, max_value=50, required=False, label="Speed test repetitions",
         help_text="Runs after a warm-up; the median is shown. Default 5.",
     )  # fmt: skip
+    chat_template = forms.ChoiceField(
+        choices=[
+            ("auto", "The model's chat template (if it has one)"),
+            ("off", "Bare prompts"),
+        ],
+        required=False,
+        initial="auto",
+        label="Prompt/answer sets",
+    )
     plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def clean_formats(self) -> list[str]:
@@ -94,8 +103,9 @@ class JobForm(forms.Form):
                 "bench_prompt_tokens",
                 "bench_generation_tokens",
                 "bench_repetitions",
+                "chat_template",
             )
-            if self.cleaned_data.get(k) is not None
+            if self.cleaned_data.get(k) not in (None, "")
         }
 
 

@@ -13,6 +13,11 @@ urlpatterns = [
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),
+    path(
+        "jobs/<str:pk>/results/<str:fmt>/answers.jsonl",
+        views.job_answers,
+        name="job-answers",
+    ),
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<str:pk>/rerun/", views.job_rerun, name="job-rerun"),
     path("artifacts/", views.artifact_list, name="artifact-list"),

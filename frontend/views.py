@@ -18,7 +18,7 @@ from quantjobs import selectors, services
 from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
-from quantjobs.downloads import artifact_response
+from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.uploads import UploadError, eval_text_store
 
 
@@ -207,6 +207,13 @@ def artifact_download(request: HttpRequest, pk: str) -> HttpResponse:
     """Download through the session (the API has the same with a token)."""
     artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
     return artifact_response(request, artifact)
+
+
+@login_required
+def job_answers(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
+    """Per-question outputs of one format as JSONL (the API has the same)."""
+    result = selectors.job_result_get_for_user(user=request.user, job_id=pk, fmt=fmt)
+    return answers_jsonl_response(result)
 
 
 def api_page(request: HttpRequest) -> HttpResponse:

@@ -43,6 +43,13 @@ class JobCreateInput(serializers.Serializer[Any]):
     bench_repetitions = serializers.IntegerField(
         min_value=1, max_value=50, required=False
     )
+    chat_template = serializers.ChoiceField(
+        choices=[
+            ("auto", "the model's own chat template for prompt/answer sets"),
+            ("off", "bare prompts"),
+        ],
+        required=False,
+    )
     timeout_s = serializers.IntegerField(
         min_value=10, max_value=24 * 3600, required=False
     )
@@ -96,7 +103,50 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "load_time_s": metrics.get("load_time_s"),
             "exact_match": metrics.get("exact_match"),
             **speed_fields(metrics, projection),
+            "task_quality": task_quality_fields(instance.format, metrics),
+            "answers_download_url": _answers_url(instance, request),
         }
+
+
+def _answers_url(instance: JobResult, request: Any) -> str | None:
+    if not ((instance.metrics or {}).get("task") or {}).get("rows"):
+        return None
+    path = reverse("api-job-result-answers", args=[instance.job_id, instance.format])
+    return request.build_absolute_uri(path) if request else path
+
+
+def task_quality_sentence(fmt: str, task: dict[str, Any]) -> str | None:
+    """'<fmt> scores within X% of the full-precision version ...', with its numbers."""
+    ref = task.get("reference_normalised_match")
+    score = task.get("normalised_match")
+    drop = task.get("normalised_match_drop") or {}
+    n = task.get("questions")
+    if ref is None or score is None or not n:
+        return None
+    relative = task.get("normalised_match_relative_pct")
+    if not ref:
+        where = "the full-precision version answers none of them either"
+    elif score >= ref:
+        where = "at least as well as the full-precision version"
+    else:
+        where = f"within {abs(relative):.1f}% of the full-precision version"
+    return (
+        f"{fmt} scores {score * 100:.1f}% on your prompt/answer set ({n} questions, "
+        f"normalised match), {where} ({ref * 100:.1f}%): a drop of "
+        f"{drop.get('points', 0.0):.1f} points, 95% confidence interval "
+        f"{drop.get('ci95_low_points', 0.0):.1f} to "
+        f"{drop.get('ci95_high_points', 0.0):.1f}."
+    )
+
+
+def task_quality_fields(fmt: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Exact/normalised match of the format and the reference, the drop, a sentence."""
+    task = metrics.get("task")
+    if not task:
+        return None
+    summary = {k: v for k, v in task.items() if k != "rows"}
+    summary["sentence"] = task_quality_sentence(fmt, task)
+    return summary
 
 
 def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[str, Any]:

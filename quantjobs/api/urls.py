@@ -7,6 +7,11 @@ from quantjobs.api import views
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="api-job-list"),
     path("jobs/<str:pk>/", views.JobDetailApi.as_view(), name="api-job-detail"),
+    path(
+        "jobs/<str:pk>/results/<str:fmt>/answers.jsonl",
+        views.JobResultAnswersApi.as_view(),
+        name="api-job-result-answers",
+    ),
     path("jobs/<str:pk>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<str:pk>/rerun/", views.JobRerunApi.as_view(), name="api-job-rerun"),
     path("uploads/", views.UploadListCreateApi.as_view(), name="api-upload-list"),

@@ -24,7 +24,7 @@ from quantjobs.api.serializers import (
     UploadCreateInput,
     UploadOutput,
 )
-from quantjobs.downloads import artifact_response
+from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Artifact, Job
 from quantjobs.uploads import (
     UploadError,
@@ -62,6 +62,7 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             "bench_prompt_tokens",
             "bench_generation_tokens",
             "bench_repetitions",
+            "chat_template",
         )
         if data.get(key) is not None
     }
@@ -155,6 +156,19 @@ class JobDetailApi(generics.RetrieveAPIView[Job]):
             **super().get_serializer_context(),
             "queues_without_workers": queues_without_workers(),
         }
+
+
+class JobResultAnswersApi(APIView):
+    """Per-question outputs of one format (and of the reference), as JSONL."""
+
+    @extend_schema(
+        responses={(200, "application/x-ndjson"): OpenApiResponse(description="JSONL")}
+    )
+    def get(self, request: Request, pk: str, fmt: str) -> HttpResponse:
+        result = selectors.job_result_get_for_user(
+            user=request.user, job_id=pk, fmt=fmt
+        )
+        return answers_jsonl_response(result)
 
 
 class JobCancelApi(APIView):

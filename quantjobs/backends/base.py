@@ -100,6 +100,7 @@ class EvaluateRequest:
     qa_pairs: tuple[tuple[str, str], ...] = ()
     bench_prompt_tokens: int = 512
     bench_repetitions: int = 5
+    chat_template: str = "auto"  # "auto": the model's own, if it has one; "off"
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class EvaluateResult:
     load_time_s: float
     gpu_peak_memory_bytes: int | None = None
     exact_match: float | None = None  # fraction of qa_pairs answered exactly
+    # Prompt/answer quality of this model and the reference, the paired drop
+    # with its interval, and every answer (task_quality.summarise()).
+    task: dict[str, Any] | None = None
     # How memory and speed were measured (fresh process pid, runs, spread,
     # threads, load average, llama.cpp build): ServingMeasurement.to_dict().
     serving: dict[str, Any] | None = None

@@ -247,6 +247,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 bench_repetitions=int(
                     options.get("bench_repetitions", DEFAULT_REPETITIONS)
                 ),
+                chat_template=str(options.get("chat_template") or "auto"),
             ),
             reporter.progress,
             reporter.log,

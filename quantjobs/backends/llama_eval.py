@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from quantjobs.backends.base import (
 
 # The llama.cpp plumbing lives in the gguf package; re-exported here because the
 # evaluator is where callers look for it.
+from quantjobs.backends.chat_template import render_chat_prompts
 from quantjobs.backends.gguf.serving import ServingRequest, measure_serving
 from quantjobs.backends.gguf.session import LlamaLogs, LlamaSession
 from quantjobs.backends.gguf.tools import (
@@ -55,6 +54,7 @@ from quantjobs.backends.gguf.tools import (
     ensure_llama_tool,
     llama_perplexity_reference,
 )
+from quantjobs.backends.task_quality import QaAnswer, normalise_answer, summarise
 
 __all__ = [
     "LlamaLogs",
@@ -194,34 +194,79 @@ def score_tokens(
     return score
 
 
-def _normalise_answer(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().strip()
-    text = re.sub(r"\s+", " ", text)
-    return text.rstrip(" .!?;:,")
+_normalise_answer = normalise_answer  # the name the tests and callers know
 
 
-def _exact_match(
-    session: LlamaSession, qa_pairs: Sequence[tuple[str, str]], log: LogFn
-) -> float:
-    hits = 0
-    for prompt, answer in qa_pairs:
-        prompt_tokens = session.tokenize(prompt)
-        answer_len = len(session.tokenize(answer, add_special=False))
-        budget = min(answer_len + 8, max(1, session.n_ctx - len(prompt_tokens)))
+@dataclass(frozen=True)
+class QaPrompt:
+    """One question as the model will see it (chat template applied or not)."""
+
+    text: str  # what was tokenized
+    tokens: list[int]
+
+
+def qa_prompts(
+    session: LlamaSession,
+    qa_pairs: Sequence[tuple[str, str]],
+    *,
+    chat_template: str,
+    log: LogFn,
+) -> list[QaPrompt]:
+    """The questions as token lists, in the model's chat format when it has one.
+
+    ``chat_template``: "auto" (use the file's template if it has one) or "off".
+    The template is rendered in a sandboxed process (it comes from the file).
+    """
+    template = session.chat_template() if chat_template != "off" else None
+    if not template:
+        if chat_template != "off":
+            log("exact-match: the model has no chat template; bare prompts")
+        return [QaPrompt(p, session.tokenize(p)) for p, _ in qa_pairs]
+    bos = session.token_text(session.bos) if session.bos >= 0 else ""
+    eos_id = int(session._llama.llama_vocab_eos(session.vocab))
+    eos = session.token_text(eos_id) if eos_id >= 0 else ""
+    rendered = render_chat_prompts(
+        template, [p for p, _ in qa_pairs], bos_token=bos, eos_token=eos
+    )
+    log(f"exact-match: prompts in the model's chat template ({len(rendered)} rendered)")
+    out = []
+    for text in rendered:
+        # A template that writes BOS itself must not get a second one.
+        add_special = not (bos and text.startswith(bos))
+        tokens = session.tokenize(text, add_special=add_special, parse_special=True)
+        out.append(QaPrompt(text, tokens))
+    return out
+
+
+def answer_questions(
+    session: LlamaSession,
+    prompts: Sequence[QaPrompt],
+    qa_pairs: Sequence[tuple[str, str]],
+    log: LogFn,
+) -> list[QaAnswer]:
+    """Greedy first-line answers of ``session`` to every question."""
+    answers = []
+    for index, (prompt, (question, answer)) in enumerate(
+        zip(prompts, qa_pairs, strict=True)
+    ):
+        prompt_tokens = prompt.tokens
         if len(prompt_tokens) >= session.n_ctx:
             log(
                 f"exact-match: prompt of {len(prompt_tokens)} tokens skipped (too long)"
             )
+            answers.append(QaAnswer(index, question, answer, "", skipped=True))
             continue
+        answer_len = len(session.tokenize(answer, add_special=False))
+        budget = min(answer_len + 8, max(1, session.n_ctx - len(prompt_tokens)))
 
         def stop(generated: list[int]) -> bool:
             text = session.detokenize(generated)
             return "\n" in text.lstrip()
 
         generated, _, _ = session.generate_greedy(prompt_tokens, budget, stop=stop)
-        completion = session.detokenize(generated).strip().split("\n")[0]
-        hits += _normalise_answer(completion) == _normalise_answer(answer)
-    return hits / len(qa_pairs)
+        lines = session.detokenize(generated).strip().split("\n")
+        answers.append(QaAnswer(index, question, answer, lines[0] if lines else ""))
+    return answers
 
 
 def evaluate_gguf(
@@ -281,11 +326,17 @@ def evaluate_gguf(
                 f"reference {ref_vocab_size:,}; they cannot be compared."
             )
 
-        exact_match: float | None = None
+        prompts: list[QaPrompt] = []
+        cand_answers: list[QaAnswer] = []
         if request.qa_pairs:
             progress(0.1, "exact-match")
-            exact_match = _exact_match(candidate, request.qa_pairs, log)
-            log(f"exact match {exact_match:.3f} over {len(request.qa_pairs)} prompts")
+            prompts = qa_prompts(
+                candidate,
+                request.qa_pairs,
+                chat_template=request.chat_template,
+                log=log,
+            )
+            cand_answers = answer_questions(candidate, prompts, request.qa_pairs, log)
 
         first = n_ctx // 2
         candidate.clear()
@@ -340,6 +391,20 @@ def evaluate_gguf(
             cand_score.count += len(targets)
             progress(0.2 + 0.8 * (index + 1) / n_chunk, "score")
 
+        task: dict[str, Any] | None = None
+        if request.qa_pairs:
+            progress(1.0, "exact-match (reference)")
+            ref_answers = answer_questions(reference, prompts, request.qa_pairs, log)
+            task = summarise(ref_answers, cand_answers)
+            task["chat_template"] = prompts[0].text != request.qa_pairs[0][0]
+            log(
+                f"exact match {task['exact_match']:.3f} (reference "
+                f"{task['reference_exact_match']:.3f}), normalised "
+                f"{task['normalised_match']:.3f} (reference "
+                f"{task['reference_normalised_match']:.3f}) over "
+                f"{task['questions']} prompts"
+            )
+
         count = cand_score.count
         result = EvaluateResult(
             perplexity=cand_score.perplexity,
@@ -352,8 +417,9 @@ def evaluate_gguf(
             # The serving process's peak: the artifact's footprint, not the job's.
             peak_memory_bytes=serving.peak_memory_bytes,
             load_time_s=serving.load_time_s,
-            exact_match=exact_match,
+            exact_match=task["exact_match"] if task else None,
             serving=serving.to_dict(),
+            task=task,
         )
     log(
         f"perplexity {result.perplexity:.4f} (reference {result.base_perplexity:.4f}), "

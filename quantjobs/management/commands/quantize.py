@@ -66,6 +66,12 @@ class Command(BaseCommand):
             "--bench-repetitions", type=int, default=None, help="Speed runs (5)."
         )
         parser.add_argument(
+            "--chat-template",
+            choices=["auto", "off"],
+            default=None,
+            help="Prompt/answer sets in the model's chat template (auto) or bare.",
+        )
+        parser.add_argument(
             "--timeout", type=float, default=None, help="Seconds to --wait."
         )
         parser.add_argument("--wait", action="store_true")
@@ -87,6 +93,7 @@ class Command(BaseCommand):
                 ("bench_prompt_tokens", "bench_prompt_tokens"),
                 ("bench_generation_tokens", "bench_generation_tokens"),
                 ("bench_repetitions", "bench_repetitions"),
+                ("chat_template", "chat_template"),
             )
             if options[o]
         }
