@@ -76,6 +76,22 @@ class JobForm(forms.Form):
         min_value=1, max_value=50, required=False, label="Speed test repetitions",
         help_text="Runs after a warm-up; the median is shown. Default 5.",
     )  # fmt: skip
+    calibration_file = forms.FileField(
+        required=False,
+        label="Calibration text",
+        help_text="Optional .txt of your own domain for the importance matrix, AWQ "
+        "and GPTQ; default: built-in English text.",
+    )
+    imatrix = forms.ChoiceField(
+        choices=[
+            ("auto", "Where llama.cpp needs or recommends one (IQ types)"),
+            ("on", "For every GGUF type"),
+            ("off", "Never"),
+        ],
+        required=False,
+        initial="auto",
+        label="Importance matrix",
+    )
     chat_template = forms.ChoiceField(
         choices=[
             ("auto", "The model's chat template (if it has one)"),
@@ -104,6 +120,7 @@ class JobForm(forms.Form):
                 "bench_generation_tokens",
                 "bench_repetitions",
                 "chat_template",
+                "imatrix",
             )
             if self.cleaned_data.get(k) not in (None, "")
         }

@@ -19,7 +19,7 @@ from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import answers_jsonl_response, artifact_response
-from quantjobs.uploads import UploadError, eval_text_store
+from quantjobs.uploads import UploadError, calibration_text_store, eval_text_store
 
 
 @require_http_methods(["GET", "POST"])
@@ -121,6 +121,17 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
         except UploadError as exc:
             form.add_error("eval_file", str(exc))
             return None
+    options = form.cleaned_options()
+    if data.get("calibration_file"):
+        try:
+            calib_path, calib_name = calibration_text_store(
+                user_id=request.user.pk, uploaded=data["calibration_file"]
+            )
+        except UploadError as exc:
+            form.add_error("calibration_file", str(exc))
+            return None
+        options["calibration_text_path"] = calib_path
+        options["calibration_text_name"] = calib_name
     try:
         return services.job_create(
             user=request.user,
@@ -131,7 +142,7 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             name=data.get("name") or "",
             eval_text_path=eval_path,
             eval_text_name=eval_name,
-            options=form.cleaned_options(),
+            options=options,
             plan_id=data.get("plan"),
         )
     except services.JobInputError as exc:

@@ -43,6 +43,15 @@ class JobCreateInput(serializers.Serializer[Any]):
     bench_repetitions = serializers.IntegerField(
         min_value=1, max_value=50, required=False
     )
+    calibration_file = serializers.FileField(required=False, allow_null=True)
+    imatrix = serializers.ChoiceField(
+        choices=[
+            ("auto", "where llama.cpp needs or recommends one (IQ types)"),
+            ("on", "for every GGUF type"),
+            ("off", "never (types that need one are refused)"),
+        ],
+        required=False,
+    )
     chat_template = serializers.ChoiceField(
         choices=[
             ("auto", "the model's own chat template for prompt/answer sets"),

@@ -28,6 +28,7 @@ from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Artifact, Job
 from quantjobs.uploads import (
     UploadError,
+    calibration_text_store,
     eval_text_store,
     model_upload_delete,
     model_upload_store,
@@ -53,6 +54,18 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             )
         except UploadError as exc:
             raise ValidationError({"eval_file": [str(exc)]}) from None
+    calibration: dict[str, str] = {}
+    if data.get("calibration_file"):
+        try:
+            calib_path, calib_name = calibration_text_store(
+                user_id=user.pk, uploaded=data["calibration_file"]
+            )
+        except UploadError as exc:
+            raise ValidationError({"calibration_file": [str(exc)]}) from None
+        calibration = {
+            "calibration_text_path": calib_path,
+            "calibration_text_name": calib_name,
+        }
     options = {
         key: data[key]
         for key in (
@@ -63,9 +76,11 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             "bench_generation_tokens",
             "bench_repetitions",
             "chat_template",
+            "imatrix",
         )
         if data.get(key) is not None
     }
+    options.update(calibration)
     try:
         return services.job_create(
             user=user,

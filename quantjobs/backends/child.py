@@ -159,11 +159,30 @@ def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str],
     return parsed.text, tuple(parsed.qa_pairs)
 
 
-def calibration_text(request: dict[str, Any]) -> str:
-    """Calibration text for AWQ/GPTQ/imatrix: pydoc topics the evaluation never uses."""
-    from quantjobs.evaltext import default_calibration_text
+def calibration_text(request: dict[str, Any]) -> tuple[str, str]:
+    """(text, where from) for AWQ/GPTQ/imatrix: the user's file, else built-in.
 
-    return default_calibration_text()
+    The built-in text is pydoc topics the evaluation never uses.
+    """
+    from quantjobs.evaltext import (
+        EvalTextError,
+        default_calibration_text,
+        parse_calibration_text,
+    )
+
+    options = request.get("options") or {}
+    path = options.get("calibration_text_path")
+    if not path:
+        return default_calibration_text(), "built-in"
+    name = str(options.get("calibration_text_name") or Path(path).name)
+    try:
+        return parse_calibration_text(Path(path).read_bytes(), name), name
+    except OSError:
+        raise BackendError(
+            f"The calibration text {name} is no longer on the server; upload it again."
+        ) from None
+    except EvalTextError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def _cpu_defaults(options: dict[str, Any]) -> None:
@@ -195,7 +214,14 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
     text, qa_pairs = load_eval_text(request)
-    calib = calibration_text(request) if request["method"] != "selftest" else None
+    calib: str | None = None
+    calib_source = ""
+    if request["method"] != "selftest":
+        calib, calib_source = calibration_text(request)
+        reporter.log(
+            f"calibration text: {calib_source}, {len(calib):,} characters "
+            "(used by the importance matrix, AWQ and GPTQ)"
+        )
 
     formats: list[str] = list(request["formats"])
     shared_dir = work_dir / "shared"
@@ -271,7 +297,10 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                     "job_peak_memory_bytes": peak_rss_bytes(),
                     "job_pid": os.getpid(),
                 },
-                "metadata": quantized.metadata,
+                "metadata": {
+                    **quantized.metadata,
+                    "calibration_source": calib_source or None,
+                },
             }
         )
 

@@ -66,6 +66,17 @@ class Command(BaseCommand):
             "--bench-repetitions", type=int, default=None, help="Speed runs (5)."
         )
         parser.add_argument(
+            "--calibration-file",
+            default=None,
+            help="A .txt of your domain for the importance matrix, AWQ and GPTQ.",
+        )
+        parser.add_argument(
+            "--imatrix",
+            choices=["auto", "on", "off"],
+            default=None,
+            help="Importance matrix: where llama.cpp recommends one (auto), always, never.",
+        )
+        parser.add_argument(
             "--chat-template",
             choices=["auto", "off"],
             default=None,
@@ -94,9 +105,14 @@ class Command(BaseCommand):
                 ("bench_generation_tokens", "bench_generation_tokens"),
                 ("bench_repetitions", "bench_repetitions"),
                 ("chat_template", "chat_template"),
+                ("imatrix", "imatrix"),
             )
             if options[o]
         }
+        if options["calibration_file"]:
+            opts.update(
+                self._store_calibration(user.pk, Path(options["calibration_file"]))
+            )
         try:
             job = services.job_create(
                 user=user,
@@ -166,6 +182,21 @@ class Command(BaseCommand):
             dest.unlink(missing_ok=True)
             raise CommandError(f"{path.name}: {exc}") from None
         return str(dest), path.name
+
+    def _store_calibration(self, user_id: int, path: Path) -> dict[str, str]:
+        from quantjobs.evaltext import EvalTextError, parse_calibration_text
+
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file.")
+        try:
+            parse_calibration_text(path.read_bytes(), path.name)
+        except EvalTextError as exc:
+            raise CommandError(str(exc)) from None
+        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "calibration"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{uuid.uuid4()}.txt"
+        shutil.copyfile(path, dest)
+        return {"calibration_text_path": str(dest), "calibration_text_name": path.name}
 
     def _wait(self, job: Job, timeout: float | None, *, quiet: bool) -> Job:
         deadline = time.monotonic() + timeout if timeout else None
