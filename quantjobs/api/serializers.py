@@ -113,6 +113,7 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "exact_match": metrics.get("exact_match"),
             **speed_fields(metrics, projection),
             "task_quality": task_quality_fields(instance.format, metrics),
+            "calibration": calibration_fields(metrics),
             "answers_download_url": _answers_url(instance, request),
         }
 
@@ -122,6 +123,21 @@ def _answers_url(instance: JobResult, request: Any) -> str | None:
         return None
     path = reverse("api-job-result-answers", args=[instance.job_id, instance.format])
     return request.build_absolute_uri(path) if request else path
+
+
+def calibration_fields(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Which calibration text was used, and the tokens the importance matrix used."""
+    meta = metrics.get("metadata") or {}
+    imatrix = meta.get("imatrix") or {}
+    source = meta.get("calibration_source")
+    if not source and not imatrix:
+        return None
+    return {
+        "source": source,
+        "importance_matrix": bool(imatrix),
+        "imatrix_tokens": imatrix.get("tokens"),
+        "imatrix_chunks": imatrix.get("chunks"),
+    }
 
 
 def task_quality_sentence(fmt: str, task: dict[str, Any]) -> str | None:

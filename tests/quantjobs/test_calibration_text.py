@@ -87,3 +87,31 @@ def test_the_api_keeps_a_good_calibration_file_and_the_imatrix_choice(
     assert options["calibration_text_name"] == "support.txt"
     text, source = calibration_text({"options": options})
     assert source == "support.txt" and "invoices" in text
+
+
+@pytest.mark.django_db
+def test_the_result_says_which_text_calibrated_it_and_how_many_tokens(
+    api: Any, user: Any
+) -> None:
+    from quantjobs.models import Job, JobResult
+
+    job = Job.objects.create(
+        user=user, method="gguf", formats=["gguf-IQ4_XS"], status="SUCCEEDED"
+    )
+    JobResult.objects.create(
+        job=job,
+        format="gguf-IQ4_XS",
+        metrics={
+            "metadata": {
+                "calibration_source": "support.txt",
+                "imatrix": {"tokens": 2048, "chunks": 4, "source": "request"},
+            }
+        },
+    )
+    (row,) = api.get(f"/api/v1/jobs/{job.pk}/").json()["results"]
+    assert row["calibration"] == {
+        "source": "support.txt",
+        "importance_matrix": True,
+        "imatrix_tokens": 2048,
+        "imatrix_chunks": 4,
+    }
