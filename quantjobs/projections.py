@@ -135,22 +135,54 @@ def device_projection_for(
             spec, parsed, device, engine="llama.cpp", gpus=1,
             context_tokens=context, sequences=1,
         )  # fmt: skip
+        fingerprint = WorkerFingerprint.from_dict(merged).to_dict()
+        pp_value, pp_basis = _calibrated(
+            fingerprint,
+            parsed.family,
+            "prompt_tokens_per_s",
+            prompt.prefill_tokens_per_s,
+        )
+        tg_value, tg_basis = _calibrated(
+            fingerprint,
+            parsed.family,
+            "generation_tokens_per_s",
+            generation.decode_tokens_per_s,
+        )
         return {
             "memory_bytes": memory.total_bytes_per_gpu,
             "weights_bytes": memory.weights_bytes_per_gpu,
             "kv_cache_bytes": memory.kv_cache_bytes_per_gpu,
             "context_tokens": context,
-            "prompt_tokens_per_s": prompt.prefill_tokens_per_s,
-            "generation_tokens_per_s": generation.decode_tokens_per_s,
+            "prompt_tokens_per_s": pp_value,
+            "generation_tokens_per_s": tg_value,
+            "roofline_prompt_tokens_per_s": prompt.prefill_tokens_per_s,
+            "roofline_generation_tokens_per_s": generation.decode_tokens_per_s,
+            "prompt_speed_basis": pp_basis,
+            "speed_basis": tg_basis,
             "speed_device": device.name,
-            "speed_basis": "estimated (roofline, default efficiency)",
-            "fingerprint": WorkerFingerprint.from_dict(merged).to_dict(),
+            "fingerprint": fingerprint,
         }
     except Exception:  # a projection must never fail the job it describes
         logger.warning(
             "no speed projection for %s %s", job.model_id, fmt, exc_info=True
         )
         return {}
+
+
+def _calibrated(
+    fingerprint: dict[str, Any], family: str, quantity: str, roofline: float
+) -> tuple[float, str]:
+    """The roofline refitted from this device's ledger, when it has enough runs."""
+    from planner.engine.calibration import calibrated
+    from quantjobs.calibration import device_key, speed_efficiency
+
+    efficiency = speed_efficiency(
+        device=device_key(fingerprint),
+        engine=LLAMA_CPP_CPU,
+        format_family=family,
+        quantity=quantity,
+    )
+    return calibrated(roofline, efficiency)
 
 
 def compare(projected: float | None, measured: float | None) -> float | None:

@@ -290,7 +290,18 @@ def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
                 },
             },
         )
+    _record_calibration(result)
     return result
+
+
+def _record_calibration(result: JobResult) -> None:
+    # The ledger learns from the result; it must never cost the user the result.
+    from quantjobs.calibration import calibration_record_result
+
+    try:
+        calibration_record_result(result=result)
+    except Exception:
+        logger.warning("calibration ledger: %s not recorded", result, exc_info=True)
 
 
 def _extra_metrics(event: dict[str, Any]) -> dict[str, Any]:

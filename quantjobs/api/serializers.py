@@ -196,6 +196,7 @@ def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[st
         "projected_speed_note": projection.get("speed_note"),
         "projected_speed_device": projection.get("speed_device"),
         "projected_speed_basis": projection.get("speed_basis"),
+        "projected_prompt_speed_basis": projection.get("prompt_speed_basis"),
         "memory_measured_how": memory_how,
         "speed": (
             {
