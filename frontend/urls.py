@@ -21,6 +21,7 @@ urlpatterns = [
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<str:pk>/rerun/", views.job_rerun, name="job-rerun"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
+    path("measurements/", views.measurements, name="measurements"),
     path(
         "artifacts/<str:pk>/download/",
         views.artifact_download,

@@ -220,6 +220,42 @@ def artifact_download(request: HttpRequest, pk: str) -> HttpResponse:
     return artifact_response(request, artifact)
 
 
+CHART_SIZE = 220  # px, square: projected on x, measured on y
+
+
+def _chart_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Projected/measured pairs placed in a square chart; the diagonal is 'exact'."""
+    top = max([max(p["projected"], p["measured"]) for p in points] or [1.0]) or 1.0
+    return [
+        {
+            **p,
+            "x": round(10 + (CHART_SIZE - 20) * p["projected"] / top, 1),
+            "y": round(CHART_SIZE - 10 - (CHART_SIZE - 20) * p["measured"] / top, 1),
+        }
+        for p in points
+        if p["projected"] and p["projected"] > 0 and p["measured"] >= 0
+    ]
+
+
+@login_required
+def measurements(request: HttpRequest) -> HttpResponse:
+    """How far each projected quantity was from what jobs measured (the ledger)."""
+    from quantjobs.calibration import (
+        calibration_records_for_user,
+        calibration_summary_for_user,
+    )
+
+    summary = calibration_summary_for_user(user=request.user)
+    for row in summary:
+        row["chart"] = _chart_points(row["points"])
+    records = calibration_records_for_user(user=request.user)[:200]
+    return render(
+        request,
+        "frontend/measurements.html",
+        {"summary": summary, "records": records, "chart_size": CHART_SIZE},
+    )
+
+
 @login_required
 def job_answers(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
     """Per-question outputs of one format as JSONL (the API has the same)."""

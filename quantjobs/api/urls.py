@@ -19,6 +19,7 @@ urlpatterns = [
         "uploads/<str:pk>/", views.UploadDetailApi.as_view(), name="api-upload-detail"
     ),
     path("artifacts/", views.ArtifactListApi.as_view(), name="api-artifact-list"),
+    path("measurements/", views.MeasurementsApi.as_view(), name="api-measurements"),
     path(
         "artifacts/<str:pk>/download/",
         views.ArtifactDownloadApi.as_view(),

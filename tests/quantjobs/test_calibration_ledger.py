@@ -125,3 +125,30 @@ def test_a_device_key_names_cpu_threads_and_build() -> None:
     assert device_key({"cpu_model": "X", "cores_used": 4, "system_info": ""}) == (
         "X | 4 threads | no AVX2"
     )
+
+
+def test_the_measurements_api_and_page_show_the_errors(
+    user: Any, api: Any, client: Any
+) -> None:
+    for speed in (80.0, 90.0, 100.0):
+        _measured(user, speed)
+    body = api.get("/api/v1/measurements/").json()
+    summary = {s["quantity"]: s for s in body["summary"]}
+    assert summary["generation_tokens_per_s"]["n"] == 3
+    assert len(body["records"]) >= 18
+    assert {r["projection_basis"] for r in body["records"]} >= {"published"}
+
+    client.force_login(user)
+    html = client.get("/measurements/").content.decode()
+    table = html.split('id="measurement-errors"')[1].split("</table>")[0]
+    assert 'data-quantity="generation_tokens_per_s"' in table
+    assert "Generation tokens/s" in table
+    assert html.count("<circle") >= 3 * 4  # size, memory, pp, tg charts
+    assert "calibrated from" in html or "estimated" in html
+
+
+def test_another_users_ledger_is_not_shown(user: Any, other_api: Any) -> None:
+    _measured(user, 80.0)
+    body = other_api.get("/api/v1/measurements/").json()
+    assert body["records"] == []
+    assert all(s["measurements"] == 0 for s in body["summary"])
