@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,13 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
 
     from quantjobs.backends.base import BackendError
     from quantjobs.models import ModelUpload
+    from quantjobs.modelspec import (
+        ModelSpecError,
+        model_name_from_config,
+        read_config,
+        spec_from_gguf_infos,
+        spec_from_hf_dir,
+    )
 
     name = Path(uploaded.name or "model").name[:200]
     suffix = _suffix(name)
@@ -141,6 +149,13 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
                 raise UploadError(f"{name}: {exc}") from None
             kind = ModelUpload.Kind.GGUF
             relative = stored.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
+            model_name = info.name or Path(name).stem
+            model_spec = _upload_spec(
+                lambda: spec_from_gguf_infos(
+                    [stored], [info], model_id=model_name, name=model_name
+                ),
+                source="gguf metadata",
+            )
             summary = {
                 "architecture": info.architecture,
                 "file_type": info.file_type_name,
@@ -178,6 +193,15 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
             stored.unlink()
             kind = ModelUpload.Kind.HF
             relative = Path(verdict["root"]).relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
+            root = Path(verdict["root"])
+            try:
+                model_name = model_name_from_config(read_config(root), root.name)
+            except ModelSpecError:
+                model_name = _archive_stem(name)
+            model_spec = _upload_spec(
+                lambda: spec_from_hf_dir(root, model_id=model_name),
+                source="config.json",
+            )
             summary = {
                 "model_type": verdict["model_type"],
                 "parameter_count": verdict["parameter_count"],
@@ -190,12 +214,29 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
         id=upload_id,
         user_id=user_id,
         filename=name,
+        name=model_name[:200],
         kind=kind,
         path=str(relative),
         size_bytes=size_bytes,
         sha256=digest.hexdigest(),
         summary=summary,
+        model_spec=model_spec,
     )
+
+
+def _archive_stem(name: str) -> str:
+    suffix = _suffix(name)
+    return name[: -len(suffix)] if suffix and name.lower().endswith(suffix) else name
+
+
+def _upload_spec(build: Callable[[], Any], *, source: str) -> dict[str, Any]:
+    """The upload's spec as JSON, or why it has none (the file stays usable)."""
+    from quantjobs.modelspec import ModelSpecError, spec_to_json
+
+    try:
+        return spec_to_json(build(), source=source)
+    except ModelSpecError as exc:
+        return {"error": str(exc)}
 
 
 def model_upload_delete(*, upload: Any) -> None:

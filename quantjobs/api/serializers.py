@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from quantjobs.backends.reference import from_metrics as reference_from_metrics
 from quantjobs.models import Artifact, Job, JobResult
 from quantjobs.projections import compare
+from quantjobs.selectors import job_model
 
 
 class JobCreateInput(serializers.Serializer[Any]):
@@ -66,6 +70,32 @@ class JobCreateInput(serializers.Serializer[Any]):
     plan = serializers.UUIDField(required=False, allow_null=True)
 
 
+class ReferenceOutput(serializers.Serializer[dict[str, Any]]):
+    """What quality is measured against: the unquantized model, or for an already
+    quantized source that file dequantized (then ``warning`` says so)."""
+
+    kind = serializers.ChoiceField(choices=["dequantized", "source", "converted"])
+    label = serializers.CharField(help_text="e.g. 'the Q4_1 file, dequantized'")
+    quantized_source = serializers.BooleanField()
+    warning = serializers.CharField(allow_blank=True)
+    source_type = serializers.CharField(allow_null=True, help_text="e.g. 'Q4_1'")
+
+
+class JobModelOutput(serializers.Serializer[dict[str, Any]]):
+    """The model a job quantized; never the plan's model unless it is that model."""
+
+    name = serializers.CharField()
+    ident = serializers.CharField()
+    plan_model = serializers.CharField(allow_null=True)
+    stand_in_for = serializers.CharField(
+        allow_null=True,
+        help_text="The linked plan's model, when this job quantized another one.",
+    )
+    same_as_plan = serializers.BooleanField()
+    source_quantization = serializers.CharField(allow_null=True)
+    reference = ReferenceOutput(allow_null=True)
+
+
 class ResultOutput(serializers.ModelSerializer[JobResult]):
     """One format's measurements beside the planner's projection."""
 
@@ -103,6 +133,13 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "tokens_evaluated": metrics.get("tokens_evaluated"),
             "prompt_tokens_per_s": metrics.get("prompt_tokens_per_s"),
             "generation_tokens_per_s": metrics.get("generation_tokens_per_s"),
+            # For this worker's device when it reported one (projected_speed_device),
+            # else for a generic CPU (projection "device").
+            "projected_generation_tokens_per_s": projection.get(
+                "generation_tokens_per_s"
+            ),
+            "projected_model": projection.get("model_name"),
+            "projection_note": projection.get("unavailable"),
             "peak_memory_bytes": peak,
             "projected_memory_bytes": projection.get("memory_bytes"),
             "projected_memory_note": projection.get("memory_note"),
@@ -115,6 +152,7 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "task_quality": task_quality_fields(instance.format, metrics),
             "calibration": calibration_fields(metrics),
             "answers_download_url": _answers_url(instance, request),
+            "reference": reference_from_metrics(metrics),
         }
 
 
@@ -195,7 +233,12 @@ def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[st
         "generation_tokens_per_s_diff_pct": compare(projected_tg, measured_tg),
         "projected_speed_note": projection.get("speed_note"),
         "projected_speed_device": projection.get("speed_device"),
-        "projected_speed_basis": projection.get("speed_basis"),
+        "projected_speed_basis": projection.get("speed_basis")
+        or (
+            f"estimated for a generic CPU ({projection['device']})"
+            if projection.get("device") and projected_tg
+            else None
+        ),
         "projected_prompt_speed_basis": projection.get("prompt_speed_basis"),
         "memory_measured_how": memory_how,
         "speed": (
@@ -247,6 +290,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
     duration_s = serializers.FloatField(allow_null=True)
     waiting_for = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -259,6 +303,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "source_ref",
             "source_revision",
             "model_id",
+            "model",
             "eval_text_name",
             "queue",
             "status",
@@ -276,6 +321,11 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "results",
             "log",
         ]
+
+    @extend_schema_field(JobModelOutput)
+    def get_model(self, job: Job) -> dict[str, Any]:
+        """The model quantized, the plan's model it stands in for, the reference."""
+        return dataclasses.asdict(job_model(job=job))
 
     def get_waiting_for(self, job: Job) -> str | None:
         """A message when a queued job has no worker of its kind to run it."""
@@ -318,12 +368,22 @@ class UploadOutput(serializers.Serializer[Any]):
     """An uploaded model, usable as a job source (``source_kind: upload``)."""
 
     id = serializers.UUIDField()
+    name = serializers.CharField(
+        help_text="The model the file holds (general.name, or the config's name)."
+    )
     filename = serializers.CharField()
     kind = serializers.CharField()
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     summary = serializers.DictField()
+    spec_error = serializers.SerializerMethodField(
+        help_text="Why the planner cannot size this model (null when it can)."
+    )
     created_at = serializers.DateTimeField()
+
+    def get_spec_error(self, upload: Any) -> str | None:
+        error = (upload.model_spec or {}).get("error")
+        return str(error) if error else None
 
 
 class UploadCreateInput(serializers.Serializer[Any]):

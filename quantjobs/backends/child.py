@@ -35,6 +35,8 @@ from quantjobs.backends.base import (
     peak_rss_bytes,
     sha256_file,
 )
+from quantjobs.backends.reference import describe as describe_reference
+from quantjobs.backends.reference import quantized_type
 
 # llama-bench's defaults (pp512, tg128, 5 repetitions); job options override them.
 DEFAULT_PROMPT_TOKENS = 512
@@ -128,8 +130,20 @@ def resolve_source(
             log=reporter.log,
         )
         reporter.emit({"event": "revision", "revision": download.commit_sha})
+        _emit_model_config(download.path, reporter)
         return download.path, "hf"
     raise BackendError(f"Unknown source kind {kind!r}.")
+
+
+def _emit_model_config(path: Path, reporter: Reporter) -> None:
+    """Hand the downloaded config.json to the runner, which sizes the projection."""
+    try:
+        text = (path / "config.json").read_text(encoding="utf-8")[:1_000_000]
+        config = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # validate_hf_dir reports a missing or broken config.json
+    if isinstance(config, dict):
+        reporter.emit({"event": "model_config", "config": config})
 
 
 def ensure_hf(
@@ -145,6 +159,14 @@ def ensure_hf(
     cache_root = Path(request.get("cache_dir") or Path(request["work_dir"]) / "cache")
     reporter.scope(0.0, 0.05, "Converting GGUF to Hugging Face format")
     return convert_cached(path, cache_root, reporter.progress, reporter.log)
+
+
+def gguf_origin_type(path: Path) -> str | None:
+    """The quantization of a GGUF source ('Q4_1'), or None when it is all float."""
+    from quantjobs.backends.gguf_inspect import inspect_gguf
+
+    info = inspect_gguf(path, timeout_s=120)
+    return quantized_type(info.file_type_name, info.types_histogram)
 
 
 def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -210,7 +232,11 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     source_path, source_kind = resolve_source(request, work_dir, reporter)
     if request["method"] in {"awq", "gptq", "rtn"}:
         _cpu_defaults(options)
+    origin_type: str | None = None
     if request["method"] in {"awq", "gptq", "rtn"} or request["source"].get("as_hf"):
+        if source_kind == "gguf":
+            # The backend only sees the converted copy: say here what it came from.
+            origin_type = gguf_origin_type(source_path)
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
     text, qa_pairs = load_eval_text(request)
@@ -278,6 +304,17 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
             reporter.progress,
             reporter.log,
         )
+        reference = None
+        if request["method"] != "selftest":
+            reference = describe_reference(
+                origin_type=origin_type,
+                base=quantized.metadata.get("base"),
+                source_kind=source_kind,
+            )
+            if index == 0:
+                reporter.log(f"Reference for quality: {reference['label']}.")
+                if reference["warning"]:
+                    reporter.log(f"Warning: {reference['warning']}")
         artifact = quantized.artifact_path
         if artifact.is_dir():
             reporter.progress(1.0, "Packing the model directory")
@@ -301,6 +338,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                     **quantized.metadata,
                     "calibration_source": calib_source or None,
                 },
+                "reference": reference,
             }
         )
 

@@ -277,3 +277,35 @@ def test_the_sample_gguf_is_accepted_and_usable_as_a_job_source(
     )
     assert stolen.status_code == 400
     assert other_api.delete(f"/api/v1/uploads/{body['id']}/").status_code == 404
+
+
+def test_uploads_are_named_after_the_model_they_hold(
+    api: Any, clean_media: Path
+) -> None:
+    weights = _safetensors(
+        {
+            "model.embed_tokens.weight": {
+                "dtype": "F32",
+                "shape": [10, 8],
+                "data_offsets": [0, 320],
+            }
+        },
+        b"\0" * 320,
+    )
+    archive = _tar(
+        [
+            ("m/config.json", _config(_name_or_path="acme/tiny-llama"), None),
+            ("m/model.safetensors", weights, None),
+        ]
+    )
+    response = api.post(
+        "/api/v1/uploads/",
+        {"file": SimpleUploadedFile("upload-3f2a.tar", archive)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["name"] == "acme/tiny-llama"  # the config's name, not the file's
+    assert body["spec_error"] is None
+    listed = api.get("/api/v1/uploads/").json()
+    assert [u["name"] for u in listed] == ["acme/tiny-llama"]
