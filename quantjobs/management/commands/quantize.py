@@ -110,6 +110,15 @@ class Command(BaseCommand):
             )
             if options[o]
         }
+        for key, low, high in (
+            ("bench_prompt_tokens", 1, 8192),
+            ("bench_generation_tokens", 1, 4096),
+            ("bench_repetitions", 1, 50),
+        ):
+            value = options[key]
+            if value is not None and not low <= value <= high:
+                flag = "--" + key.replace("_", "-")
+                raise CommandError(f"{flag} must be between {low} and {high}.")
         if options["calibration_file"]:
             opts.update(
                 self._store_calibration(user.pk, Path(options["calibration_file"]))
