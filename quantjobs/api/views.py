@@ -10,11 +10,12 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import Throttled, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.parsers import LimitedJSONParser
 from config.schema import ErrorOutput
 from quantjobs import selectors, services
 from quantjobs.api.serializers import (
@@ -29,7 +30,6 @@ from quantjobs.models import Artifact, Job
 from quantjobs.uploads import (
     UploadError,
     calibration_text_store,
-    eval_text_store,
     model_upload_delete,
     model_upload_store,
 )
@@ -44,16 +44,8 @@ def queues_without_workers() -> set[str]:
 
 
 def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
-    """Shared by the API and the pages: store the eval file, then create the job."""
+    """Create the job (the service stores the evaluation file once it is accepted)."""
     user = request.user
-    eval_path, eval_name = "", ""
-    if data.get("eval_file"):
-        try:
-            eval_path, eval_name = eval_text_store(
-                user_id=user.pk, uploaded=data["eval_file"]
-            )
-        except UploadError as exc:
-            raise ValidationError({"eval_file": [str(exc)]}) from None
     calibration: dict[str, str] = {}
     if data.get("calibration_file"):
         try:
@@ -90,11 +82,9 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             source_ref=data.get("source_ref") or "",
             source_revision=data.get("source_revision") or "",
             name=data.get("name") or "",
-            eval_text_path=eval_path,
-            eval_text_name=eval_name,
+            eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
-            queue=data.get("queue"),
         )
     except services.JobInputError as exc:
         raise ValidationError({exc.field: [str(exc)]}) from None
@@ -106,7 +96,8 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     """List your jobs, or create one (JSON, or multipart with an evaluation file)."""
 
     serializer_class = JobOutput
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
+    throttle_scope = "job-create"
 
     def get_queryset(self) -> QuerySet[Job]:
         status_filter = self.request.query_params.get("status")
@@ -134,16 +125,23 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         ],
     )
     def post(self, request: Request) -> Response:
-        data = (
-            request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
-        )
-        if hasattr(request.data, "getlist") and "formats" in request.data:
-            data.setlist("formats", _split_formats(request.data.getlist("formats")))
-        payload = JobCreateInput(data=data)
+        payload = JobCreateInput(data=_plain_data(request.data))
         payload.is_valid(raise_exception=True)
         job = create_job_from_input(request, dict(payload.validated_data))
         body = JobOutput(job, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _plain_data(data: Any) -> dict[str, Any]:
+    """A form post's fields as a dict (never a copy of its files: a spooled upload
+    cannot be copied); JSON bodies are dicts already (the parser insists)."""
+    if not hasattr(data, "getlist"):
+        return dict(data)
+    plain: dict[str, Any] = {}
+    for key in data:
+        values = data.getlist(key)
+        plain[key] = _split_formats(values) if key == "formats" else values[-1]
+    return plain
 
 
 def _split_formats(values: list[str]) -> list[str]:
@@ -202,6 +200,8 @@ class JobCancelApi(APIView):
 class JobRerunApi(APIView):
     """Queue a new job with the same settings."""
 
+    throttle_scope = "job-create"
+
     @extend_schema(
         request=None, responses={201: JobOutput, 429: ErrorOutput, 503: ErrorOutput}
     )
@@ -254,7 +254,8 @@ class UploadListCreateApi(APIView):
         return Response(UploadOutput(uploads, many=True).data)
 
     @extend_schema(
-        request=UploadCreateInput, responses={201: UploadOutput, 413: ErrorOutput}
+        request=UploadCreateInput,
+        responses={201: UploadOutput, 413: ErrorOutput, 429: ErrorOutput},
     )
     def post(self, request: Request) -> Response:
         limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
@@ -267,6 +268,10 @@ class UploadListCreateApi(APIView):
                 },
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
+        try:
+            services.upload_check_room(user=request.user)
+        except services.QuotaExceeded as exc:
+            raise Throttled(detail=str(exc)) from None
         payload = UploadCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:

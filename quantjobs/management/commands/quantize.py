@@ -6,11 +6,13 @@ import json
 import shutil
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from quantjobs import services
@@ -94,9 +96,9 @@ class Command(BaseCommand):
         method = options["method"]
         formats = [self._format(method, t) for t in options["types"]]
         kind, ref = _source(options["source"])
-        eval_path, eval_name = "", ""
-        if options["eval_file"]:
-            eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
+        eval_path = Path(options["eval_file"]) if options["eval_file"] else None
+        if eval_path is not None and not eval_path.is_file():
+            raise CommandError(f"{eval_path}: no such file.")
         opts = {
             k: options[o]
             for k, o in (
@@ -124,16 +126,22 @@ class Command(BaseCommand):
                 self._store_calibration(user.pk, Path(options["calibration_file"]))
             )
         try:
-            job = services.job_create(
-                user=user,
-                method=method,
-                formats=formats,
-                source_kind=kind,
-                source_ref=ref,
-                eval_text_path=eval_path,
-                eval_text_name=eval_name,
-                options=opts,
-            )
+            # The service checks and stores the file only if the job is accepted.
+            with ExitStack() as stack:
+                eval_file = (
+                    File(stack.enter_context(eval_path.open("rb")), name=eval_path.name)
+                    if eval_path is not None
+                    else None
+                )
+                job = services.job_create(
+                    user=user,
+                    method=method,
+                    formats=formats,
+                    source_kind=kind,
+                    source_ref=ref,
+                    eval_file=eval_file,
+                    options=opts,
+                )
         except (
             services.JobInputError,
             services.QuotaExceeded,
@@ -187,24 +195,6 @@ class Command(BaseCommand):
         if user is None:
             user = users.create_user(username="cli", password=None)
         return user
-
-    def _store_eval(self, user_id: int, path: Path) -> tuple[str, str]:
-        from quantjobs.evaltext import EvalTextError, parse_eval_file
-
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file.")
-        if path.suffix.lower() not in (".txt", ".jsonl"):
-            raise CommandError(f"{path.name}: evaluation text must be .txt or .jsonl.")
-        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "eval"
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / f"{uuid.uuid4()}{path.suffix.lower()}"
-        shutil.copyfile(path, dest)
-        try:
-            parse_eval_file(path.name, dest.read_bytes())
-        except EvalTextError as exc:
-            dest.unlink(missing_ok=True)
-            raise CommandError(f"{path.name}: {exc}") from None
-        return str(dest), path.name
 
     def _store_calibration(self, user_id: int, path: Path) -> dict[str, str]:
         from quantjobs.evaltext import EvalTextError, parse_calibration_text
