@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("quantjobs", "0003_model_specs_and_upload_names"),
+        ("quantjobs", "0004_tusupload"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
