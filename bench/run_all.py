@@ -41,6 +41,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     # average high for a minute.
     ("web_load", [], ["--quick"], 900),
     ("quant_methods", ["--preset", "bench"], ["--preset", "quick"], 3600),
+    ("job_measurements", [], ["--quick"], 3600),
 ]
 LOGS_DIR = BENCH_VAR / "logs"
 RUN_FILE = RESULTS_DIR / "run_all.json"

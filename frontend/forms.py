@@ -82,6 +82,43 @@ class JobForm(forms.Form):
     max_chunks = forms.IntegerField(
         min_value=1, max_value=10_000, required=False, label="Max evaluation chunks"
     )
+    bench_prompt_tokens = forms.IntegerField(
+        min_value=1, max_value=8192, required=False, label="Speed test prompt (tokens)",
+        help_text="llama-bench's pp test; default 512.",
+    )  # fmt: skip
+    bench_generation_tokens = forms.IntegerField(
+        min_value=1, max_value=4096, required=False,
+        label="Speed test generation (tokens)", help_text="tg test; default 128.",
+    )  # fmt: skip
+    bench_repetitions = forms.IntegerField(
+        min_value=1, max_value=50, required=False, label="Speed test repetitions",
+        help_text="Runs after a warm-up; the median is shown. Default 5.",
+    )  # fmt: skip
+    calibration_file = forms.FileField(
+        required=False,
+        label="Calibration text",
+        help_text="Optional .txt of your own domain for the importance matrix, AWQ "
+        "and GPTQ; default: built-in English text.",
+    )
+    imatrix = forms.ChoiceField(
+        choices=[
+            ("auto", "Where llama.cpp needs or recommends one (IQ types)"),
+            ("on", "For every GGUF type"),
+            ("off", "Never"),
+        ],
+        required=False,
+        initial="auto",
+        label="Importance matrix",
+    )
+    chat_template = forms.ChoiceField(
+        choices=[
+            ("auto", "The model's chat template (if it has one)"),
+            ("off", "Bare prompts"),
+        ],
+        required=False,
+        initial="auto",
+        label="Prompt/answer sets",
+    )
     plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, sample: Any = None, **kwargs: Any) -> None:
@@ -106,8 +143,16 @@ class JobForm(forms.Form):
     def cleaned_options(self) -> dict[str, Any]:
         return {
             k: self.cleaned_data[k]
-            for k in ("context_tokens", "max_chunks")
-            if self.cleaned_data.get(k) is not None
+            for k in (
+                "context_tokens",
+                "max_chunks",
+                "bench_prompt_tokens",
+                "bench_generation_tokens",
+                "bench_repetitions",
+                "chat_template",
+                "imatrix",
+            )
+            if self.cleaned_data.get(k) not in (None, "")
         }
 
 

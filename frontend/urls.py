@@ -44,6 +44,11 @@ urlpatterns = [
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/compare/", job_views.job_compare, name="job-compare"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),
+    path(
+        "jobs/<str:pk>/results/<str:fmt>/answers.jsonl",
+        views.job_answers,
+        name="job-answers",
+    ),
     path("jobs/<str:pk>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<str:pk>/live/", job_views.job_live, name="job-live"),
     path("jobs/<str:pk>/log.txt", job_views.job_log_download, name="job-log"),
@@ -51,6 +56,7 @@ urlpatterns = [
     path("jobs/<str:pk>/delete/", job_views.job_delete, name="job-delete"),
     path("jobs/<str:pk>/rerun/", views.job_rerun, name="job-rerun"),
     path("artifacts/", views.artifact_list, name="artifact-list"),
+    path("measurements/", views.measurements, name="measurements"),
     path(
         "artifacts/<str:pk>/download/",
         views.artifact_download,

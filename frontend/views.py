@@ -19,9 +19,10 @@ from quantjobs import selectors, services
 from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
-from quantjobs.downloads import artifact_response
+from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Job
 from quantjobs.sources import source_model
+from quantjobs.uploads import UploadError, calibration_text_store
 
 
 @require_http_methods(["GET", "POST"])
@@ -156,6 +157,17 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
     if wait := page_wait_s(request, "job-create"):
         form.add_error(None, wait_message(wait, "new jobs"))
         return None
+    options = form.cleaned_options()
+    if data.get("calibration_file"):
+        try:
+            calib_path, calib_name = calibration_text_store(
+                user_id=request.user.pk, uploaded=data["calibration_file"]
+            )
+        except UploadError as exc:
+            form.add_error("calibration_file", str(exc))
+            return None
+        options["calibration_text_path"] = calib_path
+        options["calibration_text_name"] = calib_name
     try:
         return services.job_create(
             user=request.user,
@@ -165,7 +177,7 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             source_ref=data.get("source_ref") or "",
             name=data.get("name") or "",
             eval_file=data.get("eval_file") or None,
-            options=form.cleaned_options(),
+            options=options,
             plan_id=data.get("plan"),
         )
     except services.JobInputError as exc:
@@ -258,6 +270,49 @@ def artifact_download(request: HttpRequest, pk: str) -> HttpResponse:
     """Download through the session (the API has the same with a token)."""
     artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
     return artifact_response(request, artifact)
+
+
+CHART_SIZE = 220  # px, square: projected on x, measured on y
+
+
+def _chart_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Projected/measured pairs placed in a square chart; the diagonal is 'exact'."""
+    top = max([max(p["projected"], p["measured"]) for p in points] or [1.0]) or 1.0
+    return [
+        {
+            **p,
+            "x": round(10 + (CHART_SIZE - 20) * p["projected"] / top, 1),
+            "y": round(CHART_SIZE - 10 - (CHART_SIZE - 20) * p["measured"] / top, 1),
+        }
+        for p in points
+        if p["projected"] and p["projected"] > 0 and p["measured"] >= 0
+    ]
+
+
+@login_required
+def measurements(request: HttpRequest) -> HttpResponse:
+    """How far each projected quantity was from what jobs measured (the ledger)."""
+    from quantjobs.calibration import (
+        calibration_records_for_user,
+        calibration_summary_for_user,
+    )
+
+    summary = calibration_summary_for_user(user=request.user)
+    for row in summary:
+        row["chart"] = _chart_points(row["points"])
+    records = calibration_records_for_user(user=request.user)[:200]
+    return render(
+        request,
+        "frontend/measurements.html",
+        {"summary": summary, "records": records, "chart_size": CHART_SIZE},
+    )
+
+
+@login_required
+def job_answers(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
+    """Per-question outputs of one format as JSONL (the API has the same)."""
+    result = selectors.job_result_get_for_user(user=request.user, job_id=pk, fmt=fmt)
+    return answers_jsonl_response(result)
 
 
 def api_page(request: HttpRequest) -> HttpResponse:

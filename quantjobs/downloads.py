@@ -9,7 +9,7 @@ from pathlib import Path
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 
 from quantjobs.artifacts import artifact_abspath
-from quantjobs.models import Artifact
+from quantjobs.models import Artifact, JobResult
 
 CHUNK_BYTES = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -110,4 +110,26 @@ def _whole(
         _stream(path, 0, size), content_type=artifact.content_type, headers=headers
     )
     response["Content-Length"] = str(size)
+    return response
+
+
+def answers_jsonl_response(result: JobResult) -> HttpResponse:
+    """Every prompt/answer question of one result, one JSON object per line.
+
+    Each line holds the prompt, the expected answer, the quantized model's
+    output and verdicts, and the unquantized reference's output and verdicts.
+    """
+    import json
+
+    task = (result.metrics or {}).get("task") or {}
+    rows = task.get("rows") or []
+    if not rows:
+        raise Http404("This result has no prompt/answer set.")
+    body = "".join(
+        json.dumps({"format": result.format, **row}, ensure_ascii=False) + "\n"
+        for row in rows
+    )
+    response = HttpResponse(body, content_type="application/x-ndjson; charset=utf-8")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", result.format)
+    response["Content-Disposition"] = f'attachment; filename="answers-{safe}.jsonl"'
     return response

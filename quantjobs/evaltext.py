@@ -37,6 +37,8 @@ MAX_EVAL_FILE_BYTES = 8 * 1024 * 1024
 """Upload limit: ~2M tokens, far more than an evaluation job scores."""
 
 MIN_TEXT_CHARS = 4_000
+# Calibration (importance matrix, AWQ, GPTQ) needs at least one 512-token window.
+MIN_CALIBRATION_CHARS = 2_000
 """~1,000 tokens: the least that fills two 512-token windows, as perplexity needs."""
 
 MAX_JSONL_LINES = 100_000
@@ -287,3 +289,19 @@ def parse_eval_file(filename: str, data: bytes) -> EvalText:
         f"{filename}: upload a .txt file (plain UTF-8 text) or a .jsonl file "
         '(one {"text": ...} or {"prompt": ..., "answer": ...} object per line).'
     )
+
+
+def parse_calibration_text(data: bytes, filename: str = "the file") -> str:
+    """A calibration upload: plain UTF-8 ``.txt``, at least one 512-token window."""
+    if not filename.lower().endswith(".txt"):
+        raise EvalTextError(
+            f"{filename}: calibration text must be a .txt file of plain UTF-8 text."
+        )
+    text = _decode(data, filename).strip()
+    if len(text) < MIN_CALIBRATION_CHARS:
+        raise EvalTextError(
+            f"{filename} has {len(text):,} characters; calibration needs at least "
+            f"{MIN_CALIBRATION_CHARS:,} (about one 512-token window). Add more text "
+            "of the kind the model will serve."
+        )
+    return text

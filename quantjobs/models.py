@@ -273,6 +273,66 @@ class WorkerHeartbeat(models.Model):
         return self.hostname
 
 
+class CalibrationRecord(models.Model):
+    """One (projected, measured) pair of one quantity of one job result: the ledger.
+
+    Kept with what it was measured on (the worker's fingerprint and a device key
+    made from it), the model (id, family, parameters), the format and the engine,
+    so that errors can be summarised and projections refitted per device.
+    """
+
+    class Quantity(models.TextChoices):
+        ARTIFACT_BYTES = "artifact_bytes", "File size"
+        MEMORY_BYTES = "memory_bytes", "Serving memory"
+        PROMPT_TOKENS_PER_S = "prompt_tokens_per_s", "Prompt tokens/s"
+        GENERATION_TOKENS_PER_S = "generation_tokens_per_s", "Generation tokens/s"
+        PERPLEXITY_CHANGE_PCT = "perplexity_change_pct", "Perplexity change (%)"
+        KL_DIVERGENCE = "kl_divergence", "KL divergence"
+        EXACT_MATCH_DROP_POINTS = "exact_match_drop_points", "Exact-match drop (points)"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="calibration_records",
+    )
+    result = models.ForeignKey(
+        JobResult, on_delete=models.CASCADE, related_name="calibration_records"
+    )
+    quantity = models.CharField(max_length=32, choices=Quantity.choices)
+    projected = models.FloatField(null=True, blank=True)
+    measured = models.FloatField()
+    projection_basis = models.CharField(max_length=200, blank=True)
+    # The uncalibrated model's value (the roofline for speed): what refits use.
+    baseline = models.FloatField(null=True, blank=True)
+    device_key = models.CharField(max_length=300, blank=True, db_index=True)
+    fingerprint = models.JSONField(default=dict, blank=True)
+    engine = models.CharField(max_length=64, blank=True)
+    model_id = models.CharField(max_length=200, blank=True)
+    model_family = models.CharField(max_length=100, blank=True)
+    parameter_count = models.BigIntegerField(null=True, blank=True)
+    format = models.CharField(max_length=64)
+    format_family = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["result", "quantity"], name="one_record_per_quantity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.quantity}: {self.projected} -> {self.measured}"
+
+    @property
+    def error_pct(self) -> float | None:
+        """Measured against projected, in % of the projection."""
+        if not self.projected:
+            return None
+        return (self.measured - self.projected) / self.projected * 100.0
+
+
 class TusUpload(models.Model):
     """A browser upload in progress (tus 1.0 resumable upload): how much has arrived,
     and, once complete, the ModelUpload it became or why it was refused."""

@@ -51,6 +51,8 @@ def projection_for(job: Job, fmt: str) -> dict[str, Any]:
     try:
         parsed = parse_format(fmt)
         context = int(job.options.get("context_tokens", EVAL_CONTEXT_TOKENS))
+        if runtime_for_format(parsed.family) != LLAMA_CPP_CPU:
+            return _no_memory_projection(job.model_id, artifact_bytes(spec, parsed))
         # The worker measures the model loaded alone in llama.cpp (GGUF) or torch on
         # its CPU, one sequence at the evaluation context: project the same thing.
         cpu = get_gpu(CPU_DEVICE_ID)
@@ -90,6 +92,139 @@ def projection_for(job: Job, fmt: str) -> dict[str, Any]:
     except Exception:  # a projection must never fail the job it describes
         logger.warning("no projection for %s %s", spec.model_id, fmt, exc_info=True)
         return {}
+
+
+LLAMA_CPP_CPU = "llama.cpp on CPU"
+NO_PROJECTION = "no projection for this runtime"
+
+
+def runtime_for_format(family: str) -> str:
+    """The runtime a worker loads a format's artifact with, to measure it."""
+    return LLAMA_CPP_CPU if family == "gguf" else "torch (transformers)"
+
+
+def _no_memory_projection(model_id: str, size: int) -> dict[str, Any]:
+    # Torch formats are loaded by transformers, whose footprint (dequantized or
+    # packed weights, activations, allocator) the engine does not model: say so
+    # rather than hold the measurement against llama.cpp's model.
+    return {
+        "model_id": model_id,
+        "artifact_bytes": size,
+        "memory_bytes": None,
+        "memory_note": NO_PROJECTION,
+        "engine": "torch (transformers)",
+    }
+
+
+def fingerprint_of_worker(hostname: str) -> dict[str, Any] | None:
+    """The fingerprint the worker ``hostname`` last announced, if any."""
+    from quantjobs.models import WorkerHeartbeat
+
+    caps = (
+        WorkerHeartbeat.objects.filter(hostname=hostname)
+        .values_list("capabilities", flat=True)
+        .first()
+    )
+    fingerprint = (caps or {}).get("fingerprint") if isinstance(caps, dict) else None
+    return fingerprint if isinstance(fingerprint, dict) and fingerprint else None
+
+
+def device_projection_for(
+    job: Job, fmt: str, fingerprint: dict[str, Any] | None, serving: dict[str, Any]
+) -> dict[str, Any]:
+    """Projected pp/tg tokens/s and memory of ``fmt`` on the worker's own device.
+
+    ``serving`` is the measurement's record (its pp/tg sizes and threads);
+    ``fingerprint`` the worker's announcement (bandwidth, CPU), merged with
+    what the serving process itself reported (cores used, llama.cpp build).
+    """
+    if job.method == Job.Method.SELFTEST:
+        return {}
+    from planner.engine import estimate_memory, estimate_speed, parse_format
+    from planner.engine.device import WorkerFingerprint, device_from_fingerprint
+
+    try:
+        parsed = parse_format(fmt)
+        if runtime_for_format(parsed.family) != LLAMA_CPP_CPU:
+            return {"speed_note": NO_PROJECTION}
+        spec, _source = job_model_spec(job)
+        if not serving or spec is None:
+            return {}
+        merged = {
+            **(fingerprint or {}),
+            "cores_used": serving.get("threads")
+            or (fingerprint or {}).get("cores_used"),
+            "system_info": serving.get("system_info")
+            or (fingerprint or {}).get("system_info"),
+            "cpu_model": serving.get("cpu_model")
+            or (fingerprint or {}).get("cpu_model"),
+        }
+        device = device_from_fingerprint(WorkerFingerprint.from_dict(merged))
+        pp = int(serving.get("prompt", {}).get("tokens") or 512)
+        tg = int(serving.get("generation", {}).get("tokens") or 128)
+        prompt = estimate_speed(
+            spec, parsed, device, engine="llama.cpp", gpus=1, concurrency=1,
+            prompt_tokens=pp, output_tokens=0,
+        )  # fmt: skip
+        generation = estimate_speed(
+            spec, parsed, device, engine="llama.cpp", gpus=1, concurrency=1,
+            prompt_tokens=0, output_tokens=tg,
+        )  # fmt: skip
+        # Memory again for this device: its llama.cpp build decides which
+        # matrices are repacked (AVX-512 also repacks Q2_K).
+        context = int(serving.get("context_tokens") or EVAL_CONTEXT_TOKENS)
+        memory = estimate_memory(
+            spec, parsed, device, engine="llama.cpp", gpus=1,
+            context_tokens=context, sequences=1,
+        )  # fmt: skip
+        fingerprint = WorkerFingerprint.from_dict(merged).to_dict()
+        pp_value, pp_basis = _calibrated(
+            fingerprint,
+            parsed.family,
+            "prompt_tokens_per_s",
+            prompt.prefill_tokens_per_s,
+        )
+        tg_value, tg_basis = _calibrated(
+            fingerprint,
+            parsed.family,
+            "generation_tokens_per_s",
+            generation.decode_tokens_per_s,
+        )
+        return {
+            "memory_bytes": memory.total_bytes_per_gpu,
+            "weights_bytes": memory.weights_bytes_per_gpu,
+            "kv_cache_bytes": memory.kv_cache_bytes_per_gpu,
+            "context_tokens": context,
+            "prompt_tokens_per_s": pp_value,
+            "generation_tokens_per_s": tg_value,
+            "roofline_prompt_tokens_per_s": prompt.prefill_tokens_per_s,
+            "roofline_generation_tokens_per_s": generation.decode_tokens_per_s,
+            "prompt_speed_basis": pp_basis,
+            "speed_basis": tg_basis,
+            "speed_device": device.name,
+            "fingerprint": fingerprint,
+        }
+    except Exception:  # a projection must never fail the job it describes
+        logger.warning(
+            "no speed projection for %s %s", job.model_id, fmt, exc_info=True
+        )
+        return {}
+
+
+def _calibrated(
+    fingerprint: dict[str, Any], family: str, quantity: str, roofline: float
+) -> tuple[float, str]:
+    """The roofline refitted from this device's ledger, when it has enough runs."""
+    from planner.engine.calibration import calibrated
+    from quantjobs.calibration import device_key, speed_efficiency
+
+    efficiency = speed_efficiency(
+        device=device_key(fingerprint),
+        engine=LLAMA_CPP_CPU,
+        format_family=family,
+        quantity=quantity,
+    )
+    return calibrated(roofline, efficiency)
 
 
 def compare(projected: float | None, measured: float | None) -> float | None:

@@ -280,7 +280,11 @@ def _store_model_spec(job: Job, config: Any) -> None:
 def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
     """Check an artifact the child wrote, move it into place, record it."""
     from quantjobs.artifacts import publish_artifact
-    from quantjobs.projections import projection_for
+    from quantjobs.projections import (
+        device_projection_for,
+        fingerprint_of_worker,
+        projection_for,
+    )
 
     work_root = Path(settings.QUANTPLAN_WORK_ROOT).resolve()
     source = Path(str(event["artifact_path"])).resolve()
@@ -300,10 +304,29 @@ def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
             defaults={
                 "artifact": artifact,
                 "metrics": {**event.get("metrics", {}), **_extra_metrics(event)},
-                "projection": projection_for(job, fmt),
+                "projection": {
+                    **projection_for(job, fmt),
+                    **device_projection_for(
+                        job,
+                        fmt,
+                        fingerprint_of_worker(job.worker),
+                        (event.get("metrics") or {}).get("serving") or {},
+                    ),
+                },
             },
         )
+    _record_calibration(result)
     return result
+
+
+def _record_calibration(result: JobResult) -> None:
+    # The ledger learns from the result; it must never cost the user the result.
+    from quantjobs.calibration import calibration_record_result
+
+    try:
+        calibration_record_result(result=result)
+    except Exception:
+        logger.warning("calibration ledger: %s not recorded", result, exc_info=True)
 
 
 def _extra_metrics(event: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from quantjobs.models import Artifact, Job, ModelUpload, TusUpload, WorkerHeartbeat
+from quantjobs.models import (
+    Artifact,
+    Job,
+    JobResult,
+    ModelUpload,
+    TusUpload,
+    WorkerHeartbeat,
+)
 
 
 def job_list_for_user(
@@ -41,6 +48,17 @@ def _get_owned(queryset: QuerySet[Any], pk: Any) -> Any:
 def job_get_for_user(*, user: AbstractBaseUser, job_id: Any) -> Job:
     """One of the user's jobs, or 404."""
     return _get_owned(job_list_for_user(user=user), job_id)
+
+
+def job_result_get_for_user(
+    *, user: AbstractBaseUser, job_id: Any, fmt: str
+) -> JobResult:
+    """One format's result of one of the user's jobs, or 404."""
+    job = job_get_for_user(user=user, job_id=job_id)
+    result = JobResult.objects.filter(job=job, format=fmt).first()
+    if result is None:
+        raise Http404("Not found.")
+    return result
 
 
 def artifact_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Artifact]:

@@ -47,6 +47,28 @@ def eval_text_store(*, user_id: int, uploaded: UploadedFile) -> tuple[str, str]:
     return str(dest), name
 
 
+def calibration_text_store(*, user_id: int, uploaded: UploadedFile) -> tuple[str, str]:
+    """Validate a calibration text (.txt) and keep it; returns (path, name)."""
+    from quantjobs.evaltext import EvalTextError, parse_calibration_text
+
+    name = Path(uploaded.name or "calibration.txt").name
+    if Path(name).suffix.lower() != ".txt":
+        raise UploadError(f"{name}: calibration text must be a .txt file.")
+    if uploaded.size and uploaded.size > settings.QUANTPLAN_MAX_EVAL_TEXT_BYTES:
+        limit_mb = settings.QUANTPLAN_MAX_EVAL_TEXT_BYTES / 1e6
+        raise UploadError(f"{name}: calibration text is limited to {limit_mb:.0f} MB.")
+    dest = _user_dir(user_id, "calibration") / f"{uuid.uuid4()}.txt"
+    with dest.open("wb") as handle:
+        for chunk in uploaded.chunks():
+            handle.write(chunk)
+    try:
+        parse_calibration_text(dest.read_bytes(), name)
+    except EvalTextError as exc:
+        dest.unlink(missing_ok=True)
+        raise UploadError(str(exc)) from None
+    return str(dest), name
+
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 CHECK_TIMEOUT_S = 120

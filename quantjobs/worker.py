@@ -67,6 +67,38 @@ def capabilities() -> dict[str, Any]:
     }
 
 
+def worker_fingerprint(threads: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    """CPU model, cores a job uses, llama.cpp's instruction sets, measured bandwidth.
+
+    Measured in a child process (the worker's main process never imports
+    llama_cpp); the GPUs come from :func:`detect_gpus`. An empty dict when the
+    child fails: a worker without a fingerprint still runs jobs.
+    """
+    import json
+    import sys
+
+    from django.conf import settings
+
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "quantjobs.backends.fingerprint", str(threads)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
+            cwd=str(settings.BASE_DIR),
+        ).stdout
+        data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        logger.warning("worker fingerprint failed", exc_info=True)
+        return {}
+    gpus = detect_gpus()
+    if gpus:
+        data["gpu_name"] = gpus[0]["name"]
+        data["gpu_memory_bytes"] = gpus[0]["memory_bytes"]
+    return data
+
+
 def beat(hostname: str, queues: list[str], caps: dict[str, Any]) -> None:
     """Record that this worker is alive, and reap jobs of workers that are not."""
     from quantjobs.models import WorkerHeartbeat
@@ -89,9 +121,14 @@ def beat(hostname: str, queues: list[str], caps: dict[str, Any]) -> None:
 
 def start_heartbeat(hostname: str, queues: list[str]) -> threading.Thread:
     """Start the heartbeat thread of this worker process."""
+    from django.conf import settings
+
     caps = capabilities()
 
     def loop() -> None:
+        # Announce at once, then again with the fingerprint (seconds to measure).
+        beat(hostname, queues, caps)
+        caps["fingerprint"] = worker_fingerprint(settings.QUANTPLAN_WORKER_THREADS)
         while not _stop.is_set():
             beat(hostname, queues, caps)
             _stop.wait(INTERVAL_S)

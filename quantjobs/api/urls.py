@@ -7,6 +7,11 @@ from quantjobs.api import views
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="api-job-list"),
     path("jobs/<str:pk>/", views.JobDetailApi.as_view(), name="api-job-detail"),
+    path(
+        "jobs/<str:pk>/results/<str:fmt>/answers.jsonl",
+        views.JobResultAnswersApi.as_view(),
+        name="api-job-result-answers",
+    ),
     path("jobs/<str:pk>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<str:pk>/rerun/", views.JobRerunApi.as_view(), name="api-job-rerun"),
     path("uploads/", views.UploadListCreateApi.as_view(), name="api-upload-list"),
@@ -14,6 +19,7 @@ urlpatterns = [
         "uploads/<str:pk>/", views.UploadDetailApi.as_view(), name="api-upload-detail"
     ),
     path("artifacts/", views.ArtifactListApi.as_view(), name="api-artifact-list"),
+    path("measurements/", views.MeasurementsApi.as_view(), name="api-measurements"),
     path(
         "artifacts/<str:pk>/download/",
         views.ArtifactDownloadApi.as_view(),

@@ -25,10 +25,11 @@ from quantjobs.api.serializers import (
     UploadCreateInput,
     UploadOutput,
 )
-from quantjobs.downloads import artifact_response
+from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Artifact, Job
 from quantjobs.uploads import (
     UploadError,
+    calibration_text_store,
     model_upload_delete,
     model_upload_store,
 )
@@ -45,11 +46,33 @@ def queues_without_workers() -> set[str]:
 def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
     """Create the job (the service stores the evaluation file once it is accepted)."""
     user = request.user
+    calibration: dict[str, str] = {}
+    if data.get("calibration_file"):
+        try:
+            calib_path, calib_name = calibration_text_store(
+                user_id=user.pk, uploaded=data["calibration_file"]
+            )
+        except UploadError as exc:
+            raise ValidationError({"calibration_file": [str(exc)]}) from None
+        calibration = {
+            "calibration_text_path": calib_path,
+            "calibration_text_name": calib_name,
+        }
     options = {
         key: data[key]
-        for key in ("context_tokens", "max_chunks", "timeout_s")
+        for key in (
+            "context_tokens",
+            "max_chunks",
+            "timeout_s",
+            "bench_prompt_tokens",
+            "bench_generation_tokens",
+            "bench_repetitions",
+            "chat_template",
+            "imatrix",
+        )
         if data.get(key) is not None
     }
+    options.update(calibration)
     try:
         return services.job_create(
             user=user,
@@ -146,6 +169,19 @@ class JobDetailApi(generics.RetrieveAPIView[Job]):
             **super().get_serializer_context(),
             "queues_without_workers": queues_without_workers(),
         }
+
+
+class JobResultAnswersApi(APIView):
+    """Per-question outputs of one format (and of the reference), as JSONL."""
+
+    @extend_schema(
+        responses={(200, "application/x-ndjson"): OpenApiResponse(description="JSONL")}
+    )
+    def get(self, request: Request, pk: str, fmt: str) -> HttpResponse:
+        result = selectors.job_result_get_for_user(
+            user=request.user, job_id=pk, fmt=fmt
+        )
+        return answers_jsonl_response(result)
 
 
 class JobCancelApi(APIView):
@@ -255,3 +291,39 @@ class UploadDetailApi(APIView):
         upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
         model_upload_delete(upload=upload)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeasurementsApi(APIView):
+    """The calibration ledger: the error of each projected quantity, and its pairs."""
+
+    @extend_schema(responses={200: OpenApiResponse(description="summary and records")})
+    def get(self, request: Request) -> Response:
+        from quantjobs.calibration import (
+            calibration_records_for_user,
+            calibration_summary_for_user,
+        )
+
+        records = calibration_records_for_user(user=request.user)[:500]
+        return Response(
+            {
+                "summary": calibration_summary_for_user(user=request.user),
+                "records": [
+                    {
+                        "job_id": str(r.result.job_id),
+                        "format": r.format,
+                        "quantity": r.quantity,
+                        "projected": r.projected,
+                        "measured": r.measured,
+                        "error_pct": r.error_pct,
+                        "projection_basis": r.projection_basis,
+                        "device": r.device_key,
+                        "engine": r.engine,
+                        "model_id": r.model_id,
+                        "model_family": r.model_family,
+                        "parameter_count": r.parameter_count,
+                        "created_at": r.created_at,
+                    }
+                    for r in records
+                ],
+            }
+        )

@@ -33,6 +33,23 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def peak_rss_bytes() -> int:
+    """This process image's peak RSS in bytes (``VmHWM``; ``ru_maxrss`` elsewhere).
+
+    ``VmHWM`` rather than ``ru_maxrss``: on Linux the latter carries the
+    parent's peak over fork + exec, so a fresh child would inherit it.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
 class BackendError(Exception):
     """A failure the user can understand and act on; its message is shown as-is."""
 
@@ -78,9 +95,14 @@ class EvaluateRequest:
     text: str
     context_tokens: int = 512
     max_chunks: int | None = None
-    generation_tokens: int = 64
+    # Speed as llama-bench measures it: pp<bench_prompt_tokens>,
+    # tg<generation_tokens>, bench_repetitions runs after a warm-up.
+    generation_tokens: int = 128
     threads: int = 2
     qa_pairs: tuple[tuple[str, str], ...] = ()
+    bench_prompt_tokens: int = 512
+    bench_repetitions: int = 5
+    chat_template: str = "auto"  # "auto": the model's own, if it has one; "off"
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,12 @@ class EvaluateResult:
     load_time_s: float
     gpu_peak_memory_bytes: int | None = None
     exact_match: float | None = None  # fraction of qa_pairs answered exactly
+    # Prompt/answer quality of this model and the reference, the paired drop
+    # with its interval, and every answer (task_quality.summarise()).
+    task: dict[str, Any] | None = None
+    # How memory and speed were measured (fresh process pid, runs, spread,
+    # threads, load average, llama.cpp build): ServingMeasurement.to_dict().
+    serving: dict[str, Any] | None = None
 
 
 class Backend(Protocol):

@@ -32,11 +32,16 @@ from quantjobs.backends.base import (
     EvaluateResult,
     QuantizeRequest,
     SourceKind,
+    peak_rss_bytes,
     sha256_file,
 )
 from quantjobs.backends.reference import describe as describe_reference
 from quantjobs.backends.reference import quantized_type
 
+# llama-bench's defaults (pp512, tg128, 5 repetitions); job options override them.
+DEFAULT_PROMPT_TOKENS = 512
+DEFAULT_GENERATION_TOKENS = 128
+DEFAULT_REPETITIONS = 5
 QUANTIZE_SHARE = 0.6  # of each format's progress; evaluation takes the rest
 
 
@@ -176,11 +181,30 @@ def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str],
     return parsed.text, tuple(parsed.qa_pairs)
 
 
-def calibration_text(request: dict[str, Any]) -> str:
-    """Calibration text for AWQ/GPTQ/imatrix: pydoc topics the evaluation never uses."""
-    from quantjobs.evaltext import default_calibration_text
+def calibration_text(request: dict[str, Any]) -> tuple[str, str]:
+    """(text, where from) for AWQ/GPTQ/imatrix: the user's file, else built-in.
 
-    return default_calibration_text()
+    The built-in text is pydoc topics the evaluation never uses.
+    """
+    from quantjobs.evaltext import (
+        EvalTextError,
+        default_calibration_text,
+        parse_calibration_text,
+    )
+
+    options = request.get("options") or {}
+    path = options.get("calibration_text_path")
+    if not path:
+        return default_calibration_text(), "built-in"
+    name = str(options.get("calibration_text_name") or Path(path).name)
+    try:
+        return parse_calibration_text(Path(path).read_bytes(), name), name
+    except OSError:
+        raise BackendError(
+            f"The calibration text {name} is no longer on the server; upload it again."
+        ) from None
+    except EvalTextError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def _cpu_defaults(options: dict[str, Any]) -> None:
@@ -216,7 +240,14 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
     text, qa_pairs = load_eval_text(request)
-    calib = calibration_text(request) if request["method"] != "selftest" else None
+    calib: str | None = None
+    calib_source = ""
+    if request["method"] != "selftest":
+        calib, calib_source = calibration_text(request)
+        reporter.log(
+            f"calibration text: {calib_source}, {len(calib):,} characters "
+            "(used by the importance matrix, AWQ and GPTQ)"
+        )
 
     formats: list[str] = list(request["formats"])
     shared_dir = work_dir / "shared"
@@ -255,9 +286,20 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 text=text,
                 context_tokens=int(options.get("context_tokens", 512)),
                 max_chunks=options.get("max_chunks"),
-                generation_tokens=int(options.get("generation_tokens", 64)),
+                generation_tokens=int(
+                    options.get("bench_generation_tokens")
+                    or options.get("generation_tokens")
+                    or DEFAULT_GENERATION_TOKENS
+                ),
                 threads=threads,
                 qa_pairs=qa_pairs,
+                bench_prompt_tokens=int(
+                    options.get("bench_prompt_tokens", DEFAULT_PROMPT_TOKENS)
+                ),
+                bench_repetitions=int(
+                    options.get("bench_repetitions", DEFAULT_REPETITIONS)
+                ),
+                chat_template=str(options.get("chat_template") or "auto"),
             ),
             reporter.progress,
             reporter.log,
@@ -285,8 +327,17 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "artifact_kind": quantized.artifact_kind,
                 "size_bytes": artifact.stat().st_size,
                 "sha256": sha256_file(artifact),
-                "metrics": dataclasses.asdict(measured),
-                "metadata": quantized.metadata,
+                "metrics": {
+                    **dataclasses.asdict(measured),
+                    # What the job itself needed so far (quantize + score), as
+                    # opposed to the artifact's serving footprint above.
+                    "job_peak_memory_bytes": peak_rss_bytes(),
+                    "job_pid": os.getpid(),
+                },
+                "metadata": {
+                    **quantized.metadata,
+                    "calibration_source": calib_source or None,
+                },
                 "reference": reference,
             }
         )

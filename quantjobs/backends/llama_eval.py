@@ -14,8 +14,10 @@ numbers are comparable with what the community publishes:
   token has at least ``n_ctx/2`` tokens of context.
 
 On the same positions we compute the mean KL(reference || model) per token and
-how often both models' most likely next token agrees. Speed, load time and
-memory are measured on the candidate model while it is the only one loaded.
+how often both models' most likely next token agrees. Memory, load time and
+speed are measured first, in a fresh process that loads the candidate as a
+server would (``quantjobs.backends.gguf.serving``: peak RSS after load and a
+warm-up decode, then llama-bench's pp/tg runs with repetitions).
 
 :func:`llama_perplexity_reference` runs llama.cpp's own ``llama-perplexity``
 (built from the llama.cpp sources vendored in the llama-cpp-python sdist) as an
@@ -25,11 +27,7 @@ independent cross-check of our scoring.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
-import re
-import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,12 +46,15 @@ from quantjobs.backends.base import (
 
 # The llama.cpp plumbing lives in the gguf package; re-exported here because the
 # evaluator is where callers look for it.
+from quantjobs.backends.chat_template import render_chat_prompts
+from quantjobs.backends.gguf.serving import ServingRequest, measure_serving
 from quantjobs.backends.gguf.session import LlamaLogs, LlamaSession
 from quantjobs.backends.gguf.tools import (
     ensure_llama_perplexity,
     ensure_llama_tool,
     llama_perplexity_reference,
 )
+from quantjobs.backends.task_quality import QaAnswer, normalise_answer, summarise
 
 __all__ = [
     "LlamaLogs",
@@ -65,12 +66,6 @@ __all__ = [
     "llama_perplexity_reference",
     "score_tokens",
 ]
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
 # --------------------------------------------------------------------------
@@ -199,34 +194,79 @@ def score_tokens(
     return score
 
 
-def _normalise_answer(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().strip()
-    text = re.sub(r"\s+", " ", text)
-    return text.rstrip(" .!?;:,")
+_normalise_answer = normalise_answer  # the name the tests and callers know
 
 
-def _exact_match(
-    session: LlamaSession, qa_pairs: Sequence[tuple[str, str]], log: LogFn
-) -> float:
-    hits = 0
-    for prompt, answer in qa_pairs:
-        prompt_tokens = session.tokenize(prompt)
-        answer_len = len(session.tokenize(answer, add_special=False))
-        budget = min(answer_len + 8, max(1, session.n_ctx - len(prompt_tokens)))
+@dataclass(frozen=True)
+class QaPrompt:
+    """One question as the model will see it (chat template applied or not)."""
+
+    text: str  # what was tokenized
+    tokens: list[int]
+
+
+def qa_prompts(
+    session: LlamaSession,
+    qa_pairs: Sequence[tuple[str, str]],
+    *,
+    chat_template: str,
+    log: LogFn,
+) -> list[QaPrompt]:
+    """The questions as token lists, in the model's chat format when it has one.
+
+    ``chat_template``: "auto" (use the file's template if it has one) or "off".
+    The template is rendered in a sandboxed process (it comes from the file).
+    """
+    template = session.chat_template() if chat_template != "off" else None
+    if not template:
+        if chat_template != "off":
+            log("exact-match: the model has no chat template; bare prompts")
+        return [QaPrompt(p, session.tokenize(p)) for p, _ in qa_pairs]
+    bos = session.token_text(session.bos) if session.bos >= 0 else ""
+    eos_id = int(session._llama.llama_vocab_eos(session.vocab))
+    eos = session.token_text(eos_id) if eos_id >= 0 else ""
+    rendered = render_chat_prompts(
+        template, [p for p, _ in qa_pairs], bos_token=bos, eos_token=eos
+    )
+    log(f"exact-match: prompts in the model's chat template ({len(rendered)} rendered)")
+    out = []
+    for text in rendered:
+        # A template that writes BOS itself must not get a second one.
+        add_special = not (bos and text.startswith(bos))
+        tokens = session.tokenize(text, add_special=add_special, parse_special=True)
+        out.append(QaPrompt(text, tokens))
+    return out
+
+
+def answer_questions(
+    session: LlamaSession,
+    prompts: Sequence[QaPrompt],
+    qa_pairs: Sequence[tuple[str, str]],
+    log: LogFn,
+) -> list[QaAnswer]:
+    """Greedy first-line answers of ``session`` to every question."""
+    answers = []
+    for index, (prompt, (question, answer)) in enumerate(
+        zip(prompts, qa_pairs, strict=True)
+    ):
+        prompt_tokens = prompt.tokens
         if len(prompt_tokens) >= session.n_ctx:
             log(
                 f"exact-match: prompt of {len(prompt_tokens)} tokens skipped (too long)"
             )
+            answers.append(QaAnswer(index, question, answer, "", skipped=True))
             continue
+        answer_len = len(session.tokenize(answer, add_special=False))
+        budget = min(answer_len + 8, max(1, session.n_ctx - len(prompt_tokens)))
 
         def stop(generated: list[int]) -> bool:
             text = session.detokenize(generated)
             return "\n" in text.lstrip()
 
         generated, _, _ = session.generate_greedy(prompt_tokens, budget, stop=stop)
-        completion = session.detokenize(generated).strip().split("\n")[0]
-        hits += _normalise_answer(completion) == _normalise_answer(answer)
-    return hits / len(qa_pairs)
+        lines = session.detokenize(generated).strip().split("\n")
+        answers.append(QaAnswer(index, question, answer, lines[0] if lines else ""))
+    return answers
 
 
 def evaluate_gguf(
@@ -242,16 +282,40 @@ def evaluate_gguf(
         raise BackendError("context_tokens must be an even number of at least 16.")
     threads = max(1, int(request.threads))
 
-    progress(0.0, "load")
-    # Unreferenced memory maps of earlier steps (gguf-py readers) would count in
-    # this process's RSS, which is reported as the model's footprint.
-    gc.collect()
     # Tokenize first, with the reference's tokenizer alone (no weights): a text
     # too short for the context is refused before any model is loaded.
     with LlamaSession(request.reference_path, n_ctx=n_ctx, vocab_only=True) as vocab:
         tokens = vocab.tokenize(request.text)
         ref_vocab_size = vocab.n_vocab
     n_chunk = _chunks(tokens, n_ctx, request.max_chunks)
+
+    # Memory and speed next, in a fresh process that loads the artifact as a
+    # server would: this process has just quantized, its RSS is the job's.
+    progress(0.0, "measure memory and speed (fresh process)")
+    serving = measure_serving(
+        ServingRequest(
+            model_path=request.model_path,
+            context_tokens=n_ctx,
+            threads=threads,
+            prompt_tokens=int(request.bench_prompt_tokens),
+            generation_tokens=int(request.generation_tokens),
+            repetitions=int(request.bench_repetitions),
+        )
+    )
+    pp, tg = serving.prompt, serving.generation
+    log(
+        f"serving process {serving.pid}: peak RSS "
+        f"{serving.peak_memory_bytes / 2**20:.1f} MiB at n_ctx {n_ctx}; "
+        f"{pp.test} {pp.median:.1f} tok/s (min {min(pp.runs_tokens_per_s):.1f}, "
+        f"max {max(pp.runs_tokens_per_s):.1f}), {tg.test} {tg.median:.1f} tok/s "
+        f"(min {min(tg.runs_tokens_per_s):.1f}, max {max(tg.runs_tokens_per_s):.1f}); "
+        f"{len(tg.runs_tokens_per_s)} runs, {serving.threads} threads, load "
+        f"{serving.load_average_before[0]:.2f}->{serving.load_average_after[0]:.2f}"
+    )
+    for note in serving.notes:
+        log(f"serving: {note}")
+
+    progress(0.1, "load")
     candidate = LlamaSession(request.model_path, n_ctx=n_ctx, n_threads=threads)
     with contextlib.ExitStack() as stack:
         stack.callback(candidate.close)
@@ -261,34 +325,27 @@ def evaluate_gguf(
                 f"The model has {candidate.n_vocab:,} tokens in its vocabulary and the "
                 f"reference {ref_vocab_size:,}; they cannot be compared."
             )
-        rss_samples = [_rss_bytes()]
 
-        # Speed and memory first, while the candidate is the only model loaded.
-        progress(0.05, "generate")
-        prompt = candidate.tokenize(request.text)[: max(1, min(64, n_ctx // 4))]
-        gen_budget = max(1, min(request.generation_tokens, n_ctx - len(prompt)))
-        generated, _, decode_s = candidate.generate_greedy(prompt, gen_budget)
-        rss_samples.append(_rss_bytes())
-        gen_tps = len(generated) / decode_s if decode_s > 0 else 0.0
-        log(f"generated {len(generated)} tokens at {gen_tps:.1f} tokens/s")
-
-        exact_match: float | None = None
+        prompts: list[QaPrompt] = []
+        cand_answers: list[QaAnswer] = []
         if request.qa_pairs:
             progress(0.1, "exact-match")
-            exact_match = _exact_match(candidate, request.qa_pairs, log)
-            log(f"exact match {exact_match:.3f} over {len(request.qa_pairs)} prompts")
+            prompts = qa_prompts(
+                candidate,
+                request.qa_pairs,
+                chat_template=request.chat_template,
+                log=log,
+            )
+            cand_answers = answer_questions(candidate, prompts, request.qa_pairs, log)
 
-        # The first chunk, still alone: a full-context prefill is the candidate's
-        # memory high-water mark; its logits are kept for the scoring below.
         first = n_ctx // 2
-        bos = candidate.bos if candidate.add_bos else None
         candidate.clear()
-        t0 = time.perf_counter()
         first_logits: npt.NDArray[np.float32] | None = candidate.decode(
-            _chunk_tokens(tokens, 0, n_ctx, bos), logits_from=first
+            _chunk_tokens(
+                tokens, 0, n_ctx, candidate.bos if candidate.add_bos else None
+            ),
+            logits_from=first,
         )
-        prefill_s = time.perf_counter() - t0
-        rss_samples.append(_rss_bytes())
 
         progress(0.15, "load reference")
         reference = LlamaSession(request.reference_path, n_ctx=n_ctx, n_threads=threads)
@@ -315,9 +372,7 @@ def evaluate_gguf(
                 cand_logits, first_logits = first_logits, None
             else:
                 candidate.clear()
-                t0 = time.perf_counter()
                 cand_logits = candidate.decode(chunk, logits_from=first)
-                prefill_s += time.perf_counter() - t0
             blocks = _by_rows(
                 pool,
                 threads,
@@ -336,20 +391,35 @@ def evaluate_gguf(
             cand_score.count += len(targets)
             progress(0.2 + 0.8 * (index + 1) / n_chunk, "score")
 
+        task: dict[str, Any] | None = None
+        if request.qa_pairs:
+            progress(1.0, "exact-match (reference)")
+            ref_answers = answer_questions(reference, prompts, request.qa_pairs, log)
+            task = summarise(ref_answers, cand_answers)
+            task["chat_template"] = prompts[0].text != request.qa_pairs[0][0]
+            log(
+                f"exact match {task['exact_match']:.3f} (reference "
+                f"{task['reference_exact_match']:.3f}), normalised "
+                f"{task['normalised_match']:.3f} (reference "
+                f"{task['reference_normalised_match']:.3f}) over "
+                f"{task['questions']} prompts"
+            )
+
         count = cand_score.count
-        prompt_tps = n_chunk * n_ctx / prefill_s if prefill_s > 0 else 0.0
         result = EvaluateResult(
             perplexity=cand_score.perplexity,
             base_perplexity=ref_score.perplexity,
             kl_divergence=kl_sum / count,
             top1_agreement=agree / count,
             tokens_evaluated=count,
-            prompt_tokens_per_s=prompt_tps,
-            generation_tokens_per_s=gen_tps,
-            # Sampled before the reference was loaded: the candidate's footprint.
-            peak_memory_bytes=max(rss_samples),
-            load_time_s=candidate.load_time_s,
-            exact_match=exact_match,
+            prompt_tokens_per_s=pp.median,
+            generation_tokens_per_s=tg.median,
+            # The serving process's peak: the artifact's footprint, not the job's.
+            peak_memory_bytes=serving.peak_memory_bytes,
+            load_time_s=serving.load_time_s,
+            exact_match=task["exact_match"] if task else None,
+            serving=serving.to_dict(),
+            task=task,
         )
     log(
         f"perplexity {result.perplexity:.4f} (reference {result.base_perplexity:.4f}), "

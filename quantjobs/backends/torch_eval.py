@@ -43,6 +43,7 @@ from quantjobs.backends.base import (
     ProgressFn,
 )
 from quantjobs.backends.hf_source import validate_hf_dir
+from quantjobs.backends.task_quality import QaAnswer, summarise
 from quantjobs.backends.torchq.checkpoint import LoadedModel, load_causal_lm
 
 MAX_LOGIT_STORE_BYTES = 16 * 1024**3
@@ -122,6 +123,8 @@ def evaluate_hf(
             ref_top1.append(logprobs.argmax(dim=-1).cpu().numpy())
             store.write(logprobs.cpu().numpy().astype(np.float32).tobytes())
             progress(0.4 * ((i + 1) / len(chunks)), "eval: reference")
+        # The reference answers the prompt/answer set too: the drop is paired.
+        ref_answers = _qa_answers(reference, request.qa_pairs, log)
         del reference
         _release_memory(device)
 
@@ -167,7 +170,13 @@ def evaluate_hf(
             gen_tps = _decode_tokens_per_s(
                 candidate, tokens[: min(32, len(tokens))], request.generation_tokens
             )
-            exact = _exact_match(candidate, request.qa_pairs, log)
+            cand_answers = _qa_answers(candidate, request.qa_pairs, log)
+            task = summarise(ref_answers, cand_answers) if request.qa_pairs else None
+            if task is not None:
+                task["chat_template"] = bool(
+                    getattr(candidate.tokenizer, "chat_template", None)
+                )
+            exact = task["exact_match"] if task else None
             gpu_peak = (
                 int(torch.cuda.max_memory_allocated())
                 if device.type == "cuda"
@@ -186,6 +195,7 @@ def evaluate_hf(
         load_time_s=load_time_s,
         gpu_peak_memory_bytes=gpu_peak,
         exact_match=exact,
+        task=task,
     )
     log(
         f"ppl {result.perplexity:.3f} (reference {result.base_perplexity:.3f}), "
@@ -290,31 +300,27 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def _exact_match(
+def _qa_answers(
     loaded: LoadedModel, qa_pairs: Sequence[tuple[str, str]], log: LogFn
-) -> float | None:
-    """Fraction of questions whose greedy answer's first line is the answer.
+) -> list[QaAnswer]:
+    """Every question's greedy answer (first non-empty line) by ``loaded``.
 
-    The first non-empty line of the completion must equal the expected answer
-    after normalization, or start with it followed by a word boundary (so
-    "Paris." and "Paris is the capital" both count for "Paris").
+    Verdicts are task_quality's: exact (as written) and normalised match.
     """
-    if not qa_pairs:
-        return None
     tokenizer = loaded.tokenizer
     stop = _stop_ids(loaded)
-    hits = 0
-    for question, answer in qa_pairs:
+    answers = []
+    for index, (question, answer) in enumerate(qa_pairs):
         prompt = _qa_prompt(tokenizer, question)
         budget = len(_tokenize(tokenizer, answer)) + QA_EXTRA_TOKENS
         generated, _ = _greedy(loaded, prompt, budget, stop)
         text = tokenizer.decode(generated, skip_special_tokens=True)
         line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        got, want = normalize_answer(line), normalize_answer(answer)
-        if want and (got == want or got.startswith(want + " ")):
-            hits += 1
-    log(f"Exact match {hits}/{len(qa_pairs)}")
-    return hits / len(qa_pairs)
+        answers.append(QaAnswer(index, question, answer, line.strip()))
+    if qa_pairs:
+        hits = sum(a.normalised for a in answers)
+        log(f"Normalised match {hits}/{len(qa_pairs)}")
+    return answers
 
 
 def _qa_prompt(tokenizer: Any, question: str) -> list[int]:

@@ -43,6 +43,7 @@ ROUTES: dict[str, Route] = {
     "job-cancel": Route("queued_job", ("POST",)),
     "job-rerun": Route("job", ("POST",)),
     "artifact-download": Route("artifact", ("GET",), owner_get=200),
+    "job-answers": Route("job", ("GET",)),
     "token-revoke": Route("token", ("POST",)),
     "plan-detail-export": Route("plan", ("GET",), owner_get=200),
     "plan-rename": Route("plan", ("POST",)),
@@ -67,6 +68,7 @@ ROUTES: dict[str, Route] = {
     "api-plan-recipes": Route("plan", ("GET",), owner_get=200),
     "api-plan-recipe-download": Route("plan", ("GET",), owner_get=200),
     "api-job-detail": Route("job", ("GET",), owner_get=200),
+    "api-job-result-answers": Route("job", ("GET",)),
     "api-job-cancel": Route("queued_job", ("POST",)),
     "api-job-rerun": Route("job", ("POST",)),
     "api-job-recipes": Route("job", ("GET",), owner_get=200),
@@ -114,6 +116,8 @@ def _kwargs(name: str, owned: Any) -> dict[str, Any]:
         kwargs["recipe_id"] = (
             owned.plan_recipe_id if route.obj == "plan" else owned.job_recipe_id
         )
+    if name.endswith("answers"):
+        kwargs["fmt"] = "gguf-Q4_K_M"
     return kwargs
 
 

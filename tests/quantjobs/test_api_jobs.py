@@ -45,6 +45,16 @@ def test_a_queued_job_without_a_worker_says_what_it_waits_for(
             "not a gguf format",
         ),
         ({"method": "nope", "formats": ["x"]}, "method", "valid choice"),
+        (
+            {"method": "gguf", "formats": ["gguf-Q8_0"], "bench_repetitions": 0},
+            "bench_repetitions",
+            "greater than or equal to 1",
+        ),
+        (
+            {"method": "gguf", "formats": ["gguf-Q8_0"], "bench_prompt_tokens": 9000},
+            "bench_prompt_tokens",
+            "less than or equal to 8192",
+        ),
         ({"method": "gguf", "formats": []}, "formats", ""),
         (
             {
@@ -158,3 +168,24 @@ def test_a_bad_evaluation_file_is_a_400_on_that_field(api: Any, redis_url: str) 
     )
     assert response.status_code == 400, response.content
     assert "eval_file" in response.json()
+
+
+def test_speed_test_settings_reach_the_job(api: Any, redis_url: str) -> None:
+    from quantjobs.models import Job
+
+    response = api.post(
+        "/api/v1/jobs/",
+        {
+            "method": "gguf",
+            "formats": ["gguf-Q8_0"],
+            "bench_prompt_tokens": 128,
+            "bench_generation_tokens": 32,
+            "bench_repetitions": 3,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    options = Job.objects.get(pk=response.json()["id"]).options
+    assert options["bench_prompt_tokens"] == 128
+    assert options["bench_generation_tokens"] == 32
+    assert options["bench_repetitions"] == 3

@@ -35,6 +35,10 @@ def test_sample_q8_0_and_q4_k_m_end_to_end(
             "source_kind": "sample",
             "max_chunks": 6,
             "context_tokens": 512,
+            # Smaller than llama-bench's pp512/tg128 x5 to keep the test short.
+            "bench_prompt_tokens": 128,
+            "bench_generation_tokens": 32,
+            "bench_repetitions": 3,
         },
         format="json",
     )
@@ -64,6 +68,23 @@ def test_sample_q8_0_and_q4_k_m_end_to_end(
         assert abs(row["artifact_bytes_diff_pct"]) < 0.5, row
         assert row["generation_tokens_per_s"] > 0 and row["prompt_tokens_per_s"] > 0
         assert row["peak_memory_bytes"] > 50 * 2**20
+        # Memory of a fresh serving process, not of the job that quantized it.
+        speed = row["speed"]
+        assert "fresh process" in row["memory_measured_how"]
+        assert speed["process_id"] and speed["threads"] >= 1
+        assert row["job_peak_memory_bytes"] > row["peak_memory_bytes"]
+        assert abs(row["memory_diff_pct"]) < 10, row
+        assert speed["generation"]["repetitions"] == 3
+        assert speed["prompt"]["test"] == "pp128"
+        gen = speed["generation"]
+        assert gen["min_tokens_per_s"] <= gen["median_tokens_per_s"]
+        assert gen["median_tokens_per_s"] <= gen["max_tokens_per_s"]
+        # Projected speed for this worker's device stands beside it.
+        assert row["projected_generation_tokens_per_s"] > 0
+        assert row["projected_prompt_tokens_per_s"] > 0
+        assert row["generation_tokens_per_s_diff_pct"] is not None
+        assert "generation_tokens_per_s" in row["provenance"]["measured"]
+        assert "projected_generation_tokens_per_s" in row["provenance"]["estimated"]
 
         download = api.get(f"/api/v1/artifacts/{row['artifact_id']}/download/")
         assert download.status_code == 200

@@ -209,6 +209,37 @@ def _run_llama_quantize(
         raise _quantize_failure(logs.reason(mark), target)
 
 
+IMATRIX_CHOICES = ("auto", "on", "off")
+
+
+def want_imatrix(target: GgufType, choice: object) -> bool:
+    """Whether to compute an importance matrix for ``target``.
+
+    ``choice``: "auto" (default) where llama.cpp needs one or recommends one
+    (every IQ type), "on" for every quantized type, "off" never (a type that
+    needs one is refused). ``True``/``False`` are read as "on"/"off".
+    """
+    if choice is True:
+        choice = "on"
+    elif choice is False or choice is None or choice == "":
+        choice = "auto" if choice is None or choice == "" else "off"
+    if choice not in IMATRIX_CHOICES:
+        raise BackendError(
+            f"imatrix must be one of {', '.join(IMATRIX_CHOICES)}, not {choice!r}."
+        )
+    if target.is_float:
+        return False
+    if choice == "off":
+        if target.needs_imatrix:
+            raise BackendError(
+                f"{target.name} needs an importance matrix; set imatrix to auto or on, "
+                "or choose a type that does not need one (Q2_K, Q3_K_M, Q4_K_M...)."
+            )
+        return False
+    recommended = target.needs_imatrix or target.name.startswith("IQ")
+    return choice == "on" or recommended
+
+
 def _check_family(model_dir: Path) -> None:
     """Refuse a family the GGUF path is not proven on (job creation checks first)."""
     from quantjobs.backends.families import unsupported_reason
@@ -284,8 +315,7 @@ class GgufBackend:
 
         # 3. importance matrix, when the type needs one (or it is asked for).
         imatrix_values: dict[str, Any] | None = None
-        want_imatrix = target.needs_imatrix or bool(request.options.get("imatrix"))
-        if want_imatrix and not target.is_float:
+        if want_imatrix(target, request.options.get("imatrix")):
             imatrix_values, metadata["imatrix"] = self._imatrix(
                 request, base, threads, _stage(progress, 0.35, 0.55), log
             )

@@ -209,21 +209,45 @@ class LlamaSession:
 
     # -- text <-> tokens ---------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        """Tokens of ``text``; BOS added if the model asks for it and add_special."""
+    def tokenize(
+        self, text: str, *, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
+        """Tokens of ``text``; BOS added if the model asks for it and add_special.
+
+        ``parse_special``: control tokens written as text (``<|im_start|>`` in a
+        rendered chat template) become those tokens.
+        """
         data = text.encode("utf-8")
         capacity = len(data) + 16
         buf = (self._llama.llama_token * capacity)()
         n = self._llama.llama_tokenize(
-            self.vocab, data, len(data), buf, capacity, add_special, False
+            self.vocab, data, len(data), buf, capacity, add_special, parse_special
         )
         if n < 0:  # cannot happen with one token per byte plus room, but be safe
             capacity = -n
             buf = (self._llama.llama_token * capacity)()
             n = self._llama.llama_tokenize(
-                self.vocab, data, len(data), buf, capacity, add_special, False
+                self.vocab, data, len(data), buf, capacity, add_special, parse_special
             )
         return list(buf[:n])
+
+    def chat_template(self) -> str | None:
+        """The model file's default chat template (Jinja text), if it has one."""
+        raw = self._llama.llama_model_chat_template(self._model, None)
+        if not raw:
+            return None
+        text = (
+            raw.decode("utf-8", errors="replace")
+            if isinstance(raw, bytes)
+            else str(raw)
+        )
+        return text or None
+
+    def token_text(self, token: int) -> str:
+        """The text of one token, special tokens included (``<s>``, ``<|im_end|>``)."""
+        buf = ctypes.create_string_buffer(256)
+        n = self._llama.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(0, n)].decode("utf-8", errors="replace")
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of ``tokens`` (special tokens left out)."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -57,6 +60,32 @@ class Command(BaseCommand):
         parser.add_argument("--context", type=int, default=None)
         parser.add_argument("--max-chunks", type=int, default=None)
         parser.add_argument(
+            "--bench-prompt-tokens", type=int, default=None, help="pp test (512)."
+        )
+        parser.add_argument(
+            "--bench-generation-tokens", type=int, default=None, help="tg test (128)."
+        )
+        parser.add_argument(
+            "--bench-repetitions", type=int, default=None, help="Speed runs (5)."
+        )
+        parser.add_argument(
+            "--calibration-file",
+            default=None,
+            help="A .txt of your domain for the importance matrix, AWQ and GPTQ.",
+        )
+        parser.add_argument(
+            "--imatrix",
+            choices=["auto", "on", "off"],
+            default=None,
+            help="Importance matrix: where llama.cpp recommends one (auto), always, never.",
+        )
+        parser.add_argument(
+            "--chat-template",
+            choices=["auto", "off"],
+            default=None,
+            help="Prompt/answer sets in the model's chat template (auto) or bare.",
+        )
+        parser.add_argument(
             "--timeout", type=float, default=None, help="Seconds to --wait."
         )
         parser.add_argument("--wait", action="store_true")
@@ -72,9 +101,30 @@ class Command(BaseCommand):
             raise CommandError(f"{eval_path}: no such file.")
         opts = {
             k: options[o]
-            for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks"))
+            for k, o in (
+                ("context_tokens", "context"),
+                ("max_chunks", "max_chunks"),
+                ("bench_prompt_tokens", "bench_prompt_tokens"),
+                ("bench_generation_tokens", "bench_generation_tokens"),
+                ("bench_repetitions", "bench_repetitions"),
+                ("chat_template", "chat_template"),
+                ("imatrix", "imatrix"),
+            )
             if options[o]
         }
+        for key, low, high in (
+            ("bench_prompt_tokens", 1, 8192),
+            ("bench_generation_tokens", 1, 4096),
+            ("bench_repetitions", 1, 50),
+        ):
+            value = options[key]
+            if value is not None and not low <= value <= high:
+                flag = "--" + key.replace("_", "-")
+                raise CommandError(f"{flag} must be between {low} and {high}.")
+        if options["calibration_file"]:
+            opts.update(
+                self._store_calibration(user.pk, Path(options["calibration_file"]))
+            )
         try:
             # The service checks and stores the file only if the job is accepted.
             with ExitStack() as stack:
@@ -145,6 +195,21 @@ class Command(BaseCommand):
         if user is None:
             user = users.create_user(username="cli", password=None)
         return user
+
+    def _store_calibration(self, user_id: int, path: Path) -> dict[str, str]:
+        from quantjobs.evaltext import EvalTextError, parse_calibration_text
+
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file.")
+        try:
+            parse_calibration_text(path.read_bytes(), path.name)
+        except EvalTextError as exc:
+            raise CommandError(str(exc)) from None
+        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "calibration"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{uuid.uuid4()}.txt"
+        shutil.copyfile(path, dest)
+        return {"calibration_text_path": str(dest), "calibration_text_name": path.name}
 
     def _wait(self, job: Job, timeout: float | None, *, quiet: bool) -> Job:
         deadline = time.monotonic() + timeout if timeout else None

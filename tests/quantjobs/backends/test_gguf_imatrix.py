@@ -114,3 +114,24 @@ def test_iq2_xxs_is_quantized_with_a_computed_imatrix(tmp_path: Path) -> None:
     with LlamaSession(result.artifact_path, n_ctx=64) as session:
         tokens, _, _ = session.generate_greedy(session.tokenize("Python is"), 8)
     assert tokens
+
+
+@pytest.mark.slow
+def test_q4_k_m_uses_an_importance_matrix_from_the_users_text_on_request(
+    tmp_path: Path,
+) -> None:
+    own_text = default_calibration_text()[::-1]  # any text that is not the default
+    result = GgufBackend().quantize(
+        QuantizeRequest(
+            source_path=sample_path(SAMPLE),
+            source_kind="gguf",
+            format="gguf-Q4_K_M",
+            work_dir=tmp_path,
+            calibration_text=own_text,
+            options={"imatrix": "on", "imatrix_chunks": 1},
+        ),
+        nothing,
+        nothing,
+    )
+    meta = result.metadata["imatrix"]
+    assert meta["source"] == "request" and meta["tokens"] == 512  # tokens really used

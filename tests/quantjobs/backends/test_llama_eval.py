@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,10 @@ def request(**overrides: object) -> EvaluateRequest:
         "text": default_eval_text(),
         "context_tokens": 256,
         "max_chunks": 2,
+        # Small speed tests: the sample is tiny and these tests are about scoring.
         "generation_tokens": 16,
+        "bench_prompt_tokens": 64,
+        "bench_repetitions": 2,
     }
     fields.update(overrides)
     return EvaluateRequest(**fields)  # type: ignore[arg-type]
@@ -68,6 +72,14 @@ def test_a_model_compared_with_itself_agrees_exactly() -> None:
     assert measured.tokens_evaluated == 2 * (256 - 128 - 1)
     assert 5 < measured.perplexity < 50
     assert measured.exact_match is None
+    # Memory and speed come from a fresh serving process, not this one.
+    assert measured.serving is not None
+    assert measured.serving["pid"] != os.getpid()
+    assert measured.peak_memory_bytes == measured.serving["peak_memory_bytes"]
+    assert measured.generation_tokens_per_s == pytest.approx(
+        measured.serving["generation"]["median_tokens_per_s"], rel=1e-3
+    )
+    assert measured.serving["generation"]["repetitions"] == 2
     assert progress[-1] == (1.0, "done")
     assert [f for f, _ in progress] == sorted(f for f, _ in progress)
 
@@ -104,16 +116,41 @@ def test_answers_are_compared_after_normalising() -> None:
     assert _normalise_answer("4") != _normalise_answer("40")
 
 
-def test_exact_match_scores_the_greedy_first_line() -> None:
+def test_exact_match_scores_the_greedy_first_line_of_both_models() -> None:
     measured = evaluate_gguf(
         request(
             max_chunks=2,
             qa_pairs=(("The capital of France is", "Paris"), ("2 + 2 =", "banana")),
+            chat_template="off",
         ),
         nothing,
         nothing,
     )
-    assert measured.exact_match == 0.5
+    task = measured.task
+    assert task is not None and task["questions"] == 2
+    assert task["normalised_match"] == 0.5
+    assert measured.exact_match == task["exact_match"] <= task["normalised_match"]
+    # The model is its own reference here: same answers, no drop.
+    assert task["reference_normalised_match"] == 0.5
+    assert task["normalised_match_drop"]["points"] == 0.0
+    rows = task["rows"]
+    assert [r["answer"] for r in rows] == ["Paris", "banana"]
+    assert rows[0]["normalised"] and not rows[1]["normalised"]
+    assert rows[0]["output"] == rows[0]["reference_output"]
+    assert task["chat_template"] is False
+
+
+def test_an_instruct_model_gets_its_questions_in_its_chat_template() -> None:
+    logs: list[str] = []
+    measured = evaluate_gguf(
+        request(qa_pairs=(("What is the capital of France? One word.", "Paris"),)),
+        nothing,
+        logs.append,
+    )
+    assert measured.task is not None and measured.task["chat_template"] is True
+    assert any("chat template" in line for line in logs)
+    (row,) = measured.task["rows"]
+    assert row["output"]  # the model answered something on its first line
 
 
 @pytest.mark.slow

@@ -52,6 +52,11 @@ def test_a_model_against_itself_has_zero_divergence(tiny_model: Path) -> None:
     assert result.peak_memory_bytes > 0 and result.load_time_s > 0
     assert result.gpu_peak_memory_bytes is None or result.gpu_peak_memory_bytes > 0
     assert result.exact_match == 0.0  # random weights answer nothing right
+    # The reference answered the same questions: paired scores and drop.
+    assert result.task is not None
+    assert result.task["reference_normalised_match"] == 0.0
+    assert result.task["normalised_match_drop"]["points"] == 0.0
+    assert len(result.task["rows"]) == result.task["questions"]
     fractions = [f for f, _ in stages]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 

@@ -1,0 +1,105 @@
+"""The serving measurement: a fresh llama.cpp process, llama-bench's pp/tg runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from quantjobs.backends.base import BackendError
+from quantjobs.backends.gguf.serving import (
+    ServingMeasurement,
+    ServingRequest,
+    measure_serving,
+)
+from quantjobs.samples import sample_path
+
+SAMPLE = "smollm2-135m-instruct-q4_1"
+
+
+def small(**overrides: object) -> ServingRequest:
+    fields: dict[str, object] = {
+        "model_path": sample_path(SAMPLE),
+        "context_tokens": 256,
+        "threads": 2,
+        "prompt_tokens": 64,
+        "generation_tokens": 16,
+        "repetitions": 3,
+    }
+    fields.update(overrides)
+    return ServingRequest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def measured() -> ServingMeasurement:
+    return measure_serving(small())
+
+
+def test_memory_is_the_peak_of_a_fresh_process_not_this_one(
+    measured: ServingMeasurement,
+) -> None:
+    assert measured.pid != os.getpid()
+    assert measured.context_tokens == 256
+    # The sample's weights (~87 MB) are in it, and a pure-Python process is not.
+    assert measured.peak_memory_bytes > sample_path(SAMPLE).stat().st_size
+    # The kernel syncs per-thread RSS counters lazily: VmHWM can read a few
+    # hundred KiB lower later. The bench runs add nothing beyond that.
+    assert measured.peak_memory_after_bench_bytes == pytest.approx(
+        measured.peak_memory_bytes, rel=0.02
+    )
+
+
+def test_speed_has_every_repetition_and_a_median_inside_the_spread(
+    measured: ServingMeasurement,
+) -> None:
+    for samples, test in ((measured.prompt, "pp64"), (measured.generation, "tg16")):
+        assert samples.test == test
+        runs = samples.runs_tokens_per_s
+        assert len(runs) == 3 and all(r > 0 for r in runs)
+        assert min(runs) <= samples.median <= max(runs)
+        summary = samples.summary()
+        assert summary["repetitions"] == 3
+        assert summary["min_tokens_per_s"] <= summary["median_tokens_per_s"]
+        assert summary["median_tokens_per_s"] <= summary["max_tokens_per_s"]
+
+
+def test_the_conditions_are_recorded(measured: ServingMeasurement) -> None:
+    assert measured.threads == 2
+    assert len(measured.load_average_before) == 3
+    assert len(measured.load_average_after) == 3
+    assert "AVX" in measured.system_info  # llama_print_system_info() of the build
+    assert measured.cpu_model
+    again = ServingMeasurement.from_dict(measured.to_dict())
+    assert again == measured
+
+
+def test_a_prompt_test_longer_than_the_context_gets_its_own_context() -> None:
+    measured = measure_serving(small(context_tokens=64, prompt_tokens=128))
+    assert measured.context_tokens == 64
+    assert measured.bench_context_tokens == 128
+    assert any("128-token context" in note for note in measured.notes)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"repetitions": 0}, "bench_repetitions must be between 1 and 50"),
+        ({"prompt_tokens": 0}, "bench_prompt_tokens must be between 1 and 8192"),
+        ({"generation_tokens": 5000}, "bench_generation_tokens must be between"),
+    ],
+)
+def test_settings_that_cannot_be_measured_are_refused(
+    overrides: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(BackendError, match=reason):
+        measure_serving(small(**overrides))
+
+
+def test_a_file_llama_cpp_cannot_load_fails_with_its_reason(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"NOTAGGUF" * 64)
+    with pytest.raises(
+        BackendError, match=r"serving measurement of bogus.gguf failed: .*bogus.gguf"
+    ):
+        measure_serving(small(model_path=bogus))
