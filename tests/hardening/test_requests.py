@@ -445,6 +445,9 @@ def test_the_proxy_and_gunicorn_bound_requests_too() -> None:
     assert body_limits == {
         "/": "2m",
         "/api/v1/uploads/": "2049m",
+        # The uploads page's form and its resumable (tus) browser uploads.
+        "/uploads/": "2049m",
+        "/uploads/tus/": "2049m",
         "/api/v1/jobs/": "9m",
         "/jobs/new/": "9m",
     }
