@@ -19,7 +19,6 @@ from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import artifact_response
-from quantjobs.uploads import UploadError, eval_text_store
 
 
 @require_http_methods(["GET", "POST"])
@@ -112,15 +111,6 @@ def _job_initial(request: HttpRequest) -> dict[str, Any]:
 
 def _create_job(request: HttpRequest, form: JobForm) -> Any:
     data = form.cleaned_data
-    eval_path, eval_name = "", ""
-    if data.get("eval_file"):
-        try:
-            eval_path, eval_name = eval_text_store(
-                user_id=request.user.pk, uploaded=data["eval_file"]
-            )
-        except UploadError as exc:
-            form.add_error("eval_file", str(exc))
-            return None
     try:
         return services.job_create(
             user=request.user,
@@ -129,8 +119,7 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             source_kind=data["source_kind"],
             source_ref=data.get("source_ref") or "",
             name=data.get("name") or "",
-            eval_text_path=eval_path,
-            eval_text_name=eval_name,
+            eval_file=data.get("eval_file") or None,
             options=form.cleaned_options(),
             plan_id=data.get("plan"),
         )

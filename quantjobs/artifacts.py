@@ -1,4 +1,6 @@
-"""Artifacts on disk: checked, then moved into place atomically; deleted as a whole."""
+"""Artifacts on disk: the one module that publishes them (hashed once, checked
+against what the backend reported, moved into place atomically, recorded with their
+result) and deletes them as a whole."""
 
 from __future__ import annotations
 
@@ -7,12 +9,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Sum
 
 from quantjobs.backends.base import sha256_file
-from quantjobs.models import Artifact, Job
+from quantjobs.models import Artifact, Job, JobResult, ModelUpload
 
 
 class ArtifactCheckFailed(Exception):
@@ -94,6 +98,42 @@ def publish_artifact(
         raise
 
 
+def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
+    """Publish the artifact of one ``result`` event of the child and record its
+    measurements; a format published before (by a lost attempt) is replaced."""
+    from quantjobs.projections import projection_for
+
+    work_root = Path(settings.QUANTPLAN_WORK_ROOT).resolve()
+    source = Path(str(event["artifact_path"])).resolve()
+    if work_root not in source.parents:
+        raise RuntimeError(f"artifact outside the work directory: {source}")
+    fmt = str(event["format"])
+    for old in Artifact.objects.filter(job=job, format=fmt):
+        delete_artifact(old)
+    with transaction.atomic():
+        artifact = publish_artifact(
+            job=job,
+            fmt=fmt,
+            temp_path=source,
+            expected_sha256=str(event["sha256"]),
+        )
+        meta = event.get("metadata") or {}
+        result, _ = JobResult.objects.update_or_create(
+            job=job,
+            format=fmt,
+            defaults={
+                "artifact": artifact,
+                "metrics": {
+                    **event.get("metrics", {}),
+                    "artifact_kind": event.get("artifact_kind"),
+                    "metadata": meta,
+                },
+                "projection": projection_for(job, fmt),
+            },
+        )
+    return result
+
+
 def delete_artifact(artifact: Artifact) -> None:
     """Remove an artifact's file, its folder and its row."""
     path = artifact_abspath(artifact)
@@ -106,6 +146,11 @@ def delete_artifact(artifact: Artifact) -> None:
 
 
 def storage_used_bytes(*, user_id: int) -> int:
-    """Bytes of artifacts a user holds."""
-    total = Artifact.objects.filter(user_id=user_id).aggregate(total=Sum("size_bytes"))
-    return int(total["total"] or 0)
+    """Bytes a user holds: artifacts and uploaded models (as stored, unpacked)."""
+    artifacts = Artifact.objects.filter(user_id=user_id).aggregate(
+        total=Sum("size_bytes")
+    )
+    uploads = ModelUpload.objects.filter(user_id=user_id).aggregate(
+        total=Sum("size_bytes")
+    )
+    return int(artifacts["total"] or 0) + int(uploads["total"] or 0)

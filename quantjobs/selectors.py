@@ -78,7 +78,9 @@ def measured_quality_for_model(
     measured: dict[str, Any] = {}
     results = (
         JobResult.objects.filter(
-            job__user=user, job__model_id=model_id, job__status=Job.Status.SUCCEEDED
+            job__user=user,
+            job__model_id=model_id,
+            job__status__in=list(Job.KEEPS_ARTIFACTS),
         )
         .order_by("created_at")
         .select_related("job")

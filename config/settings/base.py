@@ -147,9 +147,38 @@ QUANTPLAN_LOCAL_MODEL_DIRS: list[str] = env.list(
 )
 # A worker whose job shows no heartbeat for this long is presumed dead.
 QUANTPLAN_HEARTBEAT_STALE_S = env.int("QUANTPLAN_HEARTBEAT_STALE_S", default=60)
+# A queued job whose message is not in the broker this long after it was sent is
+# sent again, at most QUANTPLAN_MAX_SENDS times in all; then it fails with the reason.
+QUANTPLAN_RESEND_AFTER_S = env.int("QUANTPLAN_RESEND_AFTER_S", default=120)
+QUANTPLAN_MAX_SENDS = env.int("QUANTPLAN_MAX_SENDS", default=3)
+# Resource limits of a job's child process, sized from the job's projection with
+# headroom; the floors apply to small models and to jobs without a projection.
+QUANTPLAN_JOB_MEMORY_FLOOR_BYTES = env.int(
+    "QUANTPLAN_JOB_MEMORY_FLOOR_BYTES", default=4 * 1024**3
+)
+QUANTPLAN_JOB_LIMIT_HEADROOM = env.float("QUANTPLAN_JOB_LIMIT_HEADROOM", default=2.0)
+QUANTPLAN_JOB_CPU_FLOOR_S = env.int("QUANTPLAN_JOB_CPU_FLOOR_S", default=3600)
+QUANTPLAN_JOB_CPU_S_PER_GB = env.int("QUANTPLAN_JOB_CPU_S_PER_GB", default=3600)
 
 # --- Celery -------------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Without REDIS_URL every process of this instance (web, workers, manage.py
+# commands) uses the embedded broker `manage.py up` starts: up writes its URL to
+# var/run/broker-url; before that, its default port.
+QUANTPLAN_EMBEDDED_REDIS_PORT = env.int("QUANTPLAN_EMBEDDED_REDIS_PORT", default=6390)
+BROKER_URL_FILE = VAR_DIR / "run" / "broker-url"
+
+
+def _embedded_broker_url() -> str:
+    try:
+        written = BROKER_URL_FILE.read_text().strip()
+    except OSError:
+        written = ""
+    if written.startswith(("redis://", "rediss://", "unix://")):
+        return written
+    return f"redis://127.0.0.1:{QUANTPLAN_EMBEDDED_REDIS_PORT}/0"
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded_broker_url()
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -86,10 +86,26 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
         }
 
 
+class FormatOutcomeOutput(serializers.Serializer[Any]):
+    """How one requested format of a job ended."""
+
+    format = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "succeeded", "failed", "not run"]
+    )
+    error = serializers.CharField(allow_blank=True)
+
+
 class JobOutput(serializers.ModelSerializer[Job]):
-    """A job as its owner sees it."""
+    """A job as its owner sees it.
+
+    ``status`` PARTIAL means some formats succeeded (their results and artifacts
+    stay, downloadable and counted in the storage quota) and one failed;
+    ``format_outcomes`` says, per format, which.
+    """
 
     results = ResultOutput(many=True, read_only=True)
+    format_outcomes = FormatOutcomeOutput(many=True, read_only=True)
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
     duration_s = serializers.FloatField(allow_null=True)
     waiting_for = serializers.SerializerMethodField()
@@ -119,6 +135,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "duration_s",
             "waiting_for",
             "plan",
+            "format_outcomes",
             "results",
             "log",
         ]

@@ -28,7 +28,6 @@ from quantjobs.downloads import artifact_response
 from quantjobs.models import Artifact, Job
 from quantjobs.uploads import (
     UploadError,
-    eval_text_store,
     model_upload_delete,
     model_upload_store,
 )
@@ -43,16 +42,7 @@ def queues_without_workers() -> set[str]:
 
 
 def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
-    """Shared by the API and the pages: store the eval file, then create the job."""
-    user = request.user
-    eval_path, eval_name = "", ""
-    if data.get("eval_file"):
-        try:
-            eval_path, eval_name = eval_text_store(
-                user_id=user.pk, uploaded=data["eval_file"]
-            )
-        except UploadError as exc:
-            raise ValidationError({"eval_file": [str(exc)]}) from None
+    """Map validated API input onto the one job-creating service."""
     options = {
         key: data[key]
         for key in ("context_tokens", "max_chunks", "timeout_s")
@@ -60,15 +50,14 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
     }
     try:
         return services.job_create(
-            user=user,
+            user=request.user,
             method=data["method"],
             formats=data["formats"],
             source_kind=data.get("source_kind") or Job.SourceKind.SAMPLE,
             source_ref=data.get("source_ref") or "",
             source_revision=data.get("source_revision") or "",
             name=data.get("name") or "",
-            eval_text_path=eval_path,
-            eval_text_name=eval_name,
+            eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
             queue=data.get("queue"),
