@@ -59,6 +59,7 @@ def workers_online(timeout_s: float = 1.0) -> dict[str, list[str]]:
 
 
 RUN_JOB_TASK = "quantjobs.run_job"
+CHECK_UPLOAD_TASK = "quantjobs.check_upload"
 
 
 def job_enqueue(job: Any) -> None:
@@ -78,6 +79,21 @@ def job_enqueue(job: Any) -> None:
             job.append_log("The job queue was unreachable; it will be sent again.")
             return
         job.mark_sent(task_id=str(result.id))
+
+    transaction.on_commit(send)
+
+
+def upload_check_enqueue(upload: Any) -> None:
+    """Queue the check of an uploaded model on the cpu queue, after commit."""
+    from config.celery import app
+
+    def send() -> None:
+        try:
+            app.send_task(
+                CHECK_UPLOAD_TASK, args=[str(upload.pk)], queue="cpu", retry=False
+            )
+        except Exception:
+            logger.warning("upload %s: could not reach the broker", upload.pk)
 
     transaction.on_commit(send)
 

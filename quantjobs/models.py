@@ -298,6 +298,11 @@ class ModelUpload(models.Model):
         GGUF = "gguf", "GGUF file"
         HF = "hf", "Hugging Face safetensors directory"
 
+    class Status(models.TextChoices):
+        CHECKING = "checking", "Checking"
+        READY = "ready", "Ready"
+        REFUSED = "refused", "Refused"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_uploads"
@@ -309,7 +314,12 @@ class ModelUpload(models.Model):
     sha256 = models.CharField(max_length=64)
     model_id = models.CharField(max_length=200, blank=True)
     summary = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.READY, db_index=True
+    )
+    reason = models.TextField(blank=True, help_text="Why it was refused.")
     created_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

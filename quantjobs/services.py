@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.uploadedfile import UploadedFile
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -129,7 +129,7 @@ def job_create(
     options: dict[str, Any] | None = None,
     plan_id: Any = None,
     queue: str | None = None,
-    eval_file: UploadedFile | None = None,
+    eval_file: File | None = None,
 ) -> Job:
     """Validate a job request, store it QUEUED and enqueue it after commit.
 

@@ -116,6 +116,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
 )
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 QUANTPLAN_MAX_UPLOAD_BYTES = env.int("QUANTPLAN_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# An uploaded archive unpacks to at most the user's remaining storage quota and this
+# hard cap, at most QUANTPLAN_UPLOAD_MAX_RATIO times its packed size, into at most
+# QUANTPLAN_UPLOAD_MAX_FILES files; anything more is refused before it is unpacked.
+QUANTPLAN_MAX_UNPACKED_BYTES = env.int(
+    "QUANTPLAN_MAX_UNPACKED_BYTES", default=4 * 1024**3
+)
+QUANTPLAN_UPLOAD_MAX_RATIO = env.int("QUANTPLAN_UPLOAD_MAX_RATIO", default=100)
+QUANTPLAN_UPLOAD_MAX_FILES = env.int("QUANTPLAN_UPLOAD_MAX_FILES", default=1000)
 QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
     "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=20 * 1024**2
 )

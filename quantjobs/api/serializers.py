@@ -178,7 +178,9 @@ class ArtifactOutput(serializers.ModelSerializer[Artifact]):
 
 
 class UploadOutput(serializers.Serializer[Any]):
-    """An uploaded model, usable as a job source (``source_kind: upload``)."""
+    """An uploaded model, usable as a job source (``source_kind: upload``) once
+    ``status`` is ready; ``size_bytes`` (unpacked, once checked) counts in the
+    storage quota."""
 
     id = serializers.UUIDField()
     filename = serializers.CharField()
@@ -186,7 +188,14 @@ class UploadOutput(serializers.Serializer[Any]):
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     summary = serializers.DictField()
+    status = serializers.ChoiceField(
+        choices=["checking", "ready", "refused"],
+        help_text="checking (on a worker), then ready, or refused with the reason; "
+        "only a ready upload can be a job's source.",
+    )
+    reason = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
+    checked_at = serializers.DateTimeField(allow_null=True)
 
 
 class UploadCreateInput(serializers.Serializer[Any]):

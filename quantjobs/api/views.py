@@ -197,7 +197,12 @@ class ArtifactDownloadApi(APIView):
 
 
 class UploadListCreateApi(APIView):
-    """Upload a model (GGUF, or an archive of a safetensors directory), or list uploads."""
+    """Upload a model (GGUF, or an archive of a safetensors directory), or list uploads.
+
+    The upload is stored and answered at once with status ``checking``; a worker
+    checks it (limited unpacking, headers, no pickle), then it is ``ready`` or
+    ``refused`` with the reason and nothing kept on disk.
+    """
 
     parser_classes = [MultiPartParser]
 
@@ -207,7 +212,8 @@ class UploadListCreateApi(APIView):
         return Response(UploadOutput(uploads, many=True).data)
 
     @extend_schema(
-        request=UploadCreateInput, responses={201: UploadOutput, 413: ErrorOutput}
+        request=UploadCreateInput,
+        responses={201: UploadOutput, 413: ErrorOutput, 503: ErrorOutput},
     )
     def post(self, request: Request) -> Response:
         limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
@@ -232,7 +238,12 @@ class UploadListCreateApi(APIView):
 
 
 class UploadDetailApi(APIView):
-    """Delete an upload."""
+    """One upload (its check's status and reason), or delete it."""
+
+    @extend_schema(responses={200: UploadOutput})
+    def get(self, request: Request, pk: str) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
+        return Response(UploadOutput(upload).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:

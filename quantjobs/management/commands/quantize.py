@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from quantjobs import services
@@ -67,9 +65,9 @@ class Command(BaseCommand):
         method = options["method"]
         formats = [self._format(method, t) for t in options["types"]]
         kind, ref = _source(options["source"])
-        eval_path, eval_name = "", ""
-        if options["eval_file"]:
-            eval_path, eval_name = self._store_eval(user.pk, Path(options["eval_file"]))
+        eval_path = Path(options["eval_file"]) if options["eval_file"] else None
+        if eval_path is not None and not eval_path.is_file():
+            raise CommandError(f"{eval_path}: no such file.")
         opts = {
             k: options[o]
             for k, o in (("context_tokens", "context"), ("max_chunks", "max_chunks"))
@@ -82,8 +80,9 @@ class Command(BaseCommand):
                 formats=formats,
                 source_kind=kind,
                 source_ref=ref,
-                eval_text_path=eval_path,
-                eval_text_name=eval_name,
+                eval_file=File(eval_path.open("rb"), name=eval_path.name)
+                if eval_path is not None
+                else None,
                 options=opts,
             )
         except (
@@ -126,24 +125,6 @@ class Command(BaseCommand):
         if user is None:
             user = users.create_user(username="cli", password=None)
         return user
-
-    def _store_eval(self, user_id: int, path: Path) -> tuple[str, str]:
-        from quantjobs.evaltext import EvalTextError, parse_eval_file
-
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file.")
-        if path.suffix.lower() not in (".txt", ".jsonl"):
-            raise CommandError(f"{path.name}: evaluation text must be .txt or .jsonl.")
-        dest_dir = Path(settings.QUANTPLAN_UPLOAD_ROOT) / str(user_id) / "eval"
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / f"{uuid.uuid4()}{path.suffix.lower()}"
-        shutil.copyfile(path, dest)
-        try:
-            parse_eval_file(path.name, dest.read_bytes())
-        except EvalTextError as exc:
-            dest.unlink(missing_ok=True)
-            raise CommandError(f"{path.name}: {exc}") from None
-        return str(dest), path.name
 
     def _wait(self, job: Job, timeout: float | None, *, quiet: bool) -> Job:
         deadline = time.monotonic() + timeout if timeout else None
