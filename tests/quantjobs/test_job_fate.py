@@ -287,3 +287,43 @@ def test_cancelling_a_queued_job_goes_through_the_runner_and_it_never_starts(
     assert job.status == Job.Status.CANCELLED
     assert job.error == "Cancelled by the user."
     assert not job.start(worker="late@here")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_quantize_command_creates_its_job_through_the_same_service(
+    user: Any, redis_url: str, tmp_path: Path, clean_media: Path
+) -> None:
+    import io
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from quantjobs.models import Job
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\x00\x01\x02" * 2000)
+    with pytest.raises(CommandError, match="bad.txt"):
+        call_command(
+            "quantize", "--method", "selftest", "--type", "selftest", "--eval", str(bad)
+        )
+    assert not Job.objects.exists()
+    assert not _files(Path(settings.QUANTPLAN_UPLOAD_ROOT))
+
+    text = tmp_path / "eval.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 300)
+    call_command(
+        "quantize",
+        "--method",
+        "selftest",
+        "--type",
+        "selftest",
+        "--eval",
+        str(text),
+        "--json",
+        stdout=io.StringIO(),
+    )
+    job = Job.objects.get()
+    assert job.eval_text_name == "eval.txt"
+    assert Path(job.eval_text_path).read_text() == text.read_text()
+    assert job.sends == 1, "sent to the broker once the job was stored"
