@@ -61,11 +61,12 @@ def _move_atomically(source: Path, final: Path) -> None:
 
 
 def publish_artifact(
-    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str
+    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str | None
 ) -> Artifact:
-    """Re-hash a finished file, move it into the artifact store, create its row."""
+    """Hash a finished file (the one hash of it this side makes), check it against
+    the backend's digest when it sent one, move it into the store, create its row."""
     actual = sha256_file(temp_path)
-    if actual != expected_sha256:
+    if expected_sha256 and actual != expected_sha256:
         raise ArtifactCheckFailed(
             f"{temp_path.name}: sha256 {actual} differs from the backend's {expected_sha256}"
         )
@@ -115,7 +116,7 @@ def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
             job=job,
             fmt=fmt,
             temp_path=source,
-            expected_sha256=str(event["sha256"]),
+            expected_sha256=str(event["sha256"]) if event.get("sha256") else None,
         )
         meta = event.get("metadata") or {}
         result, _ = JobResult.objects.update_or_create(
