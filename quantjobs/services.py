@@ -325,6 +325,11 @@ def jobs_reap_stale(
         | Q(enqueued_at__isnull=True, created_at__lt=queued_cutoff)
     ):
         runner.settle_queued(job)
+    from quantjobs.uploads import model_uploads_expire_unchecked
+
+    model_uploads_expire_unchecked(
+        older_than_s=settings.QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S
+    )
     return touched
 
 

@@ -214,6 +214,36 @@ def model_upload_check(*, upload_id: str) -> None:
     )
 
 
+def model_uploads_expire_unchecked(*, older_than_s: float) -> int:
+    """Refuse uploads no worker checked in time (their message lost, or no cpu
+    worker running), so that none holds its owner's storage quota for ever."""
+    import shutil
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from quantjobs.models import ModelUpload
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    expired = 0
+    for upload in ModelUpload.objects.filter(
+        status=ModelUpload.Status.CHECKING, created_at__lt=cutoff
+    ):
+        refused = ModelUpload.objects.filter(
+            pk=upload.pk, status=ModelUpload.Status.CHECKING
+        ).update(
+            status=ModelUpload.Status.REFUSED,
+            reason=f"No worker checked it within {older_than_s / 60:.0f} minutes; "
+            "upload it again once a cpu worker runs.",
+            size_bytes=0,
+            checked_at=timezone.now(),
+        )
+        if refused:
+            shutil.rmtree(_upload_folder(upload), ignore_errors=True)
+            expired += 1
+    return expired
+
+
 def _check_gguf(stored: Path) -> dict[str, Any]:
     from quantjobs.backends.base import BackendError
     from quantjobs.backends.gguf_inspect import inspect_gguf

@@ -124,6 +124,10 @@ QUANTPLAN_MAX_UNPACKED_BYTES = env.int(
 )
 QUANTPLAN_UPLOAD_MAX_RATIO = env.int("QUANTPLAN_UPLOAD_MAX_RATIO", default=100)
 QUANTPLAN_UPLOAD_MAX_FILES = env.int("QUANTPLAN_UPLOAD_MAX_FILES", default=1000)
+# An upload no worker has checked after this long is refused (frees its quota).
+QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S = env.int(
+    "QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S", default=3600
+)
 QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
     "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=20 * 1024**2
 )

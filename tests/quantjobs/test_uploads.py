@@ -497,3 +497,32 @@ def test_the_sample_gguf_is_accepted_and_usable_as_a_job_source(
     )
     assert stolen.status_code == 400
     assert other_api.delete(f"/api/v1/uploads/{body['id']}/").status_code == 404
+
+
+def test_an_upload_no_worker_checked_in_time_is_refused_and_frees_its_quota(
+    api: Any, clean_media: Path, redis_url: str, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from quantjobs.artifacts import storage_used_bytes
+    from quantjobs.models import ModelUpload
+    from quantjobs.services import jobs_reap_stale
+
+    settings.QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S = 600
+    upload_id = _post(api, "m.tar", _model_tar(10_000)).json()["id"]
+    upload = ModelUpload.objects.get(pk=upload_id)
+    assert storage_used_bytes(user_id=upload.user_id) == upload.size_bytes > 0
+    jobs_reap_stale()
+    assert api.get(f"/api/v1/uploads/{upload_id}/").json()["status"] == "checking"
+
+    ModelUpload.objects.filter(pk=upload_id).update(
+        created_at=timezone.now() - timedelta(seconds=601)
+    )
+    jobs_reap_stale()
+    body = api.get(f"/api/v1/uploads/{upload_id}/").json()
+    assert body["status"] == "refused"
+    assert "No worker checked it within 10 minutes" in body["reason"]
+    assert storage_used_bytes(user_id=upload.user_id) == 0
+    assert _files_under(clean_media / "uploads") == []
