@@ -357,12 +357,13 @@ def settle_lost(job: Job) -> None:
     if job.started_at and job.heartbeat_at:
         ran_s = (job.heartbeat_at - job.started_at).total_seconds()
     hard_s = float(settings.CELERY_TASK_TIME_LIMIT)
-    if ran_s >= min(hard_s, job_timeout_s(job)) - HEARTBEAT_S:
-        # The worker's hard time limit killed it: running it again would too.
+    if ran_s >= hard_s - HEARTBEAT_S:
+        # The worker's hard time limit killed it (the soft one and the job's own
+        # are the runner's, which was alive to act on them): a retry would die too.
         conclude(
             job,
             Job.Status.TIMED_OUT,
-            _timed_out_message(min(hard_s, job_timeout_s(job))),
+            _timed_out_message(hard_s),
             log=f"The worker stopped the job after {ran_s:.0f} s (its time limit).",
         )
         return
