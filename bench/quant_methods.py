@@ -49,10 +49,9 @@ METHODS: list[tuple[str, str, dict[str, object]]] = [
 ]
 GGUF_FORMATS = ["gguf-Q8_0", "gguf-Q4_K_M", "gguf-Q4_0"]
 
-# The HF directory converted from the sample GGUF has a plain ByteLevel
-# pre-tokenizer, which gguf/from_hf.py maps to "gpt2", a name llama.cpp rejects
-# ("gpt-2"); the sample itself says "smollm" (digits split), so the presets name it.
-GGUF_OPTIONS: dict[str, object] = {"tokenizer_pre": "smollm"}
+# No options: llama.cpp's own converter (gguf/convert.py) recognises the sample's
+# tokenizer by hashing how it splits a fixed text, so nothing needs naming.
+GGUF_OPTIONS: dict[str, object] = {}
 
 # The comparison bench/run_all.py runs: int4 g64 by each method and the GGUF
 # types, sized for a 2-core CPU. autoawq's clip search costs ~40 s per block
@@ -123,9 +122,7 @@ def run_one(
 ) -> Row:
     """Quantize ``source`` with one method and measure it on held-out text."""
     backend = load_backend(method)
-    label = fmt + "".join(
-        f" {k}={v}" for k, v in options.items() if k != "tokenizer_pre"
-    )
+    label = fmt + "".join(f" {k}={v}" for k, v in options.items())
     job = Path(tempfile.mkdtemp(prefix=f"{fmt}-", dir=work))
     samples, seq_len = args.samples, args.seq_len
     if method == "awq" and getattr(args, "awq_samples", None):

@@ -36,14 +36,25 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 key="$(printf '%s %s' "$version" "$CMAKE_ARGS" | sha256sum | cut -c1-12)"
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/quantplan/wheels/llama-cpp-python-$version-$key"
+sdist_name="llama_cpp_python-$version.tar.gz"
 wheel="$(ls "$dir"/llama_cpp_python-"$version"-*.whl 2>/dev/null | head -1 || true)"
 if [ -z "$wheel" ]; then
   echo "Compiling llama-cpp-python $version (once, a few minutes): $CMAKE_ARGS"
   mkdir -p "$dir.tmp.$$"
+  # The sdist is kept beside the wheel: quantjobs/backends/gguf/llama_cpp_source.py
+  # takes llama.cpp's converter (convert_hf_to_gguf.py, gguf-py) and tools from it,
+  # so they come from the same llama.cpp commit as the compiled library.
+  "$PY" -m pip download -q --no-deps --no-binary :all: -d "$dir.tmp.$$" \
+    "llama-cpp-python==$version"
   "$PY" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
-    -w "$dir.tmp.$$" "llama-cpp-python==$version"
+    -w "$dir.tmp.$$" "$dir.tmp.$$/$sdist_name"
   rm -rf "$dir" && mv "$dir.tmp.$$" "$dir"
   wheel="$(ls "$dir"/llama_cpp_python-"$version"-*.whl | head -1)"
+elif [ ! -f "$dir/$sdist_name" ]; then
+  # A wheel cached before the sdist was kept: fetch the sdist alone (best effort;
+  # without it the converter downloads it on first use).
+  "$PY" -m pip download -q --no-deps --no-binary :all: -d "$dir" \
+    "llama-cpp-python==$version" || echo "warning: could not download $sdist_name" >&2
 fi
 # --force-reinstall: replace a wheel pip may have built natively before.
 "$PY" -m pip install -q --no-deps --force-reinstall "$wheel"

@@ -389,7 +389,7 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     if not compact:
         parts.append(
             f'<text class="column-title" x="{right + 10:.0f}" y="{top - 12:.0f}" '
-            f'fill="{MUTED}">Per GPU · GPUs</text>'
+            f'fill="{MUTED}">Per GPU · total</text>'
         )
     for i, (fmt, weights, kv, overhead, total, gpus, fits) in enumerate(bars):
         row_y = top + i * pitch
@@ -403,8 +403,13 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
                 f'width="{width - 8}" height="{bar_dy + bar_h + 8}" rx="4" '
                 'fill="#e8eefb"/>'
             )
-        plural = "s" if gpus > 1 else ""
-        note = f"{total:.1f} GB · {gpus} GPU{plural}" + ("" if fits else " · no fit")
+        # Per GPU and in total: fp16 on 4 GPUs draws a shorter bar than AWQ on one,
+        # so the total across the GPUs is written beside it.
+        note = (
+            f"{total:.1f} GB x {gpus} GPUs = {total * gpus:.1f} GB"
+            if gpus > 1
+            else f"{total:.1f} GB · 1 GPU"
+        ) + ("" if fits else " · no fit")
         if is_rec:
             note += " ★"
         color = INK if fits else BAD
@@ -629,6 +634,16 @@ def quality_cost_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeStr
     return mark_safe("".join(parts))
 
 
+def _reference_label(results: Sequence[dict[str, Any]]) -> str:
+    """What the results were measured against; never "unquantized" for a source that
+    was already quantized."""
+    for row in results:
+        reference = row.get("reference")
+        if isinstance(reference, dict) and reference.get("label"):
+            return str(reference["label"])
+    return "the model the job started from"
+
+
 def job_quality_chart(
     results: Sequence[dict[str, Any]], *, width: int = WIDTH
 ) -> SafeString:
@@ -672,9 +687,9 @@ def job_quality_chart(
         width,
         height,
         "Measured quality loss against file size",
-        "Each format as a point: perplexity increase over the unquantized model in "
-        "percent against the artifact's size in MB (10^6 bytes). Dashed rings are the "
-        "planner's projected sizes.",
+        f"Each format as a point: perplexity increase over the reference "
+        f"({_reference_label(results)}) in percent against the artifact's size in MB "
+        "(10^6 bytes). Dashed rings are the planner's projected sizes.",
         "jq",
     )
     parts.extend(legend)

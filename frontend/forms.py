@@ -66,6 +66,18 @@ class JobForm(forms.Form):
     )
     plan = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args: Any, sample: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if sample is not None:
+            # Say which model the sample is, and that it is already quantized.
+            label = f"Bundled sample: {sample.name}"
+            if sample.quantization:
+                label += f", already quantized ({sample.quantization})"
+            self.fields["source_kind"].choices = [
+                (value, label if value == Job.SourceKind.SAMPLE else text)
+                for value, text in Job.SourceKind.choices
+            ]
+
     def clean_formats(self) -> list[str]:
         raw = self.cleaned_data["formats"]
         parts = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
@@ -95,7 +107,8 @@ KV_CHOICES = [
 
 
 class PlanForm(forms.Form):
-    """Plan a model on GPUs: catalog model, Hugging Face id, or a pasted/uploaded config."""
+    """Plan a model on GPUs: catalog model, Hugging Face id, a pasted/uploaded config,
+    or one of the user's uploaded models."""
 
     model = forms.CharField(
         max_length=200,
@@ -110,6 +123,13 @@ class PlanForm(forms.Form):
         label="…or paste config.json",
     )
     config_file = forms.FileField(required=False, label="…or upload config.json")
+    upload = forms.ChoiceField(
+        choices=[],
+        required=False,
+        label="…or one of your uploaded models",
+        help_text="A GGUF is planned from its own metadata: its format exactly as "
+        "stored, every other format as if converted from it.",
+    )
     gpus_chosen = forms.MultipleChoiceField(
         choices=[],
         label="GPUs (or CPU server)",
@@ -167,9 +187,11 @@ class PlanForm(forms.Form):
         gpu_choices: list[tuple[str, str]],
         format_choices: list[tuple[str, str]],
         api_choices: list[tuple[str, str]],
+        upload_choices: list[tuple[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["upload"].choices = [("", "— none —"), *(upload_choices or [])]
         self.fields["gpus_chosen"].choices = gpu_choices
         self.fields["formats"].choices = format_choices
         self.fields["api_price"].choices = [("", "— none —"), *api_choices]
@@ -196,7 +218,7 @@ class PlanForm(forms.Form):
                 self.add_error(
                     "config_file" if upload is not None else "config_text", str(exc)
                 )
-        elif not (data.get("model") or "").strip():
+        elif not (data.get("model") or "").strip() and not data.get("upload"):
             self.add_error(
                 "model",
                 "Choose a model, give a Hugging Face id, or paste its config.json.",

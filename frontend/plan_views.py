@@ -28,9 +28,21 @@ def _choices() -> dict[str, list[tuple[str, str]]]:
     return {"gpu_choices": gpus, "format_choices": formats, "api_choices": prices}
 
 
+def _upload_choices(user: Any) -> list[tuple[str, str]]:
+    from quantjobs.selectors import upload_ready_list_for_user
+
+    return [
+        (str(u.pk), f"{u.name or u.filename} ({u.filename})")
+        for u in upload_ready_list_for_user(user=user)
+    ]
+
+
 def _inputs(data: dict[str, Any]) -> list[PlanInput]:
+    upload = data.get("upload") or ""
     common = {
-        "model": (data.get("model") or "").strip(),
+        # A chosen upload is the model; the catalog default left in the box is not.
+        "model": "" if upload else (data.get("model") or "").strip(),
+        "upload": upload,
         "config": data.get("config"),
         "gpus": data.get("gpus"),
         "formats": tuple(data.get("formats") or DEFAULT_FORMATS),
@@ -69,7 +81,11 @@ def plan_page(request: HttpRequest) -> HttpResponse:
     bound = request.method == "POST" or "gpus_chosen" in request.GET
     source = request.POST if request.method == "POST" else request.GET
     form = PlanForm(
-        source if bound else None, request.FILES or None, initial=initial, **_choices()
+        source if bound else None,
+        request.FILES or None,
+        initial=initial,
+        upload_choices=_upload_choices(request.user),
+        **_choices(),
     )
     reports: list[dict[str, Any]] = []
     if bound and form.is_valid():

@@ -3,13 +3,15 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import plan_views, views
+from frontend import capacity_views, plan_views, views
 
 urlpatterns = [
     path("", plan_views.plan_page, name="plan"),
     path("plans/<str:pk>/", plan_views.plan_detail, name="plan-detail"),
     path("plans/", plan_views.plan_list, name="plan-list"),
     path("compare/", plan_views.plan_compare, name="plan-compare"),
+    path("capacity/", capacity_views.capacity_page, name="capacity"),
+    path("finetune/", capacity_views.finetune_page, name="finetune"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/new/", views.job_new, name="job-new"),
     path("jobs/<str:pk>/", views.job_detail, name="job-detail"),

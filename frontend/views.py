@@ -19,6 +19,8 @@ from quantjobs.api.serializers import ResultOutput
 from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import artifact_response
+from quantjobs.models import Job
+from quantjobs.sources import source_model
 
 
 @require_http_methods(["GET", "POST"])
@@ -90,19 +92,44 @@ def job_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def job_new(request: HttpRequest) -> HttpResponse:
     """Create a quantize-and-benchmark job (works without JavaScript)."""
+    plan_id = request.POST.get("plan") or request.GET.get("plan")
+    plan_source = (
+        selectors.job_source_for_plan(user=request.user, plan_id=plan_id)
+        if plan_id
+        else None
+    )
+    sample = source_model(kind=Job.SourceKind.SAMPLE, ref="")
     form = JobForm(
-        request.POST or None, request.FILES or None, initial=_job_initial(request)
+        request.POST or None,
+        request.FILES or None,
+        initial=_job_initial(request, plan_source),
+        sample=sample,
     )
     if request.method == "POST" and form.is_valid():
         job = _create_job(request, form)
         if job is not None:
             messages.success(request, "Job queued.")
             return redirect("job-detail", pk=job.pk)
-    return render(request, "frontend/job_new.html", {"form": form})
+    return render(
+        request,
+        "frontend/job_new.html",
+        {
+            "form": form,
+            "plan_source": plan_source,
+            "sample": sample,
+            "uploads": selectors.upload_sources_for_user(user=request.user),
+        },
+    )
 
 
-def _job_initial(request: HttpRequest) -> dict[str, Any]:
+def _job_initial(
+    request: HttpRequest, plan_source: selectors.PlanSource | None
+) -> dict[str, Any]:
     initial: dict[str, Any] = {}
+    if plan_source is not None and plan_source.kind:
+        # The plan's own model, not the sample: the user picks a stand-in knowingly.
+        initial["source_kind"] = plan_source.kind
+        initial["source_ref"] = plan_source.ref
     for key in ("method", "formats", "source_kind", "source_ref", "plan", "name"):
         if key in request.GET:
             initial[key] = request.GET[key]
@@ -140,6 +167,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """One job: live progress, log tail, results beside projections, downloads."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
     results = [ResultOutput(r, context={}).data for r in job.results.all()]
+    model = selectors.job_model(job=job)
     waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
     from frontend.plan_views import recipe_context
 
@@ -149,6 +177,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "frontend/job_detail.html",
         {
             "job": job,
+            "model": model,
             "results": results,
             "waiting": waiting,
             "log_tail": job.log_lines[-40:],

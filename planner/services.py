@@ -47,6 +47,8 @@ class PlanInput:
     gpu: str
     model: str = ""
     config: dict[str, Any] | None = None
+    upload: str = ""  # one of the user's uploads (a GGUF or a model archive), by id
+    path: str = ""  # a .gguf (or split set, or model folder) in the local model dirs
     gpus: int | None = None
     formats: tuple[str, ...] = DEFAULT_FORMATS
     context_tokens: int = 8192
@@ -120,9 +122,25 @@ def config_parse_text(text: str) -> dict[str, Any]:
 
 
 def model_resolve(
-    *, model: str, config: dict[str, Any] | None
+    *,
+    model: str,
+    config: dict[str, Any] | None,
+    upload: str = "",
+    path: str = "",
+    user: AbstractBaseUser | None = None,
+    any_path: bool = False,
 ) -> tuple[engine.ModelSpec, str]:
-    """The model spec and its id, from a pasted config, the catalog, a path or the hub."""
+    """The model spec and its id, from a pasted config, an upload, a local GGUF or
+    model folder, the catalog or the hub.
+
+    Paths must lie under the local model folders (QUANTPLAN_LOCAL_MODEL_DIRS)
+    unless ``any_path`` (``manage.py plan``, run by the operator). A GGUF is read
+    in the sandboxed inspector, never by this process.
+    """
+    if upload:
+        return _model_from_upload(upload, user)
+    if path or (model.strip().lower().endswith(".gguf") and config is None):
+        return _model_from_path(path or model.strip(), any_path=any_path)
     if config is not None:
         try:
             spec = engine.model_spec_from_config(
@@ -145,6 +163,65 @@ def model_resolve(
             return _model_from_hub(model)
         raise PlanInputError(str(catalog_error), field="model") from None
     return entry.spec, entry.id
+
+
+def _model_from_upload(
+    upload_id: str, user: AbstractBaseUser | None
+) -> tuple[engine.ModelSpec, str]:
+    from quantjobs.modelspec import ModelSpecError, spec_from_json
+    from quantjobs.selectors import upload_find_for_user
+
+    found = upload_find_for_user(user=user, upload_id=upload_id)
+    if found is None:
+        raise PlanInputError(
+            "No such upload: pick one of your uploaded models (upload it first).",
+            field="upload",
+        )
+    if found.status != found.Status.READY:
+        why = (
+            "it is still being checked; plan it once it shows ready"
+            if found.status == found.Status.CHECKING
+            else f"it was refused: {found.reason}"
+        )
+        raise PlanInputError(
+            f"{found.name or found.filename} cannot be planned: {why}", field="upload"
+        )
+    stored = found.model_spec or {}
+    if "error" in stored or not stored:
+        why = stored.get("error") or "its shape was not read when it was uploaded"
+        raise PlanInputError(
+            f"{found.name or found.filename} cannot be planned: {why}", field="upload"
+        )
+    try:
+        spec = spec_from_json(stored)
+    except ModelSpecError as exc:
+        raise PlanInputError(str(exc), field="upload") from None
+    return spec, spec.model_id
+
+
+def _model_from_path(text: str, *, any_path: bool) -> tuple[engine.ModelSpec, str]:
+    from pathlib import Path
+
+    from quantjobs.modelspec import ModelSpecError, spec_from_path
+    from quantjobs.sources import SourceError, local_model_path
+
+    if any_path:
+        try:
+            path = Path(text).expanduser().resolve()
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise PlanInputError(f"{text}: not a usable path ({exc}).") from None
+        if not path.exists():
+            raise PlanInputError(f"{text}: no such file or directory.", field="path")
+    else:
+        try:
+            path = local_model_path(text)
+        except SourceError as exc:
+            raise PlanInputError(str(exc), field="path") from None
+    try:
+        spec = spec_from_path(path)
+    except ModelSpecError as exc:
+        raise PlanInputError(str(exc), field="path") from None
+    return spec, spec.model_id
 
 
 def _model_from_hub(hf_id: str) -> tuple[engine.ModelSpec, str]:
@@ -184,10 +261,21 @@ def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
 
 
 def plan_compute(
-    *, data: PlanInput, user: AbstractBaseUser | None
+    *, data: PlanInput, user: AbstractBaseUser | None, any_path: bool = False
 ) -> engine.PlanReport:
-    """Run the engine for a plan input; every user error becomes a PlanInputError."""
-    spec, _model_id = model_resolve(model=data.model, config=data.config)
+    """Run the engine for a plan input; every user error becomes a PlanInputError.
+
+    ``any_path`` lets the operator's ``manage.py plan`` read a GGUF anywhere;
+    requests from users read only the local model folders.
+    """
+    spec, _model_id = model_resolve(
+        model=data.model,
+        config=data.config,
+        upload=data.upload,
+        path=data.path,
+        user=user,
+        any_path=any_path,
+    )
     gpu = gpu_resolve(gpu=data.gpu, user=user)
     for text in data.formats:
         try:
@@ -238,11 +326,15 @@ def plan_save(
 ) -> Plan:
     """Store a plan so its owner can reopen and compare it."""
     request = {k: v for k, v in data.__dict__.items() if k not in ("config", "extra")}
+    spec = report.request.model
+    from_file = bool(data.upload or data.path)
+    model_id = spec.model_id if from_file else (data.model or "custom")
+    model_name = spec.name if from_file else (data.model or "custom model")
     request["formats"] = list(data.formats)
     return Plan.objects.create(
         user=user,
-        name=(name or f"{data.model or 'custom model'} on {data.gpu}")[:200],
-        model_id=data.model or "custom",
+        name=(name or f"{model_name} on {data.gpu}")[:200],
+        model_id=model_id[:200],
         model_config=data.config or {},
         request=request,
         report=report_to_dict(report),

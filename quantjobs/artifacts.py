@@ -128,6 +128,7 @@ def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
                     **event.get("metrics", {}),
                     "artifact_kind": event.get("artifact_kind"),
                     "metadata": meta,
+                    "reference": event.get("reference"),
                 },
                 "projection": projection_for(job, fmt),
             },

@@ -71,6 +71,11 @@ class Job(models.Model):
     model_id = models.CharField(
         max_length=200, blank=True, help_text="Planner catalog id used for projections."
     )
+    model_spec = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The source model's shape (planner ModelSpec), for projections.",
+    )
     eval_text_path = models.CharField(max_length=1024, blank=True)
     eval_text_name = models.CharField(max_length=255, blank=True)
     options = models.JSONField(default=dict, blank=True)
@@ -308,12 +313,20 @@ class ModelUpload(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_uploads"
     )
     filename = models.CharField(max_length=255)
+    name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The model the file holds (general.name, or the config's name).",
+    )
     kind = models.CharField(max_length=8, choices=Kind.choices)
     path = models.CharField(max_length=1024, help_text="Relative to the upload root.")
     size_bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     model_id = models.CharField(max_length=200, blank=True)
     summary = models.JSONField(default=dict, blank=True)
+    model_spec = models.JSONField(
+        default=dict, blank=True, help_text="The model's shape (planner ModelSpec)."
+    )
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.READY, db_index=True
     )
@@ -325,7 +338,7 @@ class ModelUpload(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return self.filename
+        return self.name or self.filename
 
     @property
     def abspath(self) -> Any:

@@ -14,6 +14,7 @@ from planner.recipes import (
     recipes_for_plan_result,
 )
 from quantjobs.models import Artifact, Job
+from quantjobs.selectors import job_model
 
 SERVE_CONTEXT_TOKENS = 4096  # without a plan: a common serving context
 
@@ -67,11 +68,20 @@ def job_recipes(*, job: Job, fmt: str | None = None) -> JobRecipes:
             )
     else:
         artifact = artifacts[0]
-    source = f"Quantplan job {job.name or job.pk}"
+    model = job_model(job=job)
+    source = f"Quantplan job {job.name or job.pk}, quantized from {model.name}"
     plan = job.plan if job.plan and job.plan.user_id == job.user_id else None
-    if plan is not None and _canonical(artifact.format) in {
-        _canonical(f) for f in plan_formats(plan.report)
-    }:
+    if model.stand_in_for:
+        # The plan's GPUs, memory and names are those of another model.
+        source += f" (a stand-in for {model.stand_in_for}; not that model)"
+    elif plan is not None and not model.same_as_plan:
+        source += f" (linked to plan {plan.name}, for {model.plan_model})"
+    if (
+        plan is not None
+        and model.same_as_plan
+        and _canonical(artifact.format)
+        in {_canonical(f) for f in plan_formats(plan.report)}
+    ):
         recipes = recipes_for_plan_result(
             plan.report,
             artifact.format,
@@ -83,7 +93,8 @@ def job_recipes(*, job: Job, fmt: str | None = None) -> JobRecipes:
         recipes = recipes_for_artifact(
             filename=artifact.filename,
             fmt=artifact.format,
-            model_name=job.model_id or job.name or "model",
+            model_name=model.ident,
+            model_label=model.name,
             context_tokens=_serve_context(job),
             source=source,
         )

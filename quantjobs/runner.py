@@ -261,6 +261,8 @@ def _handle_event(
         Job.objects.filter(pk=job.pk).update(
             source_revision=str(event["revision"])[:64]
         )
+    elif kind == "model_config":
+        _store_model_spec(job, event.get("config"))
     elif kind == "result":
         publish_result(job, event)
         outcome.results.append(event)
@@ -269,6 +271,29 @@ def _handle_event(
         outcome.error = event
     elif kind == "done":
         outcome.done = True
+
+
+def _store_model_spec(job: Job, config: Any) -> None:
+    """The downloaded model's config.json, sized once so its results carry projections."""
+    from quantjobs.modelspec import (
+        ModelSpecError,
+        model_name_from_config,
+        spec_from_config,
+        spec_to_json,
+    )
+
+    if not isinstance(config, dict) or job.model_spec:
+        return
+    name = model_name_from_config(config, job.source_ref)
+    try:
+        spec = spec_to_json(
+            spec_from_config(config, model_id=job.source_ref, name=name),
+            source="config.json",
+        )
+    except ModelSpecError as exc:
+        spec = {"error": str(exc)}
+    Job.objects.filter(pk=job.pk).update(model_spec=spec)
+    job.model_spec = spec
 
 
 def publish_result(job: Job, event: dict[str, Any]) -> JobResult:

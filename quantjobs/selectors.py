@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,7 +16,11 @@ def job_list_for_user(
     *, user: AbstractBaseUser, status: str | None = None
 ) -> QuerySet[Job]:
     """The user's jobs, newest first, optionally of one status."""
-    jobs = Job.objects.filter(user=user).prefetch_related("results", "artifacts")
+    jobs = (
+        Job.objects.filter(user=user)
+        .select_related("plan")
+        .prefetch_related("results", "artifacts")
+    )
     if status:
         jobs = jobs.filter(status=status)
     return jobs
@@ -49,13 +54,33 @@ def artifact_get_for_user(*, user: AbstractBaseUser, artifact_id: Any) -> Artifa
 
 
 def upload_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
-    """The user's uploaded models."""
+    """The user's uploaded models, whatever their check says."""
     return ModelUpload.objects.filter(user=user)
+
+
+def upload_ready_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
+    """The user's uploads that passed their check: the ones a plan or job can use."""
+    return upload_list_for_user(user=user).filter(status=ModelUpload.Status.READY)
 
 
 def upload_get_for_user(*, user: AbstractBaseUser, upload_id: Any) -> ModelUpload:
     """One of the user's uploads, or 404."""
     return _get_owned(upload_list_for_user(user=user), upload_id)
+
+
+def upload_find_for_user(
+    *, user: AbstractBaseUser | None, upload_id: Any
+) -> ModelUpload | None:
+    """One of the user's uploads, or None (also for a malformed id or no user)."""
+    import uuid
+
+    if user is None or not user.is_authenticated:
+        return None
+    try:
+        pk = uuid.UUID(str(upload_id))
+    except ValueError:
+        return None
+    return upload_list_for_user(user=user).filter(pk=pk).first()
 
 
 def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
@@ -72,8 +97,11 @@ def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
 def measured_quality_for_model(
     *, user: AbstractBaseUser, model_id: str
 ) -> dict[str, Any]:
-    """The user's latest measured quality per format for a catalog model."""
+    """The user's latest measured quality per format for a catalog model, from jobs
+    measured against the unquantized model (never a dequantized quantized source)."""
+    from quantjobs.backends.reference import from_metrics as reference_from_metrics
     from quantjobs.models import JobResult
+    from quantjobs.sources import source_model
 
     measured: dict[str, Any] = {}
     results = (
@@ -90,6 +118,18 @@ def measured_quality_for_model(
         ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
         if not ppl or not base:
             continue
+        reference = reference_from_metrics(metrics)
+        requantized = (
+            reference.get("quantized_source")
+            if reference is not None
+            else source_model(
+                kind=result.job.source_kind, ref=result.job.source_ref
+            ).quantization
+        )
+        if requantized:
+            # Plans read quality as loss from the 16-bit model; this is loss on top of
+            # what an already quantized source lost, so it would read as too small.
+            continue
         measured[result.format] = {
             "perplexity_increase_pct": round((ppl - base) / base * 100.0, 3),
             "kl_divergence": metrics.get("kl_divergence"),
@@ -97,3 +137,124 @@ def measured_quality_for_model(
             "source": f"your job {result.job_id}",
         }
     return measured
+
+
+@dataclass(frozen=True)
+class JobModel:
+    """Which model a job quantized, and how it relates to the plan it is linked to."""
+
+    name: str  # the model quantized, as pages, recipes and the CLI name it
+    ident: str  # slug base for served model names
+    plan_model: str | None  # the linked plan's model, when the job has a plan
+    stand_in_for: str | None  # the plan's model, when the job quantized another one
+    same_as_plan: bool  # the job is known to quantize the plan's own model
+    source_quantization: str | None  # "Q4_1" when the source was already quantized
+    reference: dict[str, Any] | None  # what quality is measured against
+
+
+def job_model(*, job: Job) -> JobModel:
+    """The model a job quantized, the plan's model it may stand in for, and the
+    reference its quality is measured against (from its results once it has any)."""
+    from quantjobs.backends.reference import dequantized, from_metrics
+    from quantjobs.sources import plan_model, source_model
+
+    source = source_model(kind=job.source_kind, ref=job.source_ref, user_id=job.user_id)
+    reference = None
+    for result in job.results.all():
+        reference = from_metrics(result.metrics or {})
+        if reference is not None:
+            break
+    quantization = source.quantization
+    if reference is not None and reference.get("quantized_source"):
+        quantization = str(reference.get("source_type") or quantization or "quantized")
+    if reference is None and quantization and job.method != Job.Method.SELFTEST:
+        reference = dequantized(quantization)
+    plan = job.plan if job.plan_id and job.plan.user_id == job.user_id else None
+    planned_name, same, stand_in = None, False, None
+    if plan is not None:
+        planned = plan_model(model_id=plan.model_id)
+        planned_name = planned.name
+        same = bool(planned.keys & source.keys)
+        # A stand-in only when both models are known and differ: an upload of unknown
+        # content is neither called the plan's model nor something else.
+        if not same and planned.keys and source.keys:
+            stand_in = planned_name
+    return JobModel(
+        name=source.name,
+        ident=source.ident,
+        plan_model=planned_name,
+        stand_in_for=stand_in,
+        same_as_plan=same,
+        source_quantization=quantization,
+        reference=reference,
+    )
+
+
+def job_model_default_name(
+    *, kind: str, ref: str, user_id: int, formats: list[str]
+) -> str:
+    """A job's name when its owner gives none: the model it quantizes and the formats."""
+    from quantjobs.sources import source_model
+
+    model = source_model(kind=kind, ref=ref, user_id=user_id)
+    return f"{model.name} · {', '.join(formats)}"[:200]
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """The source the job form offers for a plan: the plan's own model."""
+
+    plan_id: str
+    model_name: str
+    kind: str  # "upload" or "hf"; "" when Quantplan knows no source of it
+    ref: str
+    label: str  # what the form says it preselected
+
+
+def job_source_for_plan(*, user: AbstractBaseUser, plan_id: Any) -> PlanSource | None:
+    """The plan's own model as a job source: an upload of it, else its Hugging Face
+    id; None for a plan that is not the user's."""
+    import uuid
+
+    from planner.models import Plan
+    from quantjobs.sources import plan_model, source_model
+
+    try:
+        plan = Plan.objects.filter(pk=uuid.UUID(str(plan_id)), user=user).first()
+    except ValueError:
+        return None
+    if plan is None:
+        return None
+    planned = plan_model(model_id=plan.model_id)
+    for upload in upload_list_for_user(user=user):
+        held = source_model(kind=Job.SourceKind.UPLOAD, ref=str(upload.pk))
+        if planned.keys & held.keys:
+            return PlanSource(
+                str(plan.pk),
+                planned.name,
+                Job.SourceKind.UPLOAD,
+                str(upload.pk),
+                f"your upload {upload.filename}",
+            )
+    if planned.hf_id:
+        return PlanSource(
+            str(plan.pk),
+            planned.name,
+            Job.SourceKind.HF,
+            planned.hf_id,
+            f"its Hugging Face id {planned.hf_id}",
+        )
+    return PlanSource(str(plan.pk), planned.name, "", "", "")
+
+
+def upload_sources_for_user(*, user: AbstractBaseUser) -> list[dict[str, Any]]:
+    """The user's uploads as job sources, each with the quantization it already has."""
+    from quantjobs.sources import source_model
+
+    return [
+        {
+            "upload": upload,
+            "model": source_model(kind=Job.SourceKind.UPLOAD, ref=str(upload.pk)),
+        }
+        for upload in upload_ready_list_for_user(user=user)[:20]
+    ]

@@ -151,6 +151,13 @@ def job_create(
         )
     except SourceError as exc:
         raise JobInputError(str(exc), field="source_ref") from None
+    from quantjobs.families import source_family_error
+
+    family_error = source_family_error(
+        method=method, kind=source_kind, ref=ref, user_id=user.pk
+    )
+    if family_error:
+        raise JobInputError(family_error, field="source_ref")
     if plan_id is not None:
         from planner.models import Plan
 
@@ -162,10 +169,21 @@ def job_create(
     chosen_queue = queue or METHOD_QUEUES[method]
     if chosen_queue not in ("cpu", "gpu"):
         raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
+    if not name.strip() and method != Job.Method.SELFTEST:
+        from quantjobs.selectors import job_model_default_name
+
+        # Named after the model it quantizes, never after the plan it came from.
+        name = job_model_default_name(
+            kind=source_kind, ref=ref, user_id=user.pk, formats=canonical
+        )
     _check_quota(user)
     ok, _reason = broker_ping()
     if not ok:
         raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
+    from quantjobs.modelspec import spec_json_for_source
+
+    # Read before the transaction: a GGUF is inspected in a child process.
+    model_spec = spec_json_for_source(kind=source_kind, ref=ref, user_id=user.pk)
     stored = ""
     if eval_file is not None:
         from quantjobs.uploads import UploadError, eval_text_store
@@ -186,6 +204,7 @@ def job_create(
             source_ref=ref,
             source_revision=source_revision,
             model_id=model_id,
+            model_spec=model_spec,
             name=name,
             eval_text_path=eval_text_path,
             eval_text_name=eval_text_name,
@@ -208,6 +227,7 @@ def _job_insert(
     source_ref: str,
     source_revision: str,
     model_id: str,
+    model_spec: dict[str, Any],
     name: str,
     eval_text_path: str,
     eval_text_name: str,
@@ -230,6 +250,7 @@ def _job_insert(
             source_ref=source_ref,
             source_revision=source_revision,
             model_id=model_id,
+            model_spec=model_spec,
             eval_text_path=eval_text_path,
             eval_text_name=eval_text_name,
             options=options or {},
@@ -237,8 +258,29 @@ def _job_insert(
             plan_id=plan_id,
         )
         job.append_log(f"Queued on the {queue} queue.")
+        _log_what_is_measured(job)
         job_enqueue(job)
     return job
+
+
+def _log_what_is_measured(job: Job) -> None:
+    """Say up front which model the job quantizes and what it is measured against."""
+    from quantjobs.selectors import job_model
+
+    model = job_model(job=job)
+    if job.method == Job.Method.SELFTEST:
+        return
+    line = f"Model: {model.name}"
+    if model.stand_in_for:
+        line += (
+            f", a stand-in for {model.plan_model}: its results measure {model.name}, "
+            f"not {model.plan_model}"
+        )
+    job.append_log(f"{line}.")
+    if model.reference is not None:
+        job.append_log(f"Reference for quality: {model.reference['label']}.")
+        if model.reference["warning"]:
+            job.append_log(f"Warning: {model.reference['warning']}")
 
 
 def job_cancel(*, job: Job) -> Job:

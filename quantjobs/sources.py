@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,16 @@ def _uuid_or_none(text: str) -> str | None:
         return None
 
 
+def local_model_path(ref: str) -> Path:
+    """A path inside the local model folders (QUANTPLAN_LOCAL_MODEL_DIRS); SourceError if not."""
+    try:
+        return Path(_validate_local(ref))
+    except (ValueError, RuntimeError, OSError) as exc:  # NUL bytes, "~nobody", ...
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{ref[:200]!r} is not a usable path: {exc}.") from None
+
+
 def _validate_local(ref: str) -> str:
     if not ref:
         raise SourceError("Give the path of a .gguf file or a model directory.")
@@ -107,3 +118,102 @@ def child_source_for(job: Job) -> dict[str, Any]:
     if job.source_kind == Job.SourceKind.HF:
         return {"kind": "hf", "ref": job.source_ref, "revision": job.source_revision}
     raise SourceError(f"Unknown source kind {job.source_kind!r}.")
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The model a job's source holds, as far as Quantplan can tell before it runs."""
+
+    name: str  # what pages, logs and job names call it
+    ident: str  # slug base for served model names in recipes
+    keys: frozenset[str]  # lower-case catalog and Hugging Face ids it answers to
+    quantization: str | None  # "Q4_1" when the source is known to be quantized
+
+
+def _catalog_entry(model_id: str) -> tuple[str, str, frozenset[str]]:
+    """(display name or '', Hugging Face id or '', lower-case ids) of a catalog model
+    id or a Hugging Face id."""
+    from planner.engine.catalog import CatalogError, get_model, load_models
+
+    wanted = model_id.strip().lower()
+    if not wanted:
+        return "", "", frozenset()
+    try:
+        entry = get_model(model_id)
+    except CatalogError:
+        entry = next(
+            (m for m in load_models() if m.hf_id and m.hf_id.lower() == wanted), None
+        )
+    if entry is None:
+        hf_id = model_id.strip() if model_id.count("/") == 1 else ""
+        return "", hf_id, frozenset({wanted})
+    keys = {entry.id.lower(), wanted}
+    if entry.hf_id:
+        keys.add(entry.hf_id.lower())
+    return entry.name, entry.hf_id, frozenset(keys)
+
+
+def _catalog_keys(model_id: str) -> tuple[str, frozenset[str]]:
+    """(display name or '', lower-case ids) of a catalog model id or Hugging Face id."""
+    name, _hf_id, keys = _catalog_entry(model_id)
+    return name, keys
+
+
+def source_model(*, kind: str, ref: str, user_id: int | None = None) -> SourceModel:
+    """Name and ids of the model a (validated) source holds."""
+    from quantjobs.backends.reference import quantized_type
+
+    if kind == Job.SourceKind.SAMPLE:
+        from quantjobs.samples import SAMPLES
+
+        sample_id, _, variant = (ref or next(iter(SAMPLES))).partition("@")
+        spec = SAMPLES.get(sample_id)
+        if spec is None:
+            return SourceModel(ref, ref, frozenset(), None)
+        catalog_name, keys = _catalog_keys(spec.model_id)
+        # The model's name; that the file is a Q4_1 is said as its quantization.
+        name = catalog_name or spec.name
+        quantization = spec.format.removeprefix("gguf-")
+        return SourceModel(name, spec.model_id, keys, quantization)
+    if kind == Job.SourceKind.HF:
+        _name, keys = _catalog_keys(ref)
+        return SourceModel(ref, ref, keys | {ref.lower()}, None)
+    if kind == Job.SourceKind.UPLOAD:
+        from quantjobs.models import ModelUpload
+
+        upload = ModelUpload.objects.filter(pk=_uuid_or_none(ref)).first()
+        if upload is None or (user_id is not None and upload.user_id != user_id):
+            return SourceModel("an uploaded model", "model", frozenset(), None)
+        stem = Path(upload.filename).name.removesuffix(".gguf")
+        catalog_name, keys = _catalog_keys(upload.model_id)
+        file_type = (upload.summary or {}).get("file_type")
+        quantization = quantized_type(file_type) if file_type else None
+        return SourceModel(
+            catalog_name or upload.model_id or upload.filename,
+            upload.model_id or stem,
+            keys,
+            quantization,
+        )
+    if kind == Job.SourceKind.LOCAL:
+        path = Path(ref)
+        return SourceModel(
+            path.name, path.name.removesuffix(".gguf"), frozenset(), None
+        )
+    return SourceModel(ref or "model", ref or "model", frozenset(), None)
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """The model a plan was made for."""
+
+    name: str
+    hf_id: str  # its Hugging Face id, or '' when the plan does not know one
+    keys: frozenset[str]  # lower-case catalog and Hugging Face ids
+
+
+def plan_model(*, model_id: str) -> PlannedModel:
+    """Name, Hugging Face id and ids of the model a plan was made for."""
+    if model_id.strip().lower() in ("", "custom"):
+        return PlannedModel("a custom model", "", frozenset())
+    name, hf_id, keys = _catalog_entry(model_id)
+    return PlannedModel(name or model_id, hf_id, keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,8 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
             id=upload_id,
             user_id=user_id,
             filename=name,
+            # Until the check reads the model's own name from the file.
+            name=(Path(name).stem if suffix == ".gguf" else _archive_stem(name))[:200],
             kind=ModelUpload.Kind.GGUF if suffix == ".gguf" else ModelUpload.Kind.HF,
             path=str(stored.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)),
             size_bytes=stored.stat().st_size,
@@ -247,18 +250,27 @@ def model_uploads_expire_unchecked(*, older_than_s: float) -> int:
 def _check_gguf(stored: Path) -> dict[str, Any]:
     from quantjobs.backends.base import BackendError
     from quantjobs.backends.gguf_inspect import inspect_gguf
+    from quantjobs.modelspec import spec_from_gguf_infos
 
     try:
         info = inspect_gguf(stored, llama_check=True)
     except BackendError as exc:
         raise UploadError(f"{stored.name}: {exc}") from None
+    model_name = info.name or stored.stem
     return {
+        "name": model_name[:200],
+        "model_spec": _upload_spec(
+            lambda: spec_from_gguf_infos(
+                [stored], [info], model_id=model_name, name=model_name
+            ),
+            source="gguf metadata",
+        ),
         "summary": {
             "architecture": info.architecture,
             "file_type": info.file_type_name,
             "parameter_count": info.parameter_count,
             "tensor_count": info.tensor_count,
-        }
+        },
     }
 
 
@@ -310,9 +322,24 @@ def _check_archive(stored: Path, dest: Path, *, used_bytes: int) -> dict[str, An
                 "artifacts or uploads first."
             )
         raise UploadError(f"{stored.name}: {message}")
+    from quantjobs.modelspec import (
+        ModelSpecError,
+        model_name_from_config,
+        read_config,
+        spec_from_hf_dir,
+    )
+
     stored.unlink()
     root = Path(verdict["root"])
+    try:
+        model_name = model_name_from_config(read_config(root), root.name)
+    except ModelSpecError:
+        model_name = _archive_stem(stored.name)
     return {
+        "name": model_name[:200],
+        "model_spec": _upload_spec(
+            lambda: spec_from_hf_dir(root, model_id=model_name), source="config.json"
+        ),
         "path": str(root.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)),
         "size_bytes": _tree_bytes(dest),
         "summary": {
@@ -321,6 +348,21 @@ def _check_archive(stored: Path, dest: Path, *, used_bytes: int) -> dict[str, An
             "weight_bytes": verdict["weight_bytes"],
         },
     }
+
+
+def _archive_stem(name: str) -> str:
+    suffix = _suffix(name)
+    return name[: -len(suffix)] if suffix and name.lower().endswith(suffix) else name
+
+
+def _upload_spec(build: Callable[[], Any], *, source: str) -> dict[str, Any]:
+    """The upload's spec as JSON, or why it has none (the file stays usable)."""
+    from quantjobs.modelspec import ModelSpecError, spec_to_json
+
+    try:
+        return dict(spec_to_json(build(), source=source))
+    except ModelSpecError as exc:
+        return {"error": str(exc)}
 
 
 def model_upload_delete(*, upload: Any) -> None:

@@ -283,3 +283,25 @@ def clean_media() -> Iterator[Path]:
     media.mkdir(parents=True)
     yield media
     shutil.rmtree(media, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_ggufs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """F16 GGUF files of a tiny random Qwen2 and Gemma2 (not the sample's architecture)."""
+    from tests.gguf_tiny import TINY_GEMMA2, TINY_QWEN2, write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp("tiny-gguf")
+    return {
+        "qwen2": write_tiny_gguf(folder / "tiny-qwen2.gguf", TINY_QWEN2)[0],
+        "gemma2": write_tiny_gguf(folder / "tiny-gemma2.gguf", TINY_GEMMA2)[0],
+    }
+
+
+@pytest.fixture
+def local_models(settings: Any) -> Iterator[Path]:
+    """The (emptied) first local model folder, QUANTPLAN_LOCAL_MODEL_DIRS[0]."""
+    folder = Path(settings.QUANTPLAN_LOCAL_MODEL_DIRS[0])
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

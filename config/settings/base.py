@@ -253,6 +253,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two fields are called "method" (a job's quantization method, a fine-tuning
+    # method): name their enums so the schema does not invent "Method963Enum".
+    "ENUM_NAME_OVERRIDES": {
+        "JobMethodEnum": "quantjobs.models.Job.Method",
+        "FinetuneMethodEnum": "planner.engine.finetune.METHODS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.add_error_responses",  # 400/401/404 by rule

@@ -46,11 +46,13 @@ def benchmark_job_for(fmt: str) -> tuple[str, str]:
 
 @register.simple_tag
 def benchmark_url(fmt: str, plan: Any = None, model: str = "") -> str:
-    """The job form, filled in with the job that measures ``fmt``."""
+    """The job form, filled in with the job that measures ``fmt``.
+
+    No job name: the job is named after the model it really quantizes (the plan's
+    own, or a stand-in the user picks), which the form decides, not the plan.
+    """
     method, job_format = benchmark_job_for(fmt)
     params = {"method": method, "formats": job_format}
-    if model:
-        params["name"] = f"{model} {job_format}"[:200]
     plan_id = getattr(plan, "pk", plan)
     if plan_id:
         params["plan"] = str(plan_id)

@@ -7,6 +7,8 @@ from planner.api import views
 urlpatterns = [
     path("plans/", views.PlanListCreateApi.as_view(), name="api-plan-list"),
     path("plans/<str:pk>/", views.PlanDetailApi.as_view(), name="api-plan-detail"),
+    path("capacity/", views.CapacityApi.as_view(), name="api-capacity"),
+    path("finetune/", views.FinetuneApi.as_view(), name="api-finetune"),
     path(
         "catalog/models/",
         views.CatalogApi.as_view(kind="models"),

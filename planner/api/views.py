@@ -13,8 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from planner import catalog_views, selectors, services
+from planner import capacity_services, catalog_views, selectors, services
 from planner.api.serializers import (
+    CapacityCreateInput,
+    CapacityReportOutput,
+    FinetuneCreateInput,
     PlanCreateInput,
     PlanOutput,
     PlanReportOutput,
@@ -101,3 +104,61 @@ class CatalogApi(APIView):
     )
     def get(self, request: Request) -> Response:
         return Response(catalog_views.catalog_list(self.kind))
+
+
+class CapacityApi(APIView):
+    """Search GPU types, counts and formats for the cheapest deployment of a traffic."""
+
+    @extend_schema(
+        request=CapacityCreateInput,
+        responses={200: CapacityReportOutput},
+        examples=[
+            OpenApiExample(
+                "70B at 2 requests/s, TTFT under 1 s, 30 tokens/s per user",
+                request_only=True,
+                value={
+                    "model": "llama-3-70b",
+                    "gpus": ["a100-80gb", "h100-sxm", "l40s"],
+                    "requests_per_s": 2,
+                    "prompt_tokens": 1000,
+                    "output_tokens": 300,
+                    "max_ttft_s": 1,
+                    "min_tokens_per_s": 30,
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        payload = CapacityCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            report = capacity_services.capacity_compute(
+                data=payload.to_capacity_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(report.to_dict())
+
+
+class FinetuneApi(APIView):
+    """Fine-tuning memory per GPU, time per epoch and cost (full, LoRA, QLoRA)."""
+
+    @extend_schema(
+        request=FinetuneCreateInput,
+        responses={
+            200: OpenApiResponse(
+                response={"type": "object"},
+                description="Memory by part, fits, time per epoch, cost, assumptions",
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        payload = FinetuneCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            est = capacity_services.finetune_compute(
+                data=payload.to_finetune_input(), user=request.user
+            )
+        except services.PlanInputError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
+        return Response(est.to_dict())

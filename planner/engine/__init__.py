@@ -38,6 +38,7 @@ from .gguf_rules import (
     gguf_fallback_count,
     gguf_tensor_types,
 )
+from .gguf_spec import GgufTensor, model_spec_from_gguf
 from .kv_cache import CACHE_DTYPES, CacheDtypeError, kv_cache_bytes
 from .plan import PlanError, PlanReport, PlanRequest, PlanResult, clear_caches, plan
 from .quality import expected_quality_loss, measured_quality, quality_table
@@ -51,6 +52,7 @@ from .runtime import (
     max_context_tokens,
 )
 from .spec import ModelSpec, SpecError, model_spec_from_config
+from .spec_io import model_spec_from_dict, model_spec_to_dict
 from .speed import SpeedEstimate, estimate_speed
 from .tensors import (
     ParameterBreakdown,
@@ -80,6 +82,7 @@ __all__ = [
     "FormatError",
     "FormatSpec",
     "GgmlType",
+    "GgufTensor",
     "GpuPrice",
     "GpuSpec",
     "MemoryEstimate",
@@ -121,6 +124,9 @@ __all__ = [
     "max_context_tokens",
     "measured_quality",
     "model_spec_from_config",
+    "model_spec_from_dict",
+    "model_spec_from_gguf",
+    "model_spec_to_dict",
     "parameter_breakdown",
     "pareto_front",
     "parse_format",

@@ -44,6 +44,16 @@ class GpuPrice:
 
 
 @dataclass(frozen=True)
+class GpuPurchase:
+    """What owning one device costs up front (the device's share of its server)."""
+
+    usd: float
+    date: str = ""
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class GpuSpec:
     """An accelerator (or CPU/Apple machine): memory, bandwidth, TFLOPS and prices."""
 
@@ -56,8 +66,11 @@ class GpuSpec:
     tflops: Mapping[str, float | None] = field(default_factory=dict, hash=False)
     tdp_w: float | None = None
     interconnect: str | None = None
+    # Peer-to-peer bandwidth per device, both directions together (datasheet).
+    interconnect_bytes_per_s: float | None = None
     prices: tuple[GpuPrice, ...] = ()
     source: str = ""
+    purchase: GpuPurchase | None = None
     # Vector extensions of a CPU that change how llama.cpp lays out weights
     # ("avx512": it also repacks Q2_K); empty means an AVX2 CPU.
     cpu_features: tuple[str, ...] = ()
@@ -79,8 +92,10 @@ class GpuSpec:
             "tflops": dict(self.tflops),
             "tdp_w": self.tdp_w,
             "interconnect": self.interconnect,
+            "interconnect_bytes_per_s": self.interconnect_bytes_per_s,
             "cpu_features": list(self.cpu_features),
             "prices": [p.__dict__.copy() for p in self.prices],
+            "purchase": self.purchase.__dict__.copy() if self.purchase else None,
             "source": self.source,
         }
 
@@ -260,6 +275,32 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
             f"{', '.join(sorted(CPU_FEATURES))}"
         )
     tdp = data.get("tdp_w")
+    link = None
+    if data.get("interconnect_bytes_per_s") is not None:
+        link = _number(
+            data,
+            "interconnect_bytes_per_s",
+            minimum=0,
+            maximum=MAX_BANDWIDTH_BYTES_PER_S,
+            where=where,
+        )
+    purchase = None
+    raw_purchase = data.get("purchase")
+    if raw_purchase is not None:
+        if not isinstance(raw_purchase, Mapping):
+            raise CatalogError(f"{where}purchase: expected an object with usd")
+        purchase = GpuPurchase(
+            usd=_number(
+                raw_purchase,
+                "usd",
+                minimum=0,
+                maximum=1e8,
+                where=f"{where}purchase.",
+            ),
+            date=_text(raw_purchase, "date", where=where),
+            source=_text(raw_purchase, "source", where=where),
+            note=_text(raw_purchase, "note", where=where),
+        )
     return GpuSpec(
         id=gid,
         name=_text(data, "name", gid, where=where) or gid,
@@ -272,6 +313,8 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
         if isinstance(tdp, int | float) and not isinstance(tdp, bool)
         else None,
         interconnect=_text(data, "interconnect", where=where) or None,
+        interconnect_bytes_per_s=link,
+        purchase=purchase,
         prices=tuple(prices),
         source=_text(data, "source", where=where),
         cpu_features=tuple(sorted(set(raw_features))),

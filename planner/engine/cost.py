@@ -39,6 +39,14 @@ FP8_S_PER_BILLION_PARAMS_A100 = 10.0  # per-tensor scales from a short calibrati
 A100_FP16_TFLOPS = 312.0
 CALIBRATION_SAMPLES_TOKENS = 128 * 2048  # 128 samples of 2048 tokens
 CPU_WORKER_USD_PER_HOUR = 0.40  # a 16-vCPU cloud VM for CPU-only jobs
+# Owning (provider "owned"): straight-line depreciation over three years (the horizon
+# GPU TCO analyses use), plus power at the device's TDP times a data-centre PUE.
+# Stated assumptions, not quotes; the purchase price itself is sourced per device.
+OWNED_PROVIDER = "owned"
+DEPRECIATION_YEARS = 3.0
+ELECTRICITY_USD_PER_KWH = 0.12
+DATACENTER_PUE = 1.3
+HOURS_PER_YEAR = 8760
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,8 @@ def hourly_price_usd(
     """Price of one GPU per hour and where it comes from (override, provider, cheapest)."""
     if override_usd_per_hour is not None:
         return float(override_usd_per_hour), "price given in the request"
+    if provider == OWNED_PROVIDER:
+        return owned_usd_per_hour(gpu)
     prices = [p for p in gpu.prices if provider is None or p.provider == provider]
     if not prices:
         if provider is not None:
@@ -97,6 +107,21 @@ def hourly_price_usd(
     return (
         best.usd_per_hour,
         f"{best.provider} ({best.usd_per_hour:.2f} USD/h per GPU{when})",
+    )
+
+
+def owned_usd_per_hour(gpu: GpuSpec) -> tuple[float | None, str]:
+    """Hourly cost of owning one device: depreciation plus power, and how."""
+    if gpu.purchase is None:
+        return None, f"no purchase price listed for {gpu.name}"
+    depreciation = gpu.purchase.usd / (DEPRECIATION_YEARS * HOURS_PER_YEAR)
+    power = (gpu.tdp_w or 0.0) / 1000 * DATACENTER_PUE * ELECTRICITY_USD_PER_KWH
+    when = f", {gpu.purchase.date}" if gpu.purchase.date else ""
+    return (
+        depreciation + power,
+        f"owned: {gpu.purchase.usd:,.0f} USD{when} over {DEPRECIATION_YEARS:g} years "
+        f"({depreciation:.2f} USD/h) + {gpu.tdp_w or 0:g} W x PUE {DATACENTER_PUE:g} "
+        f"at {ELECTRICITY_USD_PER_KWH:g} USD/kWh ({power:.2f} USD/h)",
     )
 
 

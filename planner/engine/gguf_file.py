@@ -24,7 +24,9 @@ from .tensors import TensorInfo
 def _header_bytes(spec: ModelSpec) -> int:
     """GGUF header bytes: fixed fields, metadata and tensor infos (type-independent)."""
     names = [t for t, _, _ in _ordered(spec)]
-    return 4 + 4 + 8 + 8 + gguf_metadata_bytes(spec) + gguf_tensor_info_bytes(names)
+    # A spec read from a GGUF file knows its real key/value block.
+    metadata = spec.stored_metadata_bytes or gguf_metadata_bytes(spec)
+    return 4 + 4 + 8 + 8 + metadata + gguf_tensor_info_bytes(names)
 
 
 _BPE_TOKEN_AVG_BYTES = 7.5  # byte-level BPE tokens (SmolLM2 GGUF: 7.51 bytes)

@@ -208,16 +208,27 @@ def engine_support(
                 "vLLM's GGUF support is experimental (single file, not every "
                 "architecture); llama.cpp is the usual engine for GGUF"
             )
+    native_fp8 = fmt.id == "fp8" and bool(gpu.tflops_for("fp8"))
     if fmt.needs_cuda and gpu.kind == "gpu" and gpu.vendor != "nvidia":
-        warnings.append(
-            f"{fmt.id} relies on CUDA kernels; on {gpu.vendor} support is "
-            "partial or missing"
-        )
-    if fmt.id == "fp8" and gpu.kind == "gpu" and not gpu.tflops_for("fp8"):
-        warnings.append(
-            f"{gpu.name} has no FP8 tensor cores: vLLM runs fp8 as weight-only "
-            "(Marlin), so prefill computes in 16-bit"
-        )
+        if not native_fp8:
+            warnings.append(
+                f"{fmt.id} relies on CUDA kernels; on {gpu.vendor} support is "
+                "partial or missing"
+            )
+    if fmt.id == "fp8" and gpu.kind == "gpu" and not native_fp8:
+        if gpu.vendor == "nvidia" and not gpu.tflops_for("bf16"):
+            # No bf16 tensor cores marks a pre-Ampere part (T4, V100): vLLM's
+            # weight-only fp8 (Marlin) kernels need compute capability 8.0.
+            blockers.append(
+                f"{gpu.name} predates Ampere: vLLM has no fp8 kernels for it (native "
+                "fp8 needs Ada/Hopper/Blackwell, weight-only fp8 needs Ampere); "
+                "choose int8, AWQ or GPTQ"
+            )
+        else:
+            warnings.append(
+                f"{gpu.name} has no FP8 tensor cores: vLLM runs fp8 as weight-only "
+                "(Marlin), so prefill computes in 16-bit"
+            )
     if fmt.id == "fp32":
         warnings.append(
             "fp32 doubles memory and halves speed against bf16 with no quality gain"

@@ -56,6 +56,7 @@ _TRANSFORMERS_DEFAULTS: dict[str, dict[str, object]] = {
     "gemma3_text": _GEMMA3_DEFAULTS,
 }
 
+_DEFAULT_TOPK_METHOD = {"deepseek_v2": "greedy", "deepseek_v3": "noaux_tc"}
 _TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 _QKV_BIAS_ALWAYS = frozenset({"qwen2", "qwen2_moe"})
 _QK_NORM = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
@@ -109,6 +110,13 @@ class ModelSpec:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     notes: tuple[str, ...] = ()
+    # Set when the spec was read from a GGUF file: that file's own format
+    # (e.g. "gguf-Q4_1"), its tensors as stored (name, ggml type, data bytes) and
+    # its size, so a plan sizes the file's own format exactly, not by the rules.
+    stored_format: str = ""
+    stored_tensors: tuple[tuple[str, str, int], ...] = ()
+    stored_file_bytes: int = 0
+    stored_metadata_bytes: int = 0  # the file's key/value block (tokenizer included)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -421,7 +429,10 @@ def _moe_fields(cfg: Mapping[str, Any], model_type: str, layers: int) -> _Moe:
             shared,
             shared * expert_ff,
             False,
-            cfg.get("topk_method") == "noaux_tc",
+            # transformers' DeepSeek-V3 always has the correction bias and
+            # writes no topk_method; the Hub's V3 configs say "noaux_tc".
+            (cfg.get("topk_method") or _DEFAULT_TOPK_METHOD.get(model_type))
+            == "noaux_tc",
         )
     if model_type in ("qwen2_moe", "qwen3_moe"):
         step = _get_opt_int(cfg, ("decoder_sparse_step",), maximum=MAX_LAYERS) or 1

@@ -1,6 +1,7 @@
 """Bytes of a model's weights in a format: on disk (``artifact_bytes``) and loaded.
 
-GGUF sizes come from llama.cpp's per-tensor mixture (``gguf_rules``). The
+GGUF sizes come from llama.cpp's per-tensor mixture (``gguf_rules``); a spec
+read from a GGUF file sizes that file's own format from its stored tensors. The
 safetensors formats are sized tensor by tensor:
 
 * fp32/fp16/bf16: every tensor at 4/2/2 bytes per element.
@@ -25,7 +26,14 @@ from .formats import FormatSpec, parse_format
 from .gguf_file import gguf_file_bytes
 from .gguf_rules import gguf_tensor_sizes
 from .spec import ModelSpec
-from .tensors import TP_KV, TP_REPLICATE, TP_SHARD, TensorInfo, tensor_inventory
+from .tensors import (
+    OTHER,
+    TP_KV,
+    TP_REPLICATE,
+    TP_SHARD,
+    TensorInfo,
+    tensor_inventory,
+)
 
 SAFETENSORS_BYTES_PER_TENSOR_HEADER = 120  # JSON entry: name, dtype, shape, offsets
 INT32_BYTES = 4
@@ -111,6 +119,16 @@ def _tensor_groups(spec: ModelSpec) -> tuple[tuple[TensorInfo, int], ...]:
     return tuple((first[k], counts[k]) for k in first)
 
 
+def _stored_sizes(spec: ModelSpec) -> list[tuple[TensorInfo, int, int]]:
+    """The file's own tensors, exactly as stored, placed like the planner's alike."""
+    known = {t.name: t for t in tensor_inventory(spec)}
+    out = []
+    for name, _ggml_type, n_bytes in spec.stored_tensors:
+        t = known.get(name) or TensorInfo(name, (1,), OTHER, None, TP_REPLICATE)
+        out.append((t, n_bytes, 1))
+    return out
+
+
 def weight_layout(spec: ModelSpec, fmt: FormatSpec | str) -> WeightLayout:
     """Weight bytes of ``spec`` in ``fmt``, broken down by role and TP placement."""
     return _layout(spec, _as_format(fmt))
@@ -121,7 +139,10 @@ def _layout(spec: ModelSpec, fmt: FormatSpec) -> WeightLayout:
     # (tensor, bytes of one, how many alike)
     sized: list[tuple[TensorInfo, int, int]] = []
     stored = 0
-    if fmt.family == "gguf":
+    own_format = fmt.id == spec.stored_format and bool(spec.stored_tensors)
+    if own_format:
+        sized = _stored_sizes(spec)
+    elif fmt.family == "gguf":
         assert fmt.gguf_type is not None
         sized = [(t, n, 1) for t, _, n in gguf_tensor_sizes(spec, fmt.gguf_type)]
     else:
@@ -136,7 +157,9 @@ def _layout(spec: ModelSpec, fmt: FormatSpec) -> WeightLayout:
         by_role[t.role] = by_role.get(t.role, 0) + n_bytes * count
         by_tp[t.tp] += n_bytes * count
         total += n_bytes * count
-    if fmt.family == "gguf":
+    if own_format and spec.stored_file_bytes:
+        artifact = spec.stored_file_bytes
+    elif fmt.family == "gguf":
         assert fmt.gguf_type is not None
         artifact = gguf_file_bytes(spec, fmt.gguf_type)
     else:

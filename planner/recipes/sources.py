@@ -256,6 +256,7 @@ def recipes_for_artifact(
     filename: str,
     fmt: str,
     model_name: str,
+    model_label: str = "",
     context_tokens: int = DEFAULT_CONTEXT_TOKENS,
     concurrency: int = 1,
     gpus: int = 1,
@@ -271,6 +272,8 @@ def recipes_for_artifact(
     """Recipes that serve a file a job produced: a GGUF, or a tar of a checkpoint.
 
     Without a plan's device a GGUF runs on the CPU and a checkpoint on one GPU.
+    ``model_name`` is the model the file holds (the served name is made from it);
+    ``model_label`` its display name for comments (default: ``model_name``).
     """
     spec = check_format(fmt)
     check_filename(filename)
@@ -286,7 +289,7 @@ def recipes_for_artifact(
     target = ServeTarget(
         engine=engine,
         format=spec.id,
-        model_label=model_name,
+        model_label=model_label or model_name,
         served_name=served_name(model_name, spec),
         model_ref=ref,
         model_is_local=True,

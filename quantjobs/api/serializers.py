@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from quantjobs.backends.reference import from_metrics as reference_from_metrics
 from quantjobs.models import Artifact, Job, JobResult
 from quantjobs.projections import compare
+from quantjobs.selectors import job_model
 
 
 class JobCreateInput(serializers.Serializer[Any]):
@@ -38,6 +42,32 @@ class JobCreateInput(serializers.Serializer[Any]):
     )
     queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
     plan = serializers.UUIDField(required=False, allow_null=True)
+
+
+class ReferenceOutput(serializers.Serializer[dict[str, Any]]):
+    """What quality is measured against: the unquantized model, or for an already
+    quantized source that file dequantized (then ``warning`` says so)."""
+
+    kind = serializers.ChoiceField(choices=["dequantized", "source", "converted"])
+    label = serializers.CharField(help_text="e.g. 'the Q4_1 file, dequantized'")
+    quantized_source = serializers.BooleanField()
+    warning = serializers.CharField(allow_blank=True)
+    source_type = serializers.CharField(allow_null=True, help_text="e.g. 'Q4_1'")
+
+
+class JobModelOutput(serializers.Serializer[dict[str, Any]]):
+    """The model a job quantized; never the plan's model unless it is that model."""
+
+    name = serializers.CharField()
+    ident = serializers.CharField()
+    plan_model = serializers.CharField(allow_null=True)
+    stand_in_for = serializers.CharField(
+        allow_null=True,
+        help_text="The linked plan's model, when this job quantized another one.",
+    )
+    same_as_plan = serializers.BooleanField()
+    source_quantization = serializers.CharField(allow_null=True)
+    reference = ReferenceOutput(allow_null=True)
 
 
 class ResultOutput(serializers.ModelSerializer[JobResult]):
@@ -77,12 +107,19 @@ class ResultOutput(serializers.ModelSerializer[JobResult]):
             "tokens_evaluated": metrics.get("tokens_evaluated"),
             "prompt_tokens_per_s": metrics.get("prompt_tokens_per_s"),
             "generation_tokens_per_s": metrics.get("generation_tokens_per_s"),
+            # An estimate for a generic CPU (projection "device"), not this worker.
+            "projected_generation_tokens_per_s": projection.get(
+                "generation_tokens_per_s"
+            ),
+            "projected_model": projection.get("model_name"),
+            "projection_note": projection.get("unavailable"),
             "peak_memory_bytes": peak,
             "projected_memory_bytes": projection.get("memory_bytes"),
             "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
             "gpu_peak_memory_bytes": metrics.get("gpu_peak_memory_bytes"),
             "load_time_s": metrics.get("load_time_s"),
             "exact_match": metrics.get("exact_match"),
+            "reference": reference_from_metrics(metrics),
         }
 
 
@@ -109,6 +146,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
     duration_s = serializers.FloatField(allow_null=True)
     waiting_for = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -121,6 +159,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "source_ref",
             "source_revision",
             "model_id",
+            "model",
             "eval_text_name",
             "queue",
             "status",
@@ -139,6 +178,11 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "results",
             "log",
         ]
+
+    @extend_schema_field(JobModelOutput)
+    def get_model(self, job: Job) -> dict[str, Any]:
+        """The model quantized, the plan's model it stands in for, the reference."""
+        return dataclasses.asdict(job_model(job=job))
 
     def get_waiting_for(self, job: Job) -> str | None:
         """A message when a queued job has no worker of its kind to run it."""
@@ -183,6 +227,9 @@ class UploadOutput(serializers.Serializer[Any]):
     storage quota."""
 
     id = serializers.UUIDField()
+    name = serializers.CharField(
+        help_text="The model the file holds (general.name, or the config's name)."
+    )
     filename = serializers.CharField()
     kind = serializers.CharField()
     size_bytes = serializers.IntegerField()
@@ -194,8 +241,15 @@ class UploadOutput(serializers.Serializer[Any]):
         "only a ready upload can be a job's source.",
     )
     reason = serializers.CharField(allow_blank=True)
+    spec_error = serializers.SerializerMethodField(
+        help_text="Why the planner cannot size this model (null when it can)."
+    )
     created_at = serializers.DateTimeField()
     checked_at = serializers.DateTimeField(allow_null=True)
+
+    def get_spec_error(self, upload: Any) -> str | None:
+        error = (upload.model_spec or {}).get("error")
+        return str(error) if error else None
 
 
 class UploadCreateInput(serializers.Serializer[Any]):

@@ -59,7 +59,9 @@ class QuantizeResult:
 
     artifact_path: Path
     format: str
-    reference_path: Path  # unquantized model to evaluate against (F16 GGUF, HF dir)
+    # What to evaluate against (F16 GGUF, HF dir): the unquantized source, or an
+    # already quantized source dequantized (see backends/reference.py).
+    reference_path: Path
     reference_kind: SourceKind
     artifact_kind: SourceKind
     metadata: dict[str, Any] = field(default_factory=dict)

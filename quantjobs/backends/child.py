@@ -33,6 +33,8 @@ from quantjobs.backends.base import (
     QuantizeRequest,
     SourceKind,
 )
+from quantjobs.backends.reference import describe as describe_reference
+from quantjobs.backends.reference import quantized_type
 
 QUANTIZE_SHARE = 0.6  # of each format's progress; evaluation takes the rest
 
@@ -123,8 +125,20 @@ def resolve_source(
             log=reporter.log,
         )
         reporter.emit({"event": "revision", "revision": download.commit_sha})
+        _emit_model_config(download.path, reporter)
         return download.path, "hf"
     raise BackendError(f"Unknown source kind {kind!r}.")
+
+
+def _emit_model_config(path: Path, reporter: Reporter) -> None:
+    """Hand the downloaded config.json to the runner, which sizes the projection."""
+    try:
+        text = (path / "config.json").read_text(encoding="utf-8")[:1_000_000]
+        config = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # validate_hf_dir reports a missing or broken config.json
+    if isinstance(config, dict):
+        reporter.emit({"event": "model_config", "config": config})
 
 
 def ensure_hf(
@@ -140,6 +154,14 @@ def ensure_hf(
     cache_root = Path(request.get("cache_dir") or Path(request["work_dir"]) / "cache")
     reporter.scope(0.0, 0.05, "Converting GGUF to Hugging Face format")
     return convert_cached(path, cache_root, reporter.progress, reporter.log)
+
+
+def gguf_origin_type(path: Path) -> str | None:
+    """The quantization of a GGUF source ('Q4_1'), or None when it is all float."""
+    from quantjobs.backends.gguf_inspect import inspect_gguf
+
+    info = inspect_gguf(path, timeout_s=120)
+    return quantized_type(info.file_type_name, info.types_histogram)
 
 
 def load_eval_text(request: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -186,7 +208,11 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     source_path, source_kind = resolve_source(request, work_dir, reporter)
     if request["method"] in {"awq", "gptq", "rtn"}:
         _cpu_defaults(options)
+    origin_type: str | None = None
     if request["method"] in {"awq", "gptq", "rtn"} or request["source"].get("as_hf"):
+        if source_kind == "gguf":
+            # The backend only sees the converted copy: say here what it came from.
+            origin_type = gguf_origin_type(source_path)
         source_path = ensure_hf(source_path, source_kind, request, reporter)
         source_kind = "hf"
     text, qa_pairs = load_eval_text(request)
@@ -237,6 +263,17 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
             reporter.progress,
             reporter.log,
         )
+        reference = None
+        if request["method"] != "selftest":
+            reference = describe_reference(
+                origin_type=origin_type,
+                base=quantized.metadata.get("base"),
+                source_kind=source_kind,
+            )
+            if index == 0:
+                reporter.log(f"Reference for quality: {reference['label']}.")
+                if reference["warning"]:
+                    reporter.log(f"Warning: {reference['warning']}")
         artifact = quantized.artifact_path
         # The publisher (quantjobs.artifacts) hashes what it stores; a digest the
         # backend already made of this very file is passed on to be checked there.
@@ -255,6 +292,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "sha256": known_sha256 if isinstance(known_sha256, str) else None,
                 "metrics": dataclasses.asdict(measured),
                 "metadata": quantized.metadata,
+                "reference": reference,
             }
         )
     reporter.current_format = ""

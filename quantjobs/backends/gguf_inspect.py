@@ -80,6 +80,10 @@ class GgufInfo:
     chat_template_warnings: tuple[str, ...] = ()
     llama_check: dict[str, Any] | None = None  # what llama.cpp said, if asked
     notes: tuple[str, ...] = field(default=())
+    # tensor name -> shape in ggml order (ne0 first), for sizing the model
+    tensor_shapes: dict[str, list[int]] = field(default_factory=dict)
+    split_no: int = 0  # which part of a split model (0: the first, or not split)
+    split_count: int = 0  # parts of a split model (0: not split)
 
 
 def _summarise(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -170,8 +174,11 @@ def _llama_check(path: Path) -> dict[str, Any]:
 
 def _build_info(path: Path, header: dict[str, Any]) -> GgufInfo:
     metadata = header["metadata"]
+    split_no, split_count = _split_position(metadata)
     arch = metadata.get("general.architecture")
-    if not isinstance(arch, str) or not arch:
+    if split_no > 0 and arch is None:
+        arch = ""  # llama.cpp's gguf-split keeps the metadata in the first part only
+    elif not isinstance(arch, str) or not arch:
         raise GgufRejected("general.architecture is missing: this is not a model file.")
     template = metadata.get("tokenizer.chat_template")
     warnings: list[str] = []
@@ -216,7 +223,32 @@ def _build_info(path: Path, header: dict[str, Any]) -> GgufInfo:
         tensor_types=header["tensor_types"],
         chat_template=template,
         chat_template_warnings=tuple(warnings),
+        tensor_shapes={
+            name: list(dims) for name, _type, dims, _off in header["tensors"]
+        },
+        split_no=split_no,
+        split_count=split_count,
     )
+
+
+def _split_position(metadata: dict[str, Any]) -> tuple[int, int]:
+    """(split.no, split.count) of a part of a split model; (0, 0) when not split."""
+    count = metadata.get("split.count")
+    number = metadata.get("split.no")
+    if count is None and number is None:
+        return 0, 0
+    if (
+        not isinstance(count, int)
+        or not isinstance(number, int)
+        or isinstance(count, bool)
+        or isinstance(number, bool)
+        or not 0 <= number < count <= 10_000
+    ):
+        raise GgufRejected(
+            f"split.no ({number!r}) and split.count ({count!r}) do not describe a "
+            "part of a split model."
+        )
+    return number, count
 
 
 # --------------------------------------------------------------------------

@@ -123,6 +123,7 @@ def gguf_to_hf(
         if vocab_copy.is_file() and vocab_copy.read_bytes()[:4] == _GGUF_MAGIC:
             vocab_copy.unlink()
         _normalise_config(tmp / "config.json")
+        _drop_void_byte_fallback(tmp / "tokenizer.json")
         for required in REQUIRED_FILES:
             if not (tmp / required).is_file():
                 raise BackendError(
@@ -152,7 +153,8 @@ def convert_cached(
     import transformers
 
     digest = sha256_file(Path(gguf_path))
-    key = f"{digest[:16]}-{dtype}-tf{transformers.__version__}"
+    # -v2: tokenizer.json written without the void byte_fallback flag.
+    key = f"{digest[:16]}-{dtype}-tf{transformers.__version__}-v2"
     target = Path(cache_root) / key
     if all((target / f).is_file() for f in REQUIRED_FILES):
         log(f"Using the converted model cached at {target}")
@@ -226,6 +228,24 @@ def _check_finite(model: object, dtype: str) -> None:
             raise BackendError(
                 f"Tensor {pname} overflows {dtype}; convert with dtype='float32'."
             )
+
+
+def _drop_void_byte_fallback(path: Path) -> None:
+    """Write ``byte_fallback: false`` where the vocabulary has no byte tokens.
+
+    transformers' GGUF export of a byte-level BPE tokenizer sets the flag
+    although no ``<0xNN>`` token exists, so it changes nothing in transformers;
+    llama.cpp's converter reads it as a SentencePiece-style vocabulary, which
+    llama.cpp then aborts on when it loads the converted file.
+    """
+    from quantjobs.backends.gguf.convert import byte_fallback_is_void
+
+    if not path.is_file():
+        return
+    tokenizer = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(tokenizer, dict) and byte_fallback_is_void(tokenizer):
+        tokenizer["model"]["byte_fallback"] = False
+        path.write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
 
 
 def _normalise_config(path: Path) -> None:

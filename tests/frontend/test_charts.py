@@ -210,3 +210,22 @@ def test_job_chart_plots_measured_loss_against_size_with_projections() -> None:
     assert "selftest" not in labels
     projected = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "projected"]
     assert len(projected) == 2
+
+
+def test_the_memory_chart_states_the_total_beside_the_per_gpu_bar() -> None:
+    from frontend import charts
+    from planner import engine
+
+    report = engine.plan(
+        engine.PlanRequest(
+            model=engine.get_model("llama-3-70b").spec,
+            gpu=engine.get_gpu("a100-80gb"),
+            formats=["fp16", "awq-4bit-g128"],
+        )
+    ).to_dict()
+    svg = str(charts.memory_chart(report))
+    fp16 = next(r for r in report["results"] if r["format"] == "fp16")
+    assert fp16["gpus"] > 1
+    per_gpu = fp16["total_bytes_per_gpu"] / 1e9
+    assert f"{per_gpu:.1f} GB x {fp16['gpus']} GPUs = " in svg
+    assert "Per GPU · total" in svg

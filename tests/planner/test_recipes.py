@@ -596,12 +596,15 @@ def test_the_recipes_package_imports_no_django() -> None:
 
 
 def _saved_plan(
-    user: Any, formats: tuple[str, ...] = ("bf16", "gguf-Q4_K_M"), **kw: Any
+    user: Any,
+    formats: tuple[str, ...] = ("bf16", "gguf-Q4_K_M"),
+    model: str = "llama-3.2-1b",
+    **kw: Any,
 ) -> Any:
     from planner import services
 
     data = services.PlanInput(
-        gpu="h100-sxm", model="llama-3.2-1b", formats=formats, context_tokens=8192,
+        gpu="h100-sxm", model=model, formats=formats, context_tokens=8192,
         concurrency=2, **kw,
     )  # fmt: skip
     report = services.plan_compute(data=data, user=user)
@@ -751,10 +754,14 @@ def test_it_serves_a_finished_jobs_artifact(api: Any, user: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_a_job_with_a_plan_gets_the_plans_numbers(api: Any, user: Any) -> None:
+def test_a_job_with_a_plan_of_its_model_gets_the_plans_numbers(
+    api: Any, user: Any
+) -> None:
+    # The plan is of the sample's own model, so its numbers describe this file.
     plan = _saved_plan(
-        user, formats=("gguf-Q4_1", "bf16"), kv_cache_dtype="q8_0", engine="llama.cpp"
-    )
+        user, formats=("gguf-Q4_1", "bf16"), model="smollm2-135m-instruct",
+        kv_cache_dtype="q8_0", engine="llama.cpp",
+    )  # fmt: skip
     job = _finished_job(user, plan=plan)
 
     body = api.get(f"/api/v1/jobs/{job.pk}/recipes/", {"format": "gguf-Q4_1"}).json()
@@ -763,6 +770,32 @@ def test_a_job_with_a_plan_gets_the_plans_numbers(api: Any, user: Any) -> None:
     assert _value(argv, "-m") == "./models/SmolLM2-135M-Instruct.Q4_1-gguf-Q4_1.gguf"
     assert _value(argv, "-c") == str(8192 * 2) and _value(argv, "-ctk") == "q8_0"
     assert _value(argv, "-ngl") == "999"
+
+
+@pytest.mark.django_db
+def test_a_stand_in_job_is_served_as_the_model_it_quantized(
+    api: Any, user: Any
+) -> None:
+    # A Llama 3.2 1B plan, measured on the sample: never served as Llama.
+    plan = _saved_plan(
+        user, formats=("gguf-Q4_1", "bf16"), kv_cache_dtype="q8_0", engine="llama.cpp"
+    )
+    job = _finished_job(user, plan=plan)
+
+    body = api.get(f"/api/v1/jobs/{job.pk}/recipes/", {"format": "gguf-Q4_1"}).json()
+
+    for recipe in body["recipes"]:
+        content = recipe["content"]
+        assert "smollm2-135m-instruct" in content, recipe["id"]
+        assert "stand-in for Llama 3.2 1B" in content, recipe["id"]
+        # Llama is named only as what this file stands in for, never as what it is.
+        assert content.count("Llama 3.2 1B") == content.count(
+            "stand-in for Llama 3.2"
+        ), recipe["id"]
+        assert "llama-3.2-1b" not in content.lower() and "llama-3-2-1b" not in content
+    argv = command_argv(_by_id(body["recipes"])["llama-server"]["content"])
+    assert _value(argv, "-a") == "smollm2-135m-instruct-gguf-q4-1"
+    assert _value(argv, "-ngl") == "0"  # the plan's GPUs are the 1B model's, not its
 
 
 @pytest.mark.django_db

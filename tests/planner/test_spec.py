@@ -106,6 +106,17 @@ def test_deepseek_v3_keeps_three_dense_layers(deepseek_v3: ModelSpec) -> None:
     assert deepseek_v3.router_bias  # noaux_tc routing has a score-correction bias
 
 
+def test_a_deepseek_v3_config_without_topk_method_still_has_the_router_bias() -> None:
+    # transformers 4.51 writes V3 configs without topk_method; its V3 always has
+    # e_score_correction_bias, which llama.cpp stores as exp_probs_b.
+    from tests.planner.conftest import DEEPSEEK_V3
+
+    cfg = {k: v for k, v in DEEPSEEK_V3.items() if k != "topk_method"}
+    assert model_spec_from_config(cfg).router_bias
+    v2 = {**cfg, "model_type": "deepseek_v2"}
+    assert not model_spec_from_config(v2).router_bias  # V2 routes greedily
+
+
 def test_qwen2_moe_has_a_gated_shared_expert(specs: dict[str, ModelSpec]) -> None:
     q = specs["qwen1.5-moe"]
     assert q.shared_expert_gate and q.shared_expert_intermediate_size == 5632

@@ -526,3 +526,36 @@ def test_an_upload_no_worker_checked_in_time_is_refused_and_frees_its_quota(
     assert "No worker checked it within 10 minutes" in body["reason"]
     assert storage_used_bytes(user_id=upload.user_id) == 0
     assert _files_under(clean_media / "uploads") == []
+
+
+def test_uploads_are_named_after_the_model_they_hold(
+    api: Any, clean_media: Path, redis_url: str
+) -> None:
+    weights = _safetensors(
+        {
+            "model.embed_tokens.weight": {
+                "dtype": "F32",
+                "shape": [10, 8],
+                "data_offsets": [0, 320],
+            }
+        },
+        b"\0" * 320,
+    )
+    archive = _tar(
+        [
+            ("m/config.json", _config(_name_or_path="acme/tiny-llama"), None),
+            ("m/model.safetensors", weights, None),
+        ]
+    )
+    response = api.post(
+        "/api/v1/uploads/",
+        {"file": SimpleUploadedFile("upload-3f2a.tar", archive)},
+        format="multipart",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "upload-3f2a"  # until the check reads it
+    body = _check(api, response.json()["id"])
+    assert body["name"] == "acme/tiny-llama"  # the config's name, not the file's
+    assert body["spec_error"] is None
+    listed = api.get("/api/v1/uploads/").json()
+    assert [u["name"] for u in listed] == ["acme/tiny-llama"]

@@ -1,4 +1,9 @@
-"""``manage.py plan``: project memory, speed and cost of a model on a GPU, per format."""
+"""``manage.py plan``: project memory, speed and cost of a model on a GPU, per format.
+
+With a traffic (``--requests-per-s`` or ``--tokens-per-month``) it searches GPU
+types (``--gpu`` repeated, or the whole catalog), counts and formats for the
+cheapest deployment that meets the latency targets.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from planner import services
+from planner import capacity_services, services
 from planner.services import DEFAULT_FORMATS, PlanInput
 
 
@@ -17,10 +22,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--model", required=True, help="Catalog id, HF id or config.json path."
+            "--model",
+            required=True,
+            help="Catalog id, HF id, config.json path, or a .gguf file (the first "
+            "part of a split one) or model folder, read from its own metadata.",
         )
         parser.add_argument(
-            "--gpu", required=True, help="Catalog GPU id (see `catalog gpus`)."
+            "--gpu",
+            dest="gpu",
+            action="append",
+            default=None,
+            help="Catalog GPU id (see `catalog gpus`); repeat it to compare GPU "
+            "types in a capacity search (default there: every catalog GPU).",
         )
         parser.add_argument(
             "--gpus", type=int, default=None, help="GPUs (default: fewest that fit)."
@@ -40,22 +53,61 @@ class Command(BaseCommand):
         )
         parser.add_argument("--price-usd-per-hour", type=float, default=None)
         parser.add_argument("--json", action="store_true", help="Print JSON (a list).")
+        traffic = parser.add_argument_group(
+            "capacity search (any of these switches it on)"
+        )
+        traffic.add_argument("--requests-per-s", type=float, default=None)
+        traffic.add_argument("--tokens-per-month", type=float, default=None)
+        traffic.add_argument("--prompt-tokens", type=int, default=None)
+        traffic.add_argument("--output-tokens", type=int, default=None)
+        traffic.add_argument(
+            "--hours-per-day",
+            type=float,
+            default=24.0,
+            help="Hours a day the traffic arrives (the deployment is paid 24).",
+        )
+        traffic.add_argument("--max-ttft-s", type=float, default=None)
+        traffic.add_argument("--max-tpot-ms", type=float, default=None)
+        traffic.add_argument("--min-tokens-per-s", type=float, default=None)
+        traffic.add_argument("--max-quality-loss-pct", type=float, default=None)
+        traffic.add_argument(
+            "--provider",
+            default=None,
+            help="Price from this provider only; 'owned' prices a purchase "
+            "(depreciation and power) instead of renting.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        gpus = options["gpu"] or []
+        if (
+            options["requests_per_s"] is not None
+            or options["tokens_per_month"] is not None
+        ):
+            self._capacity(options, gpus)
+            return
+        if len(gpus) != 1:
+            raise CommandError(
+                "Give one --gpu for a plan, or a traffic (--requests-per-s or "
+                "--tokens-per-month) to compare several GPU types."
+            )
+        options["gpu"] = gpus[0]
         for key in ("gpus", "context", "concurrency"):
             value = options[key]
             if value is not None and value < 1:
                 raise CommandError(f"--{key} must be at least 1.")
-        model, config = options["model"], None
+        model, config, local = options["model"], None, ""
         path = Path(model)
         if path.suffix == ".json" and path.is_file():
             try:
                 model, config = path.stem, services.config_parse_text(path.read_text())
             except services.PlanInputError as exc:
                 raise CommandError(str(exc)) from None
+        elif path.suffix.lower() == ".gguf" or path.is_dir():
+            model, local = "", model
         data = PlanInput(
             model=model,
             config=config,
+            path=local,
             gpu=options["gpu"],
             gpus=options["gpus"],
             formats=tuple(options["formats"] or DEFAULT_FORMATS),
@@ -68,7 +120,7 @@ class Command(BaseCommand):
             price_usd_per_hour=options["price_usd_per_hour"],
         )
         try:
-            report = services.plan_compute(data=data, user=None)
+            report = services.plan_compute(data=data, user=None, any_path=True)
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
         body = services.report_to_dict(report)
@@ -76,6 +128,57 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(body["results"], indent=2))
             return
         self._print_table(body)
+
+    def _capacity(self, options: dict[str, Any], gpus: list[str]) -> None:
+        model, config = options["model"], None
+        path = Path(model)
+        try:
+            if path.suffix == ".json" and path.is_file():
+                model, config = path.stem, services.config_parse_text(path.read_text())
+            data = capacity_services.CapacityInput(
+                model=model,
+                config=config,
+                gpus=tuple(gpus),
+                gpu_counts=(options["gpus"],) if options["gpus"] else (1, 2, 4, 8),
+                formats=tuple(options["formats"]) if options["formats"] else None,
+                requests_per_s=options["requests_per_s"],
+                tokens_per_month=options["tokens_per_month"],
+                prompt_tokens=options["prompt_tokens"] or 1000,
+                output_tokens=options["output_tokens"] or 300,
+                hours_per_day=options["hours_per_day"],
+                max_ttft_s=options["max_ttft_s"],
+                max_tpot_ms=options["max_tpot_ms"],
+                min_tokens_per_s=options["min_tokens_per_s"],
+                max_quality_loss_pct=options["max_quality_loss_pct"],
+                api_price=options["api_price"],
+                price_usd_per_hour=options["price_usd_per_hour"],
+                provider=options["provider"],
+                kv_cache_dtype=options["kv_cache_dtype"],
+            )
+            report = capacity_services.capacity_compute(data=data, user=None)
+        except services.PlanInputError as exc:
+            raise CommandError(str(exc)) from None
+        body = report.to_dict()
+        if options["json"]:
+            self.stdout.write(json.dumps(body, indent=2))
+            return
+        rec = body["recommendation"]
+        if rec:
+            self.stdout.write(f"Recommended: {rec['label']} x {rec['replicas']}")
+            for reason in body["reasons"]:
+                self.stdout.write(f"  - {reason}")
+        else:
+            self.stdout.write(f"No recommendation: {body['why_none']}")
+        if body["verdict"]:
+            self.stdout.write(f"\n{body['verdict']['text']}")
+        self.stdout.write(
+            f"\n{'deployment':<58}{'in flight':>10}{'replicas':>9}{'$/month':>10}{'$/1M tok':>9}"
+        )
+        for row in body["candidates"][:15]:
+            self.stdout.write(
+                f"{row['label'][:57]:<58}{row['concurrency']:>10}{row['replicas']:>9}"
+                f"{row['usd_per_month'] or 0:>10.0f}{row['usd_per_million_tokens'] or 0:>9.3f}"
+            )
 
     def _print_table(self, body: dict[str, Any]) -> None:
         header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}"

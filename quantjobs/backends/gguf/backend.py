@@ -5,7 +5,8 @@ Pipeline of :meth:`GgufBackend.quantize`:
 1. validate the source (a GGUF we did not write goes through ``inspect_gguf`` in
    a resource-limited child first, since a malformed file can abort llama.cpp);
 2. make a clean base: an F16/BF16/F32 GGUF is used as is; a quantized GGUF is
-   dequantized to F16 with gguf-py; a Hugging Face checkpoint is converted.
+   dequantized to F16 with gguf-py; a Hugging Face checkpoint is converted by
+   llama.cpp's own convert_hf_to_gguf.py (see convert).
    The base is the result's ``reference_path``;
 3. for the types llama.cpp refuses without one, compute an importance matrix
    on calibration text;
@@ -208,6 +209,20 @@ def _run_llama_quantize(
         raise _quantize_failure(logs.reason(mark), target)
 
 
+def _check_family(model_dir: Path) -> None:
+    """Refuse a family the GGUF path is not proven on (job creation checks first)."""
+    from quantjobs.backends.families import unsupported_reason
+
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise BackendError("The model directory has no readable config.json.") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    reason = unsupported_reason("gguf", str(model_type or ""))
+    if reason:
+        raise BackendError(reason)
+
+
 class GgufBackend:
     """llama.cpp GGUF quantization (any llama-quantize type) on CPU workers."""
 
@@ -372,24 +387,24 @@ class GgufBackend:
         progress: ProgressFn,
         log: LogFn,
     ) -> tuple[Path, dict[str, Any]]:
+        from quantjobs.backends.gguf.convert import convert_hf_to_gguf
         from quantjobs.backends.gguf.dequant import dequantize_to_f16, is_float_file
-        from quantjobs.backends.gguf.from_hf import convert_hf_to_gguf
         from quantjobs.backends.gguf_inspect import inspect_gguf
 
         source = request.source_path
         if request.source_kind == "hf":
             if not source.is_dir():
                 raise BackendError("A Hugging Face source must be a model directory.")
+            _check_family(source)
             created.append(base)
-            pre = request.options.get("tokenizer_pre")
             converted = convert_hf_to_gguf(
-                source, base, out_type="F16", progress=progress, log=log,
-                tokenizer_pre=str(pre) if pre else None,
-            )  # fmt: skip
+                source, base, out_type="F16", progress=progress, log=log
+            )
             return base, {
                 "kind": "converted",
                 "architecture": converted.architecture,
-                "tokenizer_pre": converted.tokenizer_pre,
+                "converter": "llama.cpp convert_hf_to_gguf.py",
+                "byte_fallback_fixed": converted.byte_fallback_fixed,
             }
         if request.source_kind != "gguf":
             raise BackendError(f"Unknown source kind {request.source_kind!r}.")

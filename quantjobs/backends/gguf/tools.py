@@ -3,27 +3,24 @@
 ``llama-perplexity`` is the independent cross-check of our perplexity scoring
 and ``llama-imatrix`` of our importance matrices. Neither ships in the wheel, so
 they are built once with cmake from the llama.cpp inside the pinned
-llama-cpp-python sdist (about 4 minutes on 2 cores) and cached.
+llama-cpp-python sdist (about 4 minutes on 2 cores) and cached; the sources are
+the extraction the converter uses too (see llama_cpp_source).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import os
 import re
 import shutil
 import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from quantjobs.backends.base import BackendError, LogFn
+from quantjobs.backends.gguf.llama_cpp_source import ensure_llama_cpp_source, file_lock
 
 __all__ = [
     "ensure_llama_perplexity",
@@ -81,50 +78,11 @@ def _cache_root() -> Path:
     return Path(base) / "llama-perplexity" / f"llama-cpp-python-{version}-{flags}"
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _fetch_llama_cpp_source(root: Path, log: LogFn, timeout_s: float) -> Path:
-    src = root / "src"
-    if (src / "CMakeLists.txt").is_file():
-        return src
-    version = importlib.metadata.version("llama-cpp-python")
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        log(
-            f"downloading the llama-cpp-python {version} sdist for its llama.cpp sources"
-        )
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", f"llama-cpp-python=={version}", "-d", tmp,
-        ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        archives = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            raise BackendError(
-                "Could not download the llama-cpp-python sdist to build llama-perplexity: "
-                + (done.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-        prefix = f"{archives[0].name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
-        staging = Path(tmp) / "llama.cpp"
-        with tarfile.open(archives[0]) as tar:
-            members = []
-            for member in tar.getmembers():
-                if member.name.startswith(prefix) and len(member.name) > len(prefix):
-                    member.name = member.name[len(prefix) :]
-                    members.append(member)
-            tar.extractall(staging, members=members, filter="data")
-        if src.exists():
-            shutil.rmtree(src)
-        staging.rename(src)
-    return src
+    legacy = root / "src"  # where builds before the shared extraction kept it
+    if (legacy / "CMakeLists.txt").is_file():
+        return legacy
+    return ensure_llama_cpp_source(log, timeout_s=timeout_s)
 
 
 _TOOLS = ("llama-perplexity", "llama-imatrix")
@@ -148,7 +106,7 @@ def ensure_llama_tool(
     if shutil.which("cmake") is None:
         raise BackendError(f"cmake is not installed; it is needed to build {name}.")
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / ".lock"):
+    with file_lock(root / ".lock"):
         if binary.is_file():  # another process built it while we waited
             return binary
         deadline = time.monotonic() + timeout_s

@@ -15,6 +15,7 @@ from quantjobs import services
 from quantjobs.api.serializers import JobOutput
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.models import Job
+from quantjobs.selectors import job_model
 
 
 def _source(text: str) -> tuple[str, str]:
@@ -92,16 +93,29 @@ class Command(BaseCommand):
         ) as exc:
             raise CommandError(str(exc)) from None
         if options["wait"]:
+            if not options["json"]:
+                # Said before the wait: what is quantized and what it is measured against.
+                model = job_model(job=job)
+                self.stderr.write(f"Model: {model.name}")
+                if model.reference and model.reference["warning"]:
+                    self.stderr.write(f"Warning: {model.reference['warning']}")
             job = self._wait(job, options["timeout"], quiet=options["json"])
         data = JobOutput(job, context={}).data
         if options["json"]:
             self.stdout.write(json.dumps(data, indent=2, default=str))
         else:
             self.stdout.write(f"Job {job.pk}: {job.status} {job.error}")
+            model = data["model"]
+            self.stdout.write(f"  model: {model['name']}")
+            reference = model["reference"]
+            if reference:
+                self.stdout.write(f"  reference: {reference['label']}")
+                if reference["warning"]:
+                    self.stdout.write(f"  warning: {reference['warning']}")
             for r in data["results"]:
                 self.stdout.write(
                     f"  {r['format']}: {r['artifact_bytes']:,} bytes, PPL {r['perplexity']:.3f} "
-                    f"(base {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
+                    f"(reference {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
                 )
         if options["wait"] and job.status != Job.Status.SUCCEEDED:
             raise CommandError(f"Job {job.pk} ended {job.status}: {job.error}")
