@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from rest_framework import status
+from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -22,6 +24,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "30"},
         )
+    scope = getattr(context.get("view"), "throttle_scope", "")
+    if isinstance(exc, Throttled) and exc.wait is not None and scope:
+        # The rate limit's own refusal (a quota's has its own message): say which.
+        rate = settings.QUANTPLAN_RATES.get(scope, "")
+        exc.detail = Throttled(
+            detail=f"Too many requests of this kind ({scope}, limit {rate}); "
+            f"try again in {max(1, round(exc.wait))} s.",
+        ).detail
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict):
         detail = response.data.get("detail")

@@ -34,8 +34,12 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # TLS ends at the proxy in front; trust its X-Forwarded-* headers only from it.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 proxy_allow_ips = forwarded_allow_ips
+# Request heads: a line (method, path, query) up to 8 KiB, at most 100 header fields of
+# at most 8 KiB each; anything larger is a 400 before Django sees it. Bodies are capped
+# per route by config.middleware (and by the proxy in front, deploy/nginx.conf).
 limit_request_line = 8190
 limit_request_fields = 100
+limit_request_field_size = 8190
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

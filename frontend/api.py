@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import PermissionDenied, Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,7 +25,7 @@ class TokenOutput(serializers.ModelSerializer[ApiToken]):
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at"]
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at"]
 
 
 class TokenCreatedOutput(TokenOutput):
@@ -41,26 +41,46 @@ class TokenCreateInput(serializers.Serializer[Any]):
     """Name a new token."""
 
     name = serializers.CharField(max_length=100)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="When the token stops working (UTC); empty: never.",
+    )
 
 
 class TokenListCreateApi(generics.ListAPIView[ApiToken]):
-    """List your tokens, or create one (its value is in the response, once)."""
+    """List your tokens, or create one (its value is in the response, once).
+
+    Creating a token needs a signed-in session (the API tokens page, or this
+    endpoint from it): a token cannot make tokens, so revoking a leaked one ends it.
+    """
 
     serializer_class = TokenOutput
+    throttle_scope = "token-create"
 
     def get_queryset(self) -> QuerySet[ApiToken]:
         return ApiToken.objects.filter(user=self.request.user)
 
     @extend_schema(
-        request=TokenCreateInput, responses={201: TokenCreatedOutput, 429: ErrorOutput}
+        request=TokenCreateInput,
+        responses={201: TokenCreatedOutput, 403: ErrorOutput, 429: ErrorOutput},
     )
     def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiToken):
+            raise PermissionDenied(
+                "A token cannot create tokens: sign in and create it on the API tokens "
+                "page, so that revoking a token also ends everything it could do."
+            )
         payload = TokenCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
             token, raw = services.api_token_create(
-                user=request.user, name=payload.validated_data["name"]
+                user=request.user,
+                name=payload.validated_data["name"],
+                expires_at=payload.validated_data.get("expires_at"),
             )
+        except services.TokenInputError as exc:
+            raise ValidationError({"expires_at": [str(exc)]}) from None
         except services.TokenLimitReached as exc:
             raise Throttled(detail=str(exc)) from None
         return Response(
@@ -87,7 +107,12 @@ class WorkerOutput(serializers.ModelSerializer[WorkerHeartbeat]):
 
 
 class WorkerListApi(generics.ListAPIView[WorkerHeartbeat]):
-    """Workers that reported in the last two minutes."""
+    """Workers that reported in the last two minutes (signed-in users only).
+
+    Queues and capabilities tell a user why a job waits (the Jobs page shows the
+    same); what is internal (database engine, broker errors) is in /healthz, for
+    staff only.
+    """
 
     serializer_class = WorkerOutput
     pagination_class = None

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from frontend.models import ApiToken, hash_token
+
+# last_used_at is a hint ("used in the last minute"), not an audit log: writing it on
+# every request serialised the API behind the database's write lock.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -42,7 +48,18 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Invalid or revoked token: create a new one on the API tokens page."
             )
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        now = timezone.now()
+        if token.is_expired:
+            raise exceptions.AuthenticationFailed(
+                f"This token expired at {token.expires_at:%Y-%m-%d %H:%M} UTC: create a "
+                "new one on the API tokens page."
+            )
+        stale = now - LAST_USED_RESOLUTION
+        if token.last_used_at is None or token.last_used_at < stale:
+            # Conditional: of many concurrent requests, one writes; none waits on it.
+            ApiToken.objects.filter(pk=token.pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
+            ).update(last_used_at=now)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -27,6 +27,24 @@ class ApiTokenForm(forms.Form):
     name = forms.CharField(
         max_length=100, help_text="What it is for, e.g. 'CI pipeline' or 'laptop'."
     )
+    expires_in_days = forms.TypedChoiceField(
+        choices=[("", "never"), (7, "in 7 days"), (30, "in 30 days"),
+                 (90, "in 90 days"), (365, "in a year")],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        label="Expires",
+        help_text="Past this, requests with the token are refused.",
+    )  # fmt: skip
+
+    def expires_at(self) -> Any:
+        """The chosen expiry as a time, or None for a token that never expires."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=days) if days else None
 
 
 class JobForm(forms.Form):

@@ -1,4 +1,9 @@
-"""``/healthz``: database, broker and workers, as JSON; 200 when all are up, else 503."""
+"""``/healthz``: database, broker and workers, as JSON; 200 when all are up, else 503.
+
+Probes (compose, Kubernetes, deploy/healthcheck.py) read the status code and
+``status``; the details (engine, hostnames, queues, error texts) are internal and
+shown to staff only.
+"""
 
 from __future__ import annotations
 
@@ -49,10 +54,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
     broker = {"ok": broker_ok, **({} if broker_ok else {"detail": broker_detail[:300]})}
     workers = _workers() if database["ok"] else {"ok": False, "detail": "database down"}
     ok = bool(database["ok"] and broker["ok"] and workers["ok"])
-    body = {
-        "status": "ok" if ok else "degraded",
-        "database": database,
-        "broker": broker,
-        "workers": workers,
-    }
+    body: dict[str, object] = {"status": "ok" if ok else "degraded"}
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff:
+        body.update(database=database, broker=broker, workers=workers)
     return JsonResponse(body, status=200 if ok else 503)

@@ -28,12 +28,19 @@ class ApiToken(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # None: never expires. Past it, requests with the token are refused (401).
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        """Whether the token's expiry has passed."""
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
     @staticmethod
     def generate_raw() -> str:

@@ -101,7 +101,14 @@ def plan_page(request: HttpRequest) -> HttpResponse:
             )
             form.add_error(field if field in form.fields else None, str(exc))
         else:
-            if request.POST.get("action") == "save":
+            saving = request.POST.get("action") == "save"
+            try:
+                if saving:
+                    services.plans_check_room(user=request.user, count=len(computed))
+            except services.PlanLimitReached as exc:
+                form.add_error(None, str(exc))
+                saving = False
+            if saving:
                 plan = None
                 for data, report in computed:
                     plan = services.plan_save(

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from config.throttles import page_wait_s, wait_message
 from frontend import services as account_services
 from frontend.forms import ApiTokenForm, JobForm, SignUpForm
 from frontend.models import ApiToken
@@ -29,6 +30,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("plan")
     form = SignUpForm(request.POST or None)
+    if request.method == "POST" and (wait := page_wait_s(request, "signup")):
+        form.is_valid()  # keep what was typed, with its own errors too
+        form.add_error(None, wait_message(wait, "sign-ups"))
+        return render(request, "registration/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -43,15 +48,22 @@ def tokens(request: HttpRequest) -> HttpResponse:
     """List, create and revoke API tokens."""
     form = ApiTokenForm(request.POST or None)
     new_token = None
+    status = 200
     if request.method == "POST" and form.is_valid():
-        try:
-            _token, new_token = account_services.api_token_create(
-                user=request.user, name=form.cleaned_data["name"]
-            )
-        except account_services.TokenLimitReached as exc:
-            form.add_error("name", str(exc))
+        if wait := page_wait_s(request, "token-create"):
+            form.add_error(None, wait_message(wait, "new tokens"))
+            status = 429
         else:
-            form = ApiTokenForm()
+            try:
+                _token, new_token = account_services.api_token_create(
+                    user=request.user,
+                    name=form.cleaned_data["name"],
+                    expires_at=form.expires_at(),
+                )
+            except account_services.TokenLimitReached as exc:
+                form.add_error("name", str(exc))
+            else:
+                form = ApiTokenForm()
     return render(
         request,
         "frontend/tokens.html",
@@ -60,6 +72,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
             "new_token": new_token,
             "tokens": ApiToken.objects.filter(user=request.user),
         },
+        status=status,
     )
 
 
@@ -138,6 +151,9 @@ def _job_initial(
 
 def _create_job(request: HttpRequest, form: JobForm) -> Any:
     data = form.cleaned_data
+    if wait := page_wait_s(request, "job-create"):
+        form.add_error(None, wait_message(wait, "new jobs"))
+        return None
     try:
         return services.job_create(
             user=request.user,
@@ -204,6 +220,9 @@ def job_cancel(request: HttpRequest, pk: str) -> HttpResponse:
 def job_rerun(request: HttpRequest, pk: str) -> HttpResponse:
     """Queue the same job again."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
+    if wait := page_wait_s(request, "job-create"):
+        messages.error(request, wait_message(wait, "new jobs"))
+        return redirect("job-detail", pk=job.pk)
     try:
         new_job = services.job_rerun(job=job, user=request.user)
     except (services.JobInputError, services.QuotaExceeded, BrokerUnavailable) as exc:

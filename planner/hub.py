@@ -6,7 +6,6 @@ importing this module costs nothing and works where the package is missing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -150,9 +149,13 @@ def fetch_config(hf_id: str, revision: str | None = None) -> tuple[dict[str, Any
     file = Path(path)
     if file.stat().st_size > CONFIG_MAX_BYTES:
         raise HubError(f"config.json of {repo_id} is implausibly large")
+    from config.parsers import JsonLimitError, loads_limited
+
     try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = loads_limited(file.read_text(encoding="utf-8"))
+    except JsonLimitError as exc:  # a hostile repository's config.json
+        raise HubError(f"config.json of {repo_id}: {exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
         raise HubError(f"config.json of {repo_id} is not valid JSON") from exc
     if not isinstance(config, dict):
         raise HubError(f"config.json of {repo_id} is not a JSON object")

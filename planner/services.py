@@ -32,6 +32,10 @@ MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 20
 
 
+class PlanLimitReached(Exception):
+    """The user has as many saved plans as allowed."""
+
+
 class PlanInputError(ValueError):
     """Input a plan cannot use; ``field`` names what to change."""
 
@@ -107,17 +111,14 @@ def config_parse_text(text: str) -> dict[str, Any]:
         raise PlanInputError(
             "config.json is larger than 1 MB; paste the model's own.", field="config"
         )
+    from config.parsers import JsonLimitError, loads_limited
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanInputError(
-            f"config.json is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-            field="config",
-        ) from None
-    except RecursionError:
-        raise PlanInputError(
-            "config.json is nested too deeply.", field="config"
-        ) from None
+        data = loads_limited(text, max_depth=MAX_CONFIG_DEPTH)
+    except JsonLimitError as exc:
+        raise PlanInputError(f"config.json: {exc}", field="config") from None
+    except ValueError as exc:
+        raise PlanInputError(f"config.json is {exc}", field="config") from None
     return config_validate(data)
 
 
@@ -321,10 +322,24 @@ def _measured_quality(
     return measured_quality_for_model(user=user, model_id=model_id)
 
 
+def plans_check_room(*, user: AbstractBaseUser, count: int) -> None:
+    """Raise PlanLimitReached unless ``count`` more plans fit the user's limit."""
+    from django.conf import settings
+
+    limit = settings.QUANTPLAN_MAX_SAVED_PLANS
+    saved = Plan.objects.filter(user=user).count()
+    if saved + count > limit:
+        raise PlanLimitReached(
+            f"You have {saved} saved plans and the limit is {limit}; delete plans you "
+            "no longer need (Plans page, or DELETE /api/v1/plans/{id}/) to save more."
+        )
+
+
 def plan_save(
     *, user: AbstractBaseUser, name: str, data: PlanInput, report: engine.PlanReport
 ) -> Plan:
     """Store a plan so its owner can reopen and compare it."""
+    plans_check_room(user=user, count=1)
     request = {k: v for k, v in data.__dict__.items() if k not in ("config", "extra")}
     spec = report.request.model
     from_file = bool(data.upload or data.path)

@@ -27,12 +27,33 @@ def _stream(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield block
 
 
+class IgnoreRange(Exception):
+    """A Range header this server does not serve: answer 200 with the whole file.
+
+    RFC 9110 (14.2) lets a server ignore Range; it does so for other units than
+    bytes, several ranges at once, and a header it cannot read.
+    """
+
+
+MAX_RANGE_DIGITS = 19  # past any file size, and int() of it is cheap
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(start, end inclusive) of a single-range header; None if not satisfiable."""
+    """(start, end inclusive) of a single byte range; None if not satisfiable.
+
+    Raises :class:`IgnoreRange` for a header to ignore (multi-range, other units,
+    malformed).
+    """
     match = _RANGE.match(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
-        return None
+        raise IgnoreRange(header)
     first, last = match.group(1), match.group(2)
+    # Positions past any real file: a start that far lies beyond the end; an end or
+    # a suffix that long covers the whole file.
+    if len(first) > MAX_RANGE_DIGITS:
+        return None
+    if len(last) > MAX_RANGE_DIGITS:
+        last = str(size)
     if first == "":  # suffix range: the last N bytes
         length = int(last)
         if length == 0:
@@ -61,7 +82,10 @@ def artifact_response(request: HttpRequest, artifact: Artifact) -> HttpResponse:
     if range_header and request.headers.get("If-Range", f'"{artifact.sha256}"') == (
         f'"{artifact.sha256}"'
     ):
-        parsed = parse_range(range_header, size)
+        try:
+            parsed = parse_range(range_header, size)
+        except IgnoreRange:
+            return _whole(path, size, artifact, headers)
         if parsed is None:
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"
@@ -76,6 +100,12 @@ def artifact_response(request: HttpRequest, artifact: Artifact) -> HttpResponse:
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(end - start + 1)
         return response
+    return _whole(path, size, artifact, headers)
+
+
+def _whole(
+    path: Path, size: int, artifact: Artifact, headers: dict[str, str]
+) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
         _stream(path, 0, size), content_type=artifact.content_type, headers=headers
     )

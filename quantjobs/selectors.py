@@ -234,7 +234,7 @@ def job_source_for_plan(*, user: AbstractBaseUser, plan_id: Any) -> PlanSource |
                 planned.name,
                 Job.SourceKind.UPLOAD,
                 str(upload.pk),
-                f"your upload {upload.filename}",
+                f"your upload {upload.name or upload.filename}",
             )
     if planned.hf_id:
         return PlanSource(

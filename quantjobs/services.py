@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files import File
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -115,6 +115,23 @@ def _check_quota(user: AbstractBaseUser) -> None:
         )
 
 
+def upload_check_room(*, user: AbstractBaseUser) -> None:
+    """Raise QuotaExceeded when the user holds as many model uploads as allowed."""
+    from quantjobs.models import ModelUpload
+
+    limit = settings.QUANTPLAN_MAX_UPLOADS
+    held = (
+        ModelUpload.objects.filter(user=user)
+        .exclude(status=ModelUpload.Status.REFUSED)
+        .count()
+    )
+    if held >= limit:
+        raise QuotaExceeded(
+            f"You have {held} uploaded models and the limit is {limit}; delete one "
+            "you no longer need (DELETE /api/v1/uploads/{id}/) to upload another."
+        )
+
+
 def job_create(
     *,
     user: AbstractBaseUser,
@@ -126,16 +143,15 @@ def job_create(
     name: str = "",
     eval_text_path: str = "",
     eval_text_name: str = "",
+    eval_file: UploadedFile | None = None,
     options: dict[str, Any] | None = None,
     plan_id: Any = None,
-    queue: str | None = None,
-    eval_file: File | None = None,
 ) -> Job:
     """Validate a job request, store it QUEUED and enqueue it after commit.
 
-    The API and the pages both call this with what the user sent; an evaluation
-    file (``eval_file``) is checked and kept only once the rest of the request is
-    accepted, and removed again if the job is not created.
+    ``eval_file`` (a user's evaluation text) is checked and stored only once
+    everything else is accepted, and removed if the job is not created after all, so
+    a refused request leaves no file. The queue follows from the method alone.
     """
     from quantjobs.sources import SourceError, validate_source
 
@@ -166,9 +182,8 @@ def job_create(
             raise JobInputError(
                 "No such plan: link one of your saved plans.", field="plan"
             )
-    chosen_queue = queue or METHOD_QUEUES[method]
-    if chosen_queue not in ("cpu", "gpu"):
-        raise JobInputError("queue must be 'cpu' or 'gpu'.", field="queue")
+    # The server alone decides: a queue is a kind of machine (gpu scales GPU workers).
+    chosen_queue = METHOD_QUEUES[method]
     if not name.strip() and method != Job.Method.SELFTEST:
         from quantjobs.selectors import job_model_default_name
 
@@ -184,82 +199,49 @@ def job_create(
 
     # Read before the transaction: a GGUF is inspected in a child process.
     model_spec = spec_json_for_source(kind=source_kind, ref=ref, user_id=user.pk)
-    stored = ""
+    stored_eval = ""
     if eval_file is not None:
         from quantjobs.uploads import UploadError, eval_text_store
 
         try:
-            stored, eval_text_name = eval_text_store(
+            stored_eval, eval_text_name = eval_text_store(
                 user_id=user.pk, uploaded=eval_file
             )
         except UploadError as exc:
             raise JobInputError(str(exc), field="eval_file") from None
-        eval_text_path = stored
+        eval_text_path = stored_eval
     try:
-        return _job_insert(
-            user=user,
-            method=method,
-            formats=canonical,
-            source_kind=source_kind,
-            source_ref=ref,
-            source_revision=source_revision,
-            model_id=model_id,
-            model_spec=model_spec,
-            name=name,
-            eval_text_path=eval_text_path,
-            eval_text_name=eval_text_name,
-            options=options,
-            plan_id=plan_id,
-            queue=chosen_queue,
-        )
+        with transaction.atomic():
+            # One submission per user at a time, or a burst passes the quota between
+            # count and insert: this no-op write locks the user's row (PostgreSQL) or
+            # takes the write lock (SQLite) before the count is read again.
+            get_user_model().objects.filter(pk=user.pk).update(
+                last_login=F("last_login")
+            )
+            _check_quota(user)
+            job = Job.objects.create(
+                user=user,
+                name=name[:200],
+                method=method,
+                formats=canonical,
+                source_kind=source_kind,
+                source_ref=ref,
+                source_revision=source_revision,
+                model_id=model_id,
+                model_spec=model_spec,
+                eval_text_path=eval_text_path,
+                eval_text_name=eval_text_name,
+                options=options or {},
+                queue=chosen_queue,
+                plan_id=plan_id,
+            )
+            job.append_log(f"Queued on the {chosen_queue} queue.")
+            _log_what_is_measured(job)
+            job_enqueue(job)
     except BaseException:
-        if stored:  # the job was not created: keep no file for it
-            Path(stored).unlink(missing_ok=True)
+        if stored_eval:  # the job was refused after all: keep no file for it
+            Path(stored_eval).unlink(missing_ok=True)
         raise
-
-
-def _job_insert(
-    *,
-    user: AbstractBaseUser,
-    method: str,
-    formats: list[str],
-    source_kind: str,
-    source_ref: str,
-    source_revision: str,
-    model_id: str,
-    model_spec: dict[str, Any],
-    name: str,
-    eval_text_path: str,
-    eval_text_name: str,
-    options: dict[str, Any] | None,
-    plan_id: Any,
-    queue: str,
-) -> Job:
-    with transaction.atomic():
-        # One submission per user at a time, or a burst passes the quota between count
-        # and insert: this no-op write locks the user's row (PostgreSQL) or takes the
-        # write lock (SQLite) before the count is read again.
-        get_user_model().objects.filter(pk=user.pk).update(last_login=F("last_login"))
-        _check_quota(user)
-        job = Job.objects.create(
-            user=user,
-            name=name[:200],
-            method=method,
-            formats=formats,
-            source_kind=source_kind,
-            source_ref=source_ref,
-            source_revision=source_revision,
-            model_id=model_id,
-            model_spec=model_spec,
-            eval_text_path=eval_text_path,
-            eval_text_name=eval_text_name,
-            options=options or {},
-            queue=queue,
-            plan_id=plan_id,
-        )
-        job.append_log(f"Queued on the {queue} queue.")
-        _log_what_is_measured(job)
-        job_enqueue(job)
     return job
 
 
@@ -320,7 +302,6 @@ def job_rerun(*, job: Job, user: AbstractBaseUser) -> Job:
         eval_text_name=job.eval_text_name,
         options={k: v for k, v in job.options.items() if not k.startswith("_")},
         plan_id=job.plan_id,
-        queue=job.queue,
     )
 
 

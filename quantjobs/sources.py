@@ -186,10 +186,12 @@ def source_model(*, kind: str, ref: str, user_id: int | None = None) -> SourceMo
             return SourceModel("an uploaded model", "model", frozenset(), None)
         stem = Path(upload.filename).name.removesuffix(".gguf")
         catalog_name, keys = _catalog_keys(upload.model_id)
+        if upload.name:  # a plan made from this upload names it so
+            keys = keys | {upload.name.lower()}
         file_type = (upload.summary or {}).get("file_type")
         quantization = quantized_type(file_type) if file_type else None
         return SourceModel(
-            catalog_name or upload.model_id or upload.filename,
+            catalog_name or upload.model_id or upload.name or upload.filename,
             upload.model_id or stem,
             keys,
             quantization,

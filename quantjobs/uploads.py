@@ -31,8 +31,11 @@ def eval_text_store(*, user_id: int, uploaded: File) -> tuple[str, str]:
     if suffix not in (".txt", ".jsonl"):
         raise UploadError(f"{name}: evaluation text must be a .txt or .jsonl file.")
     if uploaded.size and uploaded.size > settings.QUANTPLAN_MAX_EVAL_TEXT_BYTES:
-        limit_mb = settings.QUANTPLAN_MAX_EVAL_TEXT_BYTES / 1e6
-        raise UploadError(f"{name}: evaluation text is limited to {limit_mb:.0f} MB.")
+        limit_mib = settings.QUANTPLAN_MAX_EVAL_TEXT_BYTES / 1024**2
+        raise UploadError(
+            f"{name}: evaluation text is limited to {limit_mib:g} MiB; send a shorter "
+            "sample of your task."
+        )
     dest = _user_dir(user_id, "eval") / f"{uuid.uuid4()}{suffix}"
     with dest.open("wb") as handle:
         for chunk in uploaded.chunks():

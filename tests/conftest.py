@@ -123,6 +123,15 @@ def _broker_settings(settings: Any, request: pytest.FixtureRequest) -> None:
     app.amqp._producer_pool = None
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit counters live in the (in-memory) cache: each test starts at zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     from django.contrib.auth.models import User

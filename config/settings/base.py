@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -33,12 +34,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "planner",
     "quantjobs",
     "frontend",
 ]
 
 MIDDLEWARE = [
+    # First: an oversized body is refused before anything reads it.
+    "config.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -47,6 +51,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.middleware.PrivateCacheMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -90,6 +98,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: a locked-out account or address fails even with the right password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("QUANTPLAN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.int("QUANTPLAN_LOGIN_LOCKOUT_MINUTES", default=15)
+)
+# Either the account or the address, each on its own, is locked after the limit.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "frontend.lockout.lockout_response"
+AXES_VERBOSE = False
+# Proxies in front that append to X-Forwarded-For (production: 1). With none, only the
+# socket's address counts: a client could write any X-Forwarded-For it likes. Lockouts
+# and rate limits find the address the same way (config.throttles.client_ip).
+QUANTPLAN_PROXY_COUNT = env.int("QUANTPLAN_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "config.throttles.client_ip"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "plan"
 LOGOUT_REDIRECT_URL = "login"
@@ -109,12 +136,19 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(env.str("QUANTPLAN_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
-# Uploads: models and evaluation files stream to disk; the request body limit guards
-# everything else (a 10 MB JSON is refused before it is parsed).
+# Request bodies. Every route refuses a declared body over QUANTPLAN_MAX_REQUEST_BYTES
+# before reading it (config.middleware); the routes that take files allow their file
+# limit plus 1 MiB of form. Models and evaluation files stream to disk; the rest of a
+# body is held in memory up to DATA_UPLOAD_MAX_MEMORY_SIZE.
+QUANTPLAN_MAX_REQUEST_BYTES = env.int(
+    "QUANTPLAN_MAX_REQUEST_BYTES", default=2 * 1024 * 1024
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
     "QUANTPLAN_MAX_JSON_BYTES", default=2 * 1024 * 1024
 )
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 QUANTPLAN_MAX_UPLOAD_BYTES = env.int("QUANTPLAN_MAX_UPLOAD_BYTES", default=2 * 1024**3)
 # An uploaded archive unpacks to at most the user's remaining storage quota and this
 # hard cap, at most QUANTPLAN_UPLOAD_MAX_RATIO times its packed size, into at most
@@ -128,8 +162,9 @@ QUANTPLAN_UPLOAD_MAX_FILES = env.int("QUANTPLAN_UPLOAD_MAX_FILES", default=1000)
 QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S = env.int(
     "QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S", default=3600
 )
+# One limit for evaluation files on the page and the API alike (the parser's own).
 QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
-    "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=20 * 1024**2
+    "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=8 * 1024**2
 )
 
 # Per-user quotas.
@@ -137,6 +172,24 @@ QUANTPLAN_MAX_ACTIVE_JOBS = env.int("QUANTPLAN_MAX_ACTIVE_JOBS", default=5)
 QUANTPLAN_MAX_STORAGE_BYTES = env.int(
     "QUANTPLAN_MAX_STORAGE_BYTES", default=20 * 1024**3
 )
+QUANTPLAN_MAX_SAVED_PLANS = env.int("QUANTPLAN_MAX_SAVED_PLANS", default=200)
+QUANTPLAN_MAX_UPLOADS = env.int("QUANTPLAN_MAX_UPLOADS", default=20)
+
+# Rate limits (DRF's "N/second|minute|hour|day"), shared by the API and the pages:
+# a scope counts the same requests whichever way they come.
+QUANTPLAN_RATES = {
+    "signup": env.str("QUANTPLAN_RATE_SIGNUP", default="10/hour"),
+    "token-create": env.str("QUANTPLAN_RATE_TOKEN_CREATE", default="20/hour"),
+    "job-create": env.str("QUANTPLAN_RATE_JOB_CREATE", default="60/hour"),
+}
+# Throttle counters and login lockouts must be shared by every web process: Redis in
+# production (config/settings/production.py); one process's memory elsewhere.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "quantplan",
+    }
+}
 
 # Where jobs write: a private temporary directory per job, then artifacts move atomically
 # into ARTIFACT_ROOT (same filesystem, so os.replace is atomic).
@@ -239,7 +292,16 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.BoundedLimitOffsetPagination",
+    # Views name their scope (throttle_scope); only their writes are counted.
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttles.WriteScopeThrottle"],
+    "DEFAULT_THROTTLE_RATES": QUANTPLAN_RATES,
+    "NUM_PROXIES": QUANTPLAN_PROXY_COUNT,
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -265,6 +327,23 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Content-Security-Policy (django-csp): scripts and styles only from this site's
+# static files; nothing inline, no other origin, no framing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -276,5 +355,9 @@ LOGGING = {
         "handlers": ["console"],
         "level": env.str("DJANGO_LOG_LEVEL", default="INFO"),
     },
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Every sign-in at INFO is noise; lockouts are logged as warnings.
+        "axes": {"level": "WARNING"},
+    },
 }

@@ -7,12 +7,13 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.schema import ErrorOutput
 from planner import capacity_services, catalog_views, selectors, services
 from planner.api.serializers import (
     CapacityCreateInput,
@@ -37,7 +38,7 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
     @extend_schema(
         request=PlanCreateInput,
         # 201 when saved (``save: true``, with its ``id``), 200 otherwise.
-        responses={200: PlanReportOutput, 201: PlanReportOutput},
+        responses={200: PlanReportOutput, 201: PlanReportOutput, 429: ErrorOutput},
         examples=[
             OpenApiExample(
                 "Llama 3.1 8B on an L4, saved",
@@ -62,12 +63,15 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
             raise ValidationError({exc.field: [str(exc)]}) from None
         body: dict[str, Any] = services.report_to_dict(report)
         if payload.validated_data.get("save"):
-            plan = services.plan_save(
-                user=request.user,
-                name=payload.validated_data.get("name", ""),
-                data=data,
-                report=report,
-            )
+            try:
+                plan = services.plan_save(
+                    user=request.user,
+                    name=payload.validated_data.get("name", ""),
+                    data=data,
+                    report=report,
+                )
+            except services.PlanLimitReached as exc:
+                raise Throttled(detail=str(exc)) from None
             body["id"] = str(plan.pk)
             return Response(body, status=status.HTTP_201_CREATED)
         return Response(body)

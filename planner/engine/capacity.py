@@ -428,7 +428,8 @@ def _evaluate(
     if engine == "vllm" and not valid_tensor_parallel(spec, gpus):
         return None
     loaded, warnings, blockers = engine_support(fmt, gpu, engine)
-    if blockers:
+    if blockers or any("relies on CUDA kernels" in w for w in warnings):
+        # A format whose kernels are CUDA-only is not offered on AMD or Intel.
         return None
     weights, activation, overhead, _host = _fixed_bytes(spec, loaded, gpu, engine, gpus)
     fixed = weights + activation + overhead
@@ -628,6 +629,8 @@ def _assumptions(req: CapacityRequest, api: ApiPrice | None) -> list[str]:
         "that many sequences",
         "search: deployments whose one-replica price cannot beat the cheapest found "
         "(nor their own GPU type's cheapest) are bounded out, not evaluated",
+        "formats whose kernels are CUDA-only (GPTQ, AWQ, int8) are not searched on "
+        "AMD or Intel accelerators; fp8 is, where the device computes it natively",
         "engines: vLLM (tensor parallel) for safetensors formats, llama.cpp (layers "
         "split, one GPU at a time) for GGUF; GGUF on vLLM is not searched",
         f"prompt {w.prompt_tokens} and output {w.output_tokens} tokens per request; "

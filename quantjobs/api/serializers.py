@@ -40,7 +40,6 @@ class JobCreateInput(serializers.Serializer[Any]):
     timeout_s = serializers.IntegerField(
         min_value=10, max_value=24 * 3600, required=False
     )
-    queue = serializers.ChoiceField(choices=["cpu", "gpu"], required=False)
     plan = serializers.UUIDField(required=False, allow_null=True)
 
 

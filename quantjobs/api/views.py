@@ -10,11 +10,12 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import Throttled, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.parsers import LimitedJSONParser
 from config.schema import ErrorOutput
 from quantjobs import selectors, services
 from quantjobs.api.serializers import (
@@ -42,7 +43,7 @@ def queues_without_workers() -> set[str]:
 
 
 def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
-    """Map validated API input onto the one job-creating service."""
+    """Create the job (the service stores the evaluation file once it is accepted)."""
     options = {
         key: data[key]
         for key in ("context_tokens", "max_chunks", "timeout_s")
@@ -60,7 +61,6 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
-            queue=data.get("queue"),
         )
     except services.JobInputError as exc:
         raise ValidationError({exc.field: [str(exc)]}) from None
@@ -72,7 +72,8 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     """List your jobs, or create one (JSON, or multipart with an evaluation file)."""
 
     serializer_class = JobOutput
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
+    throttle_scope = "job-create"
 
     def get_queryset(self) -> QuerySet[Job]:
         status_filter = self.request.query_params.get("status")
@@ -100,16 +101,23 @@ class JobListCreateApi(generics.ListAPIView[Job]):
         ],
     )
     def post(self, request: Request) -> Response:
-        data = (
-            request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
-        )
-        if hasattr(request.data, "getlist") and "formats" in request.data:
-            data.setlist("formats", _split_formats(request.data.getlist("formats")))
-        payload = JobCreateInput(data=data)
+        payload = JobCreateInput(data=_plain_data(request.data))
         payload.is_valid(raise_exception=True)
         job = create_job_from_input(request, dict(payload.validated_data))
         body = JobOutput(job, context=self.get_serializer_context()).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _plain_data(data: Any) -> dict[str, Any]:
+    """A form post's fields as a dict (never a copy of its files: a spooled upload
+    cannot be copied); JSON bodies are dicts already (the parser insists)."""
+    if not hasattr(data, "getlist"):
+        return dict(data)
+    plain: dict[str, Any] = {}
+    for key in data:
+        values = data.getlist(key)
+        plain[key] = _split_formats(values) if key == "formats" else values[-1]
+    return plain
 
 
 def _split_formats(values: list[str]) -> list[str]:
@@ -154,6 +162,8 @@ class JobCancelApi(APIView):
 
 class JobRerunApi(APIView):
     """Queue a new job with the same settings."""
+
+    throttle_scope = "job-create"
 
     @extend_schema(
         request=None, responses={201: JobOutput, 429: ErrorOutput, 503: ErrorOutput}
@@ -213,7 +223,12 @@ class UploadListCreateApi(APIView):
 
     @extend_schema(
         request=UploadCreateInput,
-        responses={201: UploadOutput, 413: ErrorOutput, 503: ErrorOutput},
+        responses={
+            201: UploadOutput,
+            413: ErrorOutput,
+            429: ErrorOutput,
+            503: ErrorOutput,
+        },
     )
     def post(self, request: Request) -> Response:
         limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
@@ -226,6 +241,10 @@ class UploadListCreateApi(APIView):
                 },
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
+        try:
+            services.upload_check_room(user=request.user)
+        except services.QuotaExceeded as exc:
+            raise Throttled(detail=str(exc)) from None
         payload = UploadCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:

@@ -75,6 +75,15 @@ def new_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: js_errors.append(f"{page.url}: {exc}"))
+        # A script or style the Content-Security-Policy blocked is an error too.
+        page.on(
+            "console",
+            lambda msg: (
+                js_errors.append(f"{page.url}: {msg.text}")
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
         return page
 
     yield open_page

@@ -83,8 +83,17 @@ def test_token_page_creates_shows_once_and_revokes(client: Any, user: Any) -> No
     assert api.get("/api/v1/jobs/").status_code == 401
 
 
-def test_token_api_creates_lists_and_revokes(api: Any) -> None:
-    created = api.post("/api/v1/tokens/", {"name": "laptop"}, format="json")
+def _session_api(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def test_token_api_creates_lists_and_revokes(api: Any, user: Any) -> None:
+    # Creating needs a signed-in session (a token cannot make tokens).
+    created = _session_api(user).post(
+        "/api/v1/tokens/", {"name": "laptop"}, format="json"
+    )
     assert created.status_code == 201
     assert created.json()["token"].startswith("qp_")
     listed = api.get("/api/v1/tokens/").json()["results"]
@@ -93,8 +102,12 @@ def test_token_api_creates_lists_and_revokes(api: Any) -> None:
     assert api.delete(f"/api/v1/tokens/{created.json()['id']}/").status_code == 204
 
 
-def test_another_users_token_cannot_be_revoked(api: Any, other_api: Any) -> None:
-    created = api.post("/api/v1/tokens/", {"name": "mine"}, format="json").json()
+def test_another_users_token_cannot_be_revoked(user: Any, other_api: Any) -> None:
+    created = (
+        _session_api(user)
+        .post("/api/v1/tokens/", {"name": "mine"}, format="json")
+        .json()
+    )
     assert other_api.delete(f"/api/v1/tokens/{created['id']}/").status_code == 404
 
 

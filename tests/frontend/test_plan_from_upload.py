@@ -72,3 +72,31 @@ def test_the_plan_page_refuses_someone_elses_upload(
     response = client.post("/", {**FORM, "upload": str(theirs.pk)})
     assert response.status_code == 200
     assert "Select a valid choice" in response.content.decode()
+
+
+def test_a_plan_of_an_upload_benchmarks_that_upload(
+    client: Any, user: Any, tiny_ggufs: dict[str, Path], clean_media: Path
+) -> None:
+    import html as htmllib
+    import re
+
+    from quantjobs.uploads import model_upload_store
+
+    upload = model_upload_store(
+        user_id=user.pk,
+        uploaded=SimpleUploadedFile("g.gguf", tiny_ggufs["gemma2"].read_bytes()),
+    )
+    client.force_login(user)
+    saved = client.post(
+        "/", {**FORM, "upload": str(upload.pk), "action": "save", "name": "g"}
+    )
+    assert saved.status_code == 302, saved.content.decode()[-2000:]
+    detail = client.get(saved["Location"]).content.decode()
+    href = re.search(r'class="button benchmark-button" href="([^"]+)"', detail)
+    assert href is not None
+    job_form = client.get(htmllib.unescape(href.group(1))).content.decode()
+    kind = re.search(r'<select name="source_kind".*?</select>', job_form, re.S)
+    assert kind is not None
+    assert re.search(r'<option value="upload"[^>]*selected', kind.group(0))
+    assert f'value="{upload.pk}"' in job_form
+    assert "Tiny Gemma2 Test" in job_form

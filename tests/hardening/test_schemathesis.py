@@ -41,6 +41,8 @@ examples: Counter[str] = Counter()
 successes: Counter[str] = Counter()
 statuses: Counter[int] = Counter()
 server_errors: list[str] = []
+guarded_deletes: list[str] = []
+statuses_by_operation: dict[str, Counter[int]] = {}
 started: list[float] = []
 
 
@@ -50,6 +52,14 @@ def api_token(user: Any) -> str:
 
     _token, raw = api_token_create(user=user, name="schemathesis")
     return raw
+
+
+@pytest.fixture
+def api_token_id(api_token: str) -> str:
+    """The fuzzer's own token: DELETE /tokens/{id}/ must not revoke it mid-run."""
+    from frontend.models import ApiToken, hash_token
+
+    return str(ApiToken.objects.get(token_hash=hash_token(api_token)).pk)
 
 
 @pytest.fixture
@@ -114,10 +124,23 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-def test_no_operation_answers_5xx_or_off_schema(case: Any, api_token: str) -> None:
+def test_no_operation_answers_5xx_or_off_schema(
+    case: Any, api_token: str, api_token_id: str
+) -> None:
+    if (
+        case.method.upper() == "DELETE"
+        and case.operation.path == "/api/v1/tokens/{id}/"
+        and str((case.path_parameters or {}).get("id")) == api_token_id
+    ):
+        # Every other token id is fair game; revoking its own would end the run.
+        case.path_parameters = {**case.path_parameters, "id": "0"}
+        guarded_deletes.append(api_token_id)
     response = case.call(headers={"Authorization": f"Bearer {api_token}"})
     examples[case.operation.label] += 1
     statuses[response.status_code] += 1
+    statuses_by_operation.setdefault(case.operation.label, Counter())[
+        response.status_code
+    ] += 1
     if 200 <= response.status_code < 300:
         successes[case.operation.label] += 1
     if response.status_code >= 500:
@@ -152,6 +175,12 @@ def test_record_the_schemathesis_figures() -> None:
     )
     assert not server_errors, server_errors
     # The schema's own examples reach the success path, so its body is checked too.
-    for label in ("POST /api/v1/plans/", "POST /api/v1/jobs/", "POST /api/v1/tokens/"):
+    for label in ("POST /api/v1/plans/", "POST /api/v1/jobs/"):
         assert successes[label], f"{label} never succeeded: {dict(successes)}"
+    # A token cannot create tokens: with one, that operation is refused (403), or
+    # rate-limited (429) once its scope's count is spent.
+    token_posts = statuses_by_operation.get("POST /api/v1/tokens/", Counter())
+    assert token_posts[403], dict(token_posts)
+    assert set(token_posts) <= {400, 403, 429}, dict(token_posts)
+    reliability.record(SECTION, "own-token deletes guarded", len(guarded_deletes))
     reliability.record(SECTION, "operations with a 2xx seen", len(successes))

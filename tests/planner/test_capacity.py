@@ -201,3 +201,17 @@ def test_owning_is_priced_from_a_sourced_purchase_plus_power() -> None:
     assert (
         owned.recommendation.usd_per_gpu_hour < rented.recommendation.usd_per_gpu_hour
     )
+
+
+def test_cuda_only_formats_are_not_offered_on_amd() -> None:
+    report = _search(gpus=[get_gpu("mi300x")])
+    assert report.candidates
+    assert {c.format for c in report.candidates} <= {
+        "fp16",
+        "bf16",
+        "fp8",
+        "fp32",
+    } | {c.format for c in report.candidates if c.format.startswith("gguf-")}
+    assert not any(
+        c.format.startswith(("gptq", "awq", "int8")) for c in report.candidates
+    )

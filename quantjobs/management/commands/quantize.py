@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +76,22 @@ class Command(BaseCommand):
             if options[o]
         }
         try:
-            job = services.job_create(
-                user=user,
-                method=method,
-                formats=formats,
-                source_kind=kind,
-                source_ref=ref,
-                eval_file=File(eval_path.open("rb"), name=eval_path.name)
-                if eval_path is not None
-                else None,
-                options=opts,
-            )
+            # The service checks and stores the file only if the job is accepted.
+            with ExitStack() as stack:
+                eval_file = (
+                    File(stack.enter_context(eval_path.open("rb")), name=eval_path.name)
+                    if eval_path is not None
+                    else None
+                )
+                job = services.job_create(
+                    user=user,
+                    method=method,
+                    formats=formats,
+                    source_kind=kind,
+                    source_ref=ref,
+                    eval_file=eval_file,
+                    options=opts,
+                )
         except (
             services.JobInputError,
             services.QuotaExceeded,
