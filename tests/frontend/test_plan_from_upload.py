@@ -75,17 +75,22 @@ def test_the_plan_page_refuses_someone_elses_upload(
 
 
 def test_a_plan_of_an_upload_benchmarks_that_upload(
-    client: Any, user: Any, tiny_ggufs: dict[str, Path], clean_media: Path
+    client: Any,
+    user: Any,
+    tiny_ggufs: dict[str, Path],
+    clean_media: Path,
+    redis_url: str,
 ) -> None:
     import html as htmllib
     import re
 
-    from quantjobs.uploads import model_upload_store
+    from quantjobs.uploads import model_upload_check, model_upload_store
 
     upload = model_upload_store(
         user_id=user.pk,
         uploaded=SimpleUploadedFile("g.gguf", tiny_ggufs["gemma2"].read_bytes()),
     )
+    model_upload_check(upload_id=str(upload.pk))  # what the worker's task runs
     client.force_login(user)
     saved = client.post(
         "/", {**FORM, "upload": str(upload.pk), "action": "save", "name": "g"}
