@@ -25,6 +25,9 @@ from django.utils.cache import patch_cache_control
 FORM_SLACK_BYTES = 1024 * 1024
 _FILE_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/api/v1/uploads/$"), "QUANTPLAN_MAX_UPLOAD_BYTES"),
+    # The uploads page's form, and the tus PATCHes of a resumable browser upload.
+    (re.compile(r"^/uploads/$"), "QUANTPLAN_MAX_UPLOAD_BYTES"),
+    (re.compile(r"^/uploads/tus/[^/]+/$"), "QUANTPLAN_MAX_UPLOAD_BYTES"),
     (re.compile(r"^/api/v1/jobs/$"), "QUANTPLAN_MAX_EVAL_TEXT_BYTES"),
     (re.compile(r"^/jobs/new/$"), "QUANTPLAN_MAX_EVAL_TEXT_BYTES"),
 )

@@ -332,6 +332,29 @@ def _memory_bars(rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return bars
 
 
+def _device_unit(report: dict[str, Any]) -> str:
+    """What one device of the plan is called: a CPU server is not a GPU."""
+    from planner import engine
+
+    try:
+        kind = engine.catalog.get_gpu(str(report.get("gpu") or "")).kind
+    except Exception:  # a user's own GPU, or a catalog since changed
+        kind = "gpu"
+    return "server" if kind == "cpu" else "GPU"
+
+
+def _bar_note(bar: tuple[Any, ...], unit: str, is_rec: bool) -> str:
+    """The total beside a bar. Per device and in total: fp16 on 4 GPUs draws a
+    shorter bar than AWQ on one, so the total across the devices is written too."""
+    _fmt, _w, _kv, _o, total, gpus, fits = bar
+    note = (
+        f"{total:.1f} GB x {gpus} {unit}s = {total * gpus:.1f} GB"
+        if gpus > 1
+        else f"{total:.1f} GB · 1 {unit}"
+    ) + ("" if fits else " · no fit")
+    return note + " ★" if is_rec else note
+
+
 def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     """Stacked horizontal bars per format (weights, KV cache, overhead) in GB per GPU,
     with the usable memory of one GPU as a dashed vertical line.
@@ -346,17 +369,20 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     budgets = [_num(r.get("budget_bytes_per_gpu")) for r in rows]
     capacity = max((b for b in budgets if b), default=0.0) / 1e9
     gpu_name = str(rows[0].get("gpu_name") or report.get("gpu") or "GPU")
+    unit = _device_unit(report)
     recommended = _recommended(report)
     compact = width < 560
 
     legend_items = [("swatch", COLORS[k], SEGMENT_NAMES[k]) for k in COLORS]
     if capacity:
-        legend_items.append(("dash", BAD, "Usable GPU memory"))
+        legend_items.append(("dash", BAD, f"Usable {unit} memory"))
     if compact:
         left, right = 12.0, width - 12.0
     else:
         left = max(90.0, max(_text_w(b[0]) for b in bars) + 18)
-        right = width - 150.0  # the column of totals
+        # the column of totals: as wide as its longest note ("43.2 GB x 4 GPUs = ...")
+        widest = max(_text_w(_bar_note(b, unit, b[0] == recommended)) for b in bars)
+        right = width - max(150.0, widest + 22)
     legend, legend_bottom = _legend(
         legend_items, 12 if compact else left, 18, width - 8
     )
@@ -373,9 +399,9 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     parts = _svg_open(
         width,
         height,
-        f"Memory per GPU by format on {gpu_name}",
-        "Stacked bars of weights, KV cache and runtime overhead per GPU in GB "
-        f"(10^9 bytes), against the usable memory of one GPU ({capacity:.1f} GB).",
+        f"Memory per {unit} by format on {gpu_name}",
+        f"Stacked bars of weights, KV cache and runtime overhead per {unit} in GB "
+        f"(10^9 bytes), against the usable memory of one {unit} ({capacity:.1f} GB).",
         "mem",
     )
     parts.extend(legend)
@@ -389,9 +415,9 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
     if not compact:
         parts.append(
             f'<text class="column-title" x="{right + 10:.0f}" y="{top - 12:.0f}" '
-            f'fill="{MUTED}">Per GPU · total</text>'
+            f'fill="{MUTED}">Per {unit} · total</text>'
         )
-    for i, (fmt, weights, kv, overhead, total, gpus, fits) in enumerate(bars):
+    for i, (fmt, weights, kv, overhead, _total, _gpus, fits) in enumerate(bars):
         row_y = top + i * pitch
         bar_y = row_y + bar_dy
         label = escape(fmt)
@@ -403,15 +429,7 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
                 f'width="{width - 8}" height="{bar_dy + bar_h + 8}" rx="4" '
                 'fill="#e8eefb"/>'
             )
-        # Per GPU and in total: fp16 on 4 GPUs draws a shorter bar than AWQ on one,
-        # so the total across the GPUs is written beside it.
-        note = (
-            f"{total:.1f} GB x {gpus} GPUs = {total * gpus:.1f} GB"
-            if gpus > 1
-            else f"{total:.1f} GB · 1 GPU"
-        ) + ("" if fits else " · no fit")
-        if is_rec:
-            note += " ★"
+        note = _bar_note(bars[i], unit, is_rec)
         color = INK if fits else BAD
         if compact:
             text_y = row_y + 13
@@ -441,12 +459,12 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
             parts.append(
                 f'<rect class="seg-{key}" x="{x(start):.1f}" y="{bar_y:.0f}" '
                 f'width="{seg_w:.1f}" height="{bar_h}" fill="{COLORS[key]}"{dim}>'
-                f"<title>{label}: {SEGMENT_NAMES[key]} {value:.1f} GB per GPU</title></rect>"
+                f"<title>{label}: {SEGMENT_NAMES[key]} {value:.1f} GB per {unit}</title></rect>"
             )
             start += value
     if capacity:
         cx = x(capacity)
-        cap_label = f"{capacity:.1f} GB usable per GPU"
+        cap_label = f"{capacity:.1f} GB usable per {unit}"
         if cx - left > (right - left) / 2:
             anchor, tx = "end", cx - 4
         else:
@@ -491,7 +509,7 @@ def memory_chart(report: dict[str, Any], *, width: int = WIDTH) -> SafeString:
         )
     parts.append(
         f'<text class="axis-title" x="{(left + right) / 2:.0f}" y="{axis_y + 38:.0f}" '
-        'text-anchor="middle" font-weight="600">Memory per GPU (GB, 10⁹ bytes)</text>'
+        f'text-anchor="middle" font-weight="600">Memory per {unit} (GB, 10⁹ bytes)</text>'
         "</g></svg>"
     )
     return mark_safe("".join(parts))

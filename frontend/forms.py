@@ -151,7 +151,7 @@ class PlanForm(forms.Form):
     gpus_chosen = forms.MultipleChoiceField(
         choices=[],
         label="GPUs (or CPU server)",
-        help_text="Pick one or more to compare; Ctrl/⌘-click for several.",
+        help_text="Tick one or more: several are planned side by side.",
     )
     gpus = forms.IntegerField(
         min_value=1,

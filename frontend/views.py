@@ -95,6 +95,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         "frontend/job_list.html",
         {
             "jobs": jobs,
+            "storage": selectors.storage_for_user(user=request.user),
             "idle_queues": sorted(queues_without_workers()),
             "workers": selectors.workers_recent().order_by("hostname"),
         },
@@ -131,6 +132,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
             "plan_source": plan_source,
             "sample": sample,
             "uploads": selectors.upload_sources_for_user(user=request.user),
+            "storage": selectors.storage_for_user(user=request.user),
         },
     )
 
@@ -182,7 +184,11 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """One job: live progress, log tail, results beside projections, downloads."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
-    results = [ResultOutput(r, context={}).data for r in job.results.all()]
+    # The API's row (reference, projections) plus every raw metric the worker kept.
+    results = [
+        {**(r.metrics or {}), **ResultOutput(r, context={}).data}
+        for r in job.results.all()
+    ]
     model = selectors.job_model(job=job)
     waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
     from frontend.plan_views import recipe_context
@@ -196,7 +202,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "model": model,
             "results": results,
             "waiting": waiting,
-            "log_tail": job.log_lines[-40:],
+            "log_tail": job.log_lines,
+            "outlook": selectors.job_queue_outlook(job=job),
             **recipes,
         },
     )
@@ -236,7 +243,14 @@ def job_rerun(request: HttpRequest, pk: str) -> HttpResponse:
 def artifact_list(request: HttpRequest) -> HttpResponse:
     """The user's artifacts with size, sha256 and download links."""
     artifacts = selectors.artifact_list_for_user(user=request.user)
-    return render(request, "frontend/artifact_list.html", {"artifacts": artifacts})
+    return render(
+        request,
+        "frontend/artifact_list.html",
+        {
+            "artifacts": artifacts,
+            "storage": selectors.storage_for_user(user=request.user),
+        },
+    )
 
 
 @login_required

@@ -13,7 +13,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from planner import engine
-from planner.models import CustomGpu, Plan
+from planner.engine.runtime import TENSOR_PARALLEL_SIZES
+from planner.models import Comparison, CustomGpu, Plan
 
 DEFAULT_FORMATS = (
     "fp16",
@@ -122,6 +123,21 @@ def config_parse_text(text: str) -> dict[str, Any]:
     return config_validate(data)
 
 
+def config_model_name(config: dict[str, Any]) -> str:
+    """The name a config.json gives its model (``_name_or_path``, else its architecture)."""
+    for key in ("_name_or_path", "name_or_path", "model_name"):
+        value = config.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().rstrip("/").split("/")[-1][:200] or "custom"
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        return archs[0][:200]
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type.strip():
+        return model_type.strip()[:200]
+    return "custom"
+
+
 def model_resolve(
     *,
     model: str,
@@ -143,13 +159,13 @@ def model_resolve(
     if path or (model.strip().lower().endswith(".gguf") and config is None):
         return _model_from_path(path or model.strip(), any_path=any_path)
     if config is not None:
+        config = config_validate(config)
+        model_id = model or config_model_name(config)
         try:
-            spec = engine.model_spec_from_config(
-                config_validate(config), model_id=model or "custom"
-            )
+            spec = engine.model_spec_from_config(config, model_id=model_id)
         except engine.SpecError as exc:
             raise PlanInputError(f"config.json: {exc}", field="config") from None
-        return spec, model or "custom"
+        return spec, model_id
     model = (model or "").strip()
     if not model:
         raise PlanInputError(
@@ -278,6 +294,7 @@ def plan_compute(
         any_path=any_path,
     )
     gpu = gpu_resolve(gpu=data.gpu, user=user)
+    _check_gpus_per_server(gpus=data.gpus, gpu=gpu)
     for text in data.formats:
         try:
             engine.parse_format(text)
@@ -311,6 +328,29 @@ def plan_compute(
         raise PlanInputError(str(exc), field="api_price") from None
 
 
+def _check_gpus_per_server(*, gpus: int | None, gpu: engine.GpuSpec) -> None:
+    """Say which server sizes the planner models, in the words of the form."""
+    if gpus is None:
+        return
+    if gpu.kind != "gpu":
+        if gpus != 1:
+            raise PlanInputError(
+                f"{gpu.name} is planned as one machine: leave “GPUs per server” empty "
+                "or set it to 1.",
+                field="gpus",
+            )
+        return
+    allowed = TENSOR_PARALLEL_SIZES
+    if gpus not in allowed:
+        sizes = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+        raise PlanInputError(
+            f"Serving engines split a model over {sizes} GPUs (tensor parallelism), "
+            f"so {gpus} GPUs per server cannot be planned: choose one of those, or "
+            "leave it empty for the fewest that fit.",
+            field="gpus",
+        )
+
+
 def _measured_quality(
     *, user: AbstractBaseUser | None, model_id: str
 ) -> dict[str, Any]:
@@ -320,6 +360,19 @@ def _measured_quality(
     from quantjobs.selectors import measured_quality_for_model
 
     return measured_quality_for_model(user=user, model_id=model_id)
+
+
+def _saved_model_name(data: PlanInput, spec: engine.ModelSpec) -> tuple[str, str]:
+    """(model id, display name) a saved plan keeps: the file's own model for an
+    upload or a path, the name a pasted config.json gives, else what was typed."""
+    if data.upload or data.path:
+        return spec.model_id, spec.name
+    if data.model:
+        return data.model, data.model
+    if data.config:
+        named = config_model_name(data.config)
+        return named, named
+    return "custom", "custom model"
 
 
 def plans_check_room(*, user: AbstractBaseUser, count: int) -> None:
@@ -336,16 +389,19 @@ def plans_check_room(*, user: AbstractBaseUser, count: int) -> None:
 
 
 def plan_save(
-    *, user: AbstractBaseUser, name: str, data: PlanInput, report: engine.PlanReport
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    data: PlanInput,
+    report: engine.PlanReport,
+    comparison: Comparison | None = None,
 ) -> Plan:
     """Store a plan so its owner can reopen and compare it."""
     plans_check_room(user=user, count=1)
     request = {k: v for k, v in data.__dict__.items() if k not in ("config", "extra")}
     spec = report.request.model
-    from_file = bool(data.upload or data.path)
-    model_id = spec.model_id if from_file else (data.model or "custom")
-    model_name = spec.name if from_file else (data.model or "custom model")
     request["formats"] = list(data.formats)
+    model_id, model_name = _saved_model_name(data, spec)
     return Plan.objects.create(
         user=user,
         name=(name or f"{model_name} on {data.gpu}")[:200],
@@ -353,7 +409,78 @@ def plan_save(
         model_config=data.config or {},
         request=request,
         report=report_to_dict(report),
+        comparison=comparison,
     )
+
+
+def plans_save(
+    *,
+    user: AbstractBaseUser,
+    name: str,
+    computed: list[tuple[PlanInput, engine.PlanReport]],
+) -> Plan | Comparison:
+    """Save one plan, or several GPUs planned at once as one comparison."""
+    from django.db import transaction
+
+    plans_check_room(user=user, count=len(computed))
+    if len(computed) == 1:
+        data, report = computed[0]
+        return plan_save(user=user, name=name, data=data, report=report)
+    first, first_report = computed[0]
+    _model_id, model_name = _saved_model_name(first, first_report.request.model)
+    gpus = " vs ".join(d.gpu for d, _r in computed)
+    with transaction.atomic():
+        comparison = Comparison.objects.create(
+            user=user, name=(name or f"{model_name} on {gpus}")[:200]
+        )
+        for data, report in computed:
+            plan_save(
+                user=user,
+                name=f"{comparison.name} · {data.gpu}",
+                data=data,
+                report=report,
+                comparison=comparison,
+            )
+    return comparison
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise PlanInputError("Give a name (1 to 200 characters).", field="name")
+    if len(name) > 200:
+        raise PlanInputError(
+            f"The name is {len(name)} characters long; shorten it to 200.",
+            field="name",
+        )
+    return name
+
+
+def plan_rename(*, plan: Plan, name: str) -> Plan:
+    """Give a saved plan a new name."""
+    plan.name = _clean_name(name)
+    plan.save(update_fields=["name"])
+    return plan
+
+
+def plan_delete(*, plan: Plan) -> None:
+    """Delete a saved plan (a comparison left with no plan goes with it)."""
+    comparison = plan.comparison
+    plan.delete()
+    if comparison is not None and not comparison.plans.exists():
+        comparison.delete()
+
+
+def comparison_rename(*, comparison: Comparison, name: str) -> Comparison:
+    """Give a saved comparison a new name."""
+    comparison.name = _clean_name(name)
+    comparison.save(update_fields=["name"])
+    return comparison
+
+
+def comparison_delete(*, comparison: Comparison) -> None:
+    """Delete a comparison and the plans saved with it."""
+    comparison.delete()
 
 
 def report_to_dict(report: engine.PlanReport) -> dict[str, Any]:

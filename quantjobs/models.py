@@ -362,3 +362,29 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class TusUpload(models.Model):
+    """A browser upload in progress (tus 1.0 resumable upload): how much has arrived,
+    and, once complete, the ModelUpload it became or why it was refused."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tus_uploads"
+    )
+    filename = models.CharField(max_length=255)
+    length_bytes = models.BigIntegerField()
+    offset_bytes = models.BigIntegerField(default=0)
+    path = models.CharField(max_length=1024, help_text="Relative to the upload root.")
+    result = models.ForeignKey(
+        ModelUpload, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.offset_bytes}/{self.length_bytes})"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
-from quantjobs.models import Artifact, Job, ModelUpload, WorkerHeartbeat
+from quantjobs.models import Artifact, Job, ModelUpload, TusUpload, WorkerHeartbeat
 
 
 def job_list_for_user(
@@ -139,6 +139,179 @@ def measured_quality_for_model(
     return measured
 
 
+# How many finished jobs of a method the duration estimate looks back on.
+ESTIMATE_HISTORY = 20
+
+
+def job_duration_estimate_s(*, method: str, formats_count: int) -> float | None:
+    """An estimate of a job's run time: the median seconds per format of the last
+    finished jobs of the same method (any user's), times its number of formats.
+    None while no such job has finished."""
+    from statistics import median
+
+    done = (
+        Job.objects.filter(
+            method=method,
+            status=Job.Status.SUCCEEDED,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at", "formats")[:ESTIMATE_HISTORY]
+    )
+    per_format = [
+        (end - start).total_seconds() / max(len(formats or []), 1)
+        for start, end, formats in done
+    ]
+    if not per_format:
+        return None
+    return median(per_format) * max(formats_count, 1)
+
+
+@dataclass(frozen=True)
+class QueueOutlook:
+    """Where a job stands in its queue, and when it should start and finish (estimates)."""
+
+    position: int | None  # 1: next to start; None once it left the queue
+    jobs_ahead: int  # queued before it on the same queue, any user's
+    running: int  # jobs running on that queue now
+    workers: int  # workers consuming that queue now
+    estimate_s: float | None  # its own run time, estimated
+    start_in_s: float | None  # from now, estimated
+    finish_in_s: float | None  # from now, estimated
+    elapsed_s: float | None  # since it started (or ran, once ended)
+    waited_s: float  # in the queue before starting (or so far)
+
+
+def job_queue_outlook(*, job: Job) -> QueueOutlook:
+    """The queue position and the estimated start and finish of a job, from the
+    duration estimates of the jobs ahead of it and of itself."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    estimate = job_duration_estimate_s(
+        method=job.method, formats_count=len(job.formats or [])
+    )
+    waited = ((job.started_at or now) - job.created_at).total_seconds()
+    workers = sum(1 for w in workers_recent() if job.queue in (w.queues or []))
+    running_jobs = list(
+        Job.objects.filter(queue=job.queue, status=Job.Status.RUNNING).only(
+            "method", "formats", "started_at"
+        )
+    )
+    if job.status != Job.Status.QUEUED:
+        finish_in = None
+        if job.status == Job.Status.RUNNING and estimate is not None:
+            finish_in = max(estimate - (job.duration_s or 0.0), 0.0)
+        return QueueOutlook(
+            position=None,
+            jobs_ahead=0,
+            running=len(running_jobs),
+            workers=workers,
+            estimate_s=estimate,
+            start_in_s=None,
+            finish_in_s=finish_in,
+            elapsed_s=job.duration_s,
+            waited_s=max(waited, 0.0),
+        )
+    ahead = list(
+        Job.objects.filter(
+            queue=job.queue, status=Job.Status.QUEUED, created_at__lt=job.created_at
+        ).only("method", "formats")
+    )
+    work_s: float | None = 0.0
+    for other in running_jobs:
+        other_s = job_duration_estimate_s(
+            method=other.method, formats_count=len(other.formats or [])
+        )
+        if other_s is None or work_s is None:
+            work_s = None
+            continue
+        work_s += max(other_s - (other.duration_s or 0.0), 0.0)
+    for other in ahead:
+        other_s = job_duration_estimate_s(
+            method=other.method, formats_count=len(other.formats or [])
+        )
+        work_s = None if other_s is None or work_s is None else work_s + other_s
+    start_in = None if work_s is None or not workers else work_s / workers
+    return QueueOutlook(
+        position=len(ahead) + 1,
+        jobs_ahead=len(ahead),
+        running=len(running_jobs),
+        workers=workers,
+        estimate_s=estimate,
+        start_in_s=start_in,
+        finish_in_s=None
+        if start_in is None or estimate is None
+        else start_in + estimate,
+        elapsed_s=None,
+        waited_s=max(waited, 0.0),
+    )
+
+
+def storage_for_user(*, user: AbstractBaseUser) -> dict[str, Any]:
+    """Bytes the user's artifacts and uploads take, against the storage quota."""
+    from django.conf import settings
+    from django.db.models import Sum
+
+    from quantjobs.artifacts import storage_used_bytes
+
+    artifacts = storage_used_bytes(user_id=user.pk)
+    uploads = int(
+        ModelUpload.objects.filter(user=user).aggregate(t=Sum("size_bytes"))["t"] or 0
+    )
+    quota = int(settings.QUANTPLAN_MAX_STORAGE_BYTES)
+    return {
+        "artifact_bytes": artifacts,
+        "upload_bytes": uploads,
+        "used_bytes": artifacts,
+        "quota_bytes": quota,
+        "fraction": min(artifacts / quota, 1.0) if quota else 0.0,
+    }
+
+
+def result_row(result: Any) -> dict[str, Any]:
+    """One format's measurements beside its projection, as the pages show them."""
+    from quantjobs.projections import compare
+
+    metrics = result.metrics or {}
+    projection = result.projection or {}
+    artifact = result.artifact
+    size = artifact.size_bytes if artifact else None
+    ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
+    peak = metrics.get("peak_memory_bytes")
+    return {
+        **metrics,
+        "format": result.format,
+        "artifact_bytes": size,
+        "projected_artifact_bytes": projection.get("artifact_bytes"),
+        "artifact_bytes_diff_pct": compare(projection.get("artifact_bytes"), size),
+        "perplexity_change_pct": round((ppl - base) / base * 100.0, 3)
+        if ppl and base
+        else None,
+        "projected_memory_bytes": projection.get("memory_bytes"),
+        "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
+    }
+
+
+def job_results_for_compare(*, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Every measured format of these jobs, labelled by job, for one table and chart."""
+    rows = []
+    for index, job in enumerate(jobs, start=1):
+        for result in job.results.select_related("artifact").order_by("format"):
+            row = result_row(result)
+            row["job"] = job
+            row["job_label"] = f"{index}. {job.name or job.get_method_display()}"
+            row["chart_label"] = f"{index}:{result.format}"
+            rows.append(row)
+    return rows
+
+
+def tus_upload_get_for_user(*, user: AbstractBaseUser, tus_id: Any) -> TusUpload:
+    """One of the user's resumable uploads in progress, or 404."""
+    return _get_owned(TusUpload.objects.filter(user=user), tus_id)
+
+
 @dataclass(frozen=True)
 class JobModel:
     """Which model a job quantized, and how it relates to the plan it is linked to."""
@@ -179,8 +352,12 @@ def job_model(*, job: Job) -> JobModel:
         # content is neither called the plan's model nor something else.
         if not same and planned.keys and source.keys:
             stand_in = planned_name
+    name = source.name
+    spec = job.model_spec if isinstance(job.model_spec, dict) else {}
+    if job.source_kind == Job.SourceKind.LOCAL and spec.get("name"):
+        name = str(spec["name"])  # read from the file itself, better than its path
     return JobModel(
-        name=source.name,
+        name=name,
         ident=source.ident,
         plan_model=planned_name,
         stand_in_for=stand_in,

@@ -249,9 +249,9 @@ def _log_what_is_measured(job: Job) -> None:
     """Say up front which model the job quantizes and what it is measured against."""
     from quantjobs.selectors import job_model
 
-    model = job_model(job=job)
     if job.method == Job.Method.SELFTEST:
         return
+    model = job_model(job=job)
     line = f"Model: {model.name}"
     if model.stand_in_for:
         line += (
@@ -387,3 +387,99 @@ def _kill_orphan_child(job: Job) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _clean_name(name: str) -> str:
+    name = (name or "").strip()
+    if len(name) > 200:
+        raise JobInputError(
+            f"The name is {len(name)} characters long; shorten it to 200.", field="name"
+        )
+    return name
+
+
+def job_rename(*, job: Job, name: str) -> Job:
+    """Give a job a new name (empty: it is called by its method)."""
+    job.name = _clean_name(name)
+    job.save(update_fields=["name"])
+    return job
+
+
+def job_delete(*, job: Job) -> None:
+    """Delete an ended job with its results and artifact files."""
+    from quantjobs.artifacts import delete_artifact
+
+    if not job.is_terminal:
+        raise JobInputError(
+            "The job is still queued or running; cancel it first, then delete it."
+        )
+    for artifact in list(job.artifacts.all()):
+        delete_artifact(artifact)
+    job.delete()
+
+
+def artifact_rename(*, artifact: Any, filename: str) -> Any:
+    """Change the name an artifact downloads as (the stored file keeps its path)."""
+    from pathlib import PurePosixPath
+
+    name = (filename or "").strip()
+    if (
+        not name
+        or len(name) > 255
+        or PurePosixPath(name).name != name
+        or name
+        in (
+            ".",
+            "..",
+        )
+    ):
+        raise JobInputError(
+            "Give a file name of 1 to 255 characters without '/' or '\\'.",
+            field="filename",
+        )
+    if "\\" in name or any(ord(c) < 32 for c in name):
+        raise JobInputError(
+            "Give a file name without '\\' or control characters.", field="filename"
+        )
+    old_suffix = PurePosixPath(artifact.filename).suffix
+    if old_suffix and not name.endswith(old_suffix):
+        name += old_suffix
+    artifact.filename = name
+    artifact.save(update_fields=["filename"])
+    return artifact
+
+
+def artifact_remove(*, artifact: Any) -> None:
+    """Delete an artifact's file and row; the job keeps its measured results."""
+    from quantjobs.artifacts import delete_artifact
+
+    delete_artifact(artifact)
+
+
+def upload_rename(*, upload: Any, filename: str) -> Any:
+    """Change the name an upload is listed under (the stored file keeps its path)."""
+    name = (filename or "").strip()
+    if not name or len(name) > 255 or "/" in name or "\\" in name:
+        raise JobInputError(
+            "Give a name of 1 to 255 characters without '/' or '\\'.", field="filename"
+        )
+    upload.filename = name
+    upload.save(update_fields=["filename"])
+    return upload
+
+
+def upload_remove(*, upload: Any) -> None:
+    """Delete an upload's files, unless a queued or running job still reads it."""
+    from quantjobs.uploads import model_upload_delete
+
+    busy = Job.objects.filter(
+        source_kind=Job.SourceKind.UPLOAD,
+        source_ref=str(upload.pk),
+        status__in=list(Job.ACTIVE_STATUSES),
+    ).exists()
+    if busy:
+        raise JobInputError(
+            "A queued or running job reads this upload; wait for it to end or cancel "
+            "it, then delete the upload."
+        )
+    model_upload_delete(upload=upload)

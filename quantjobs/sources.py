@@ -190,9 +190,10 @@ def source_model(*, kind: str, ref: str, user_id: int | None = None) -> SourceMo
             keys = keys | {upload.name.lower()}
         file_type = (upload.summary or {}).get("file_type")
         quantization = quantized_type(file_type) if file_type else None
+        held = upload.name  # general.name or the config's
         return SourceModel(
-            catalog_name or upload.model_id or upload.name or upload.filename,
-            upload.model_id or stem,
+            catalog_name or held or upload.model_id or upload.filename,
+            upload.model_id or held or stem,
             keys,
             quantization,
         )

@@ -92,7 +92,17 @@ def report_view(report: dict[str, Any]) -> dict[str, Any]:
     why_none = (rec.get("why_none") or "") if isinstance(rec, dict) else ""
     head, _, rest = why_none.partition(": ")
     rejected = [part.strip() for part in rest.split(" | ") if part.strip()]
+    kind = _gpu_details().get(str(report.get("gpu") or ""), ("gpu", ""))[0]
+    # A CPU server holds the model in RAM: it is a server, not a GPU.
+    unit = "server" if kind == "cpu" else "GPU"
+    best_total = None
+    if best and best.get("total_bytes_per_gpu") is not None and best.get("gpus"):
+        best_total = best["total_bytes_per_gpu"] * best["gpus"]
     return {
+        "kind": kind,
+        "unit": unit,
+        "units": f"{unit}s",
+        "best_total_bytes": best_total,
         "model": report.get("model") or "",
         "gpu": report.get("gpu") or "",
         "gpu_name": gpu_name,
@@ -129,20 +139,37 @@ def catalog_models() -> list[dict[str, str]]:
     return [{"id": m.id, "name": m.name, "hf_id": m.hf_id} for m in models]
 
 
+def _gpu_details() -> dict[str, tuple[str, str]]:
+    """Catalog GPU id → (group, "80 GB · from $1.89/h") for the GPU picker."""
+    from planner import engine
+
+    try:
+        gpus = engine.catalog.load_gpus()
+    except Exception:  # a broken catalog must not take the plan page down
+        return {}
+    details = {}
+    for g in gpus:
+        parts = [f"{g.memory_bytes / 2**30:,.0f} GiB"]
+        prices = [p.usd_per_hour for p in g.prices if p.usd_per_hour]
+        if prices:
+            parts.append(f"from ${min(prices):,.2f}/h")
+        details[g.id] = (g.kind, " · ".join(parts))
+    return details
+
+
 @register.simple_tag
 def grouped_choices(field: Any, kind: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """A multi-select's choices in labelled groups, with what is selected now."""
+    """A picker's choices in labelled groups, with what is selected now."""
     value = field.value() or []
     selected = {str(v) for v in (value if isinstance(value, list | tuple) else [value])}
+    details: dict[str, tuple[str, str]] = {}
     if kind == "gpus":
-        from planner import engine
-
-        try:
-            kinds = {g.id: g.kind for g in engine.catalog.load_gpus()}
-        except Exception:
-            kinds = {}
+        details = _gpu_details()
         groups = GPU_GROUPS
-        group_of = lambda ident: kinds.get(ident, "custom")  # noqa: E731
+
+        def group_of(ident: str) -> str:
+            return details.get(ident, ("custom", ""))[0]
+
         labels = dict(groups) | {"custom": "Your GPUs"}
     else:
         groups = FORMAT_GROUPS
@@ -156,11 +183,26 @@ def grouped_choices(field: Any, kind: str) -> list[tuple[str, list[dict[str, Any
     for ident, label in field.field.choices:
         if not ident:
             continue
+        detail = details.get(str(ident), ("", ""))[1]
+        if kind == "formats" and label != ident:
+            label, detail = str(ident), str(label)
         buckets.setdefault(group_of(str(ident)), []).append(
-            {"value": ident, "label": label, "selected": str(ident) in selected}
+            {
+                "value": ident,
+                "label": label,
+                "detail": detail,
+                "selected": str(ident) in selected,
+            }
         )
     order = [key for key, _ in groups] + [k for k in buckets if k not in dict(groups)]
     return [(labels.get(key, key), buckets[key]) for key in order if key in buckets]
+
+
+@register.simple_tag
+def picked_summary(groups: list[tuple[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """What a picker has selected, to show at a glance: the count and the names."""
+    labels = [o["label"] for _g, options in groups for o in options if o["selected"]]
+    return {"count": len(labels), "labels": labels}
 
 
 CHARTS = {
@@ -175,6 +217,14 @@ def chart(name: str, data: Any, narrow: bool = False) -> SafeString:
     """One of the charts, wide or in its phone layout."""
     width = charts.NARROW_WIDTH if narrow else charts.WIDTH
     return CHARTS[name](data, width=width)
+
+
+@register.simple_tag
+def job_compare_chart(rows: list[dict[str, Any]], narrow: bool = False) -> SafeString:
+    """The quality-vs-size chart over the formats of several jobs."""
+    width = charts.NARROW_WIDTH if narrow else charts.WIDTH
+    labelled = [{**r, "format": r.get("chart_label") or r.get("format")} for r in rows]
+    return charts.job_quality_chart(labelled, width=width)
 
 
 @register.filter
@@ -207,6 +257,15 @@ def tokens(value: Any) -> str:
         if abs(number) >= size:
             return f"{number / size:,.1f}{suffix}"
     return f"{number:,.0f}"
+
+
+@register.filter
+def all_devices_bytes(row: Any) -> Any:
+    """Memory over all GPUs (or servers) of a plan row: per device × devices."""
+    try:
+        return float(row["total_bytes_per_gpu"]) * int(row["gpus"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @register.filter

@@ -52,3 +52,19 @@ def percent(value: Any) -> str:
     """A fraction 0..1 as a percentage."""
     number = _number(value)
     return "" if number is None else f"{number * 100:.1f}%"
+
+
+@register.filter
+def duration(seconds: Any) -> str:
+    """Seconds the way people read them: 75 → 1 min 15 s, 4000 → 1 h 7 min."""
+    number = _number(seconds)
+    if number is None:
+        return ""
+    total = int(round(max(number, 0.0)))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

@@ -126,3 +126,41 @@ def assert_no_horizontal_overflow(page: Any) -> None:
         width,
     )
     assert scroll <= width, f"the page is {scroll}px wide in {width}px: {wide}"
+
+
+def choose_gpus(page: Any, gpu_ids: list[str]) -> None:
+    """Tick exactly these GPUs in the GPU picker (a checkbox group)."""
+    for box in page.locator("input[type=checkbox][name=gpus_chosen]").all():
+        want = box.get_attribute("value") in gpu_ids
+        if box.is_checked() != want:
+            box.set_checked(want, force=not box.is_visible())
+
+
+AXE = ROOT / "tests" / "frontend" / "vendor" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(
+    page: Any, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[str]:
+    """axe-core's violations of these impacts on the page as it is now (WCAG 2 A/AA)."""
+    # Served from the page's own origin (the test answers the request), so the
+    # Content-Security-Policy (script-src 'self') stays on while axe runs.
+    page.route(
+        "**/__axe-core__.js",
+        lambda route: route.fulfill(path=str(AXE), content_type="text/javascript"),
+    )
+    page.add_script_tag(url="/__axe-core__.js")
+    result = page.evaluate(
+        """async () => {
+        const r = await axe.run(document, {runOnly: {type: "tag",
+            values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}});
+        return r.violations.map(v => ({id: v.id, impact: v.impact,
+            nodes: v.nodes.slice(0, 3).map(n => n.target.join(" ") + " :: " +
+                (n.failureSummary || "").split("\\n").slice(0, 2).join(" "))}));
+    }"""
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['nodes']}"
+        for v in result
+        if v["impact"] in impacts
+    ]

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.frontend.conftest import PASSWORD, assert_no_horizontal_overflow, log_in
+from tests.frontend.conftest import (
+    PASSWORD,
+    assert_no_horizontal_overflow,
+    choose_gpus,
+    log_in,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -89,7 +94,7 @@ def test_sign_up_then_plan_llama_3_70b_on_an_a100(
     assert "Welcome, erin" in page.locator(".messages").inner_text()
 
     page.get_by_label("Model").fill("llama-3-70b")
-    page.get_by_label("GPUs (or CPU server)").select_option(["a100-80gb"])
+    choose_gpus(page, ["a100-80gb"])
     submit_plan(page)
 
     report = page.locator(".plan-report")
@@ -186,7 +191,7 @@ def test_plans_and_tokens_work_without_javascript(
 
     for gpu in ("a100-80gb", "h100-sxm"):
         page.goto("/")
-        page.get_by_label("GPUs (or CPU server)").select_option([gpu])
+        choose_gpus(page, [gpu])
         page.locator("details.more summary").click()
         page.get_by_label("Plan name (to save)").fill(f"70B on {gpu}")
         page.get_by_role("button", name="Plan and save").click()

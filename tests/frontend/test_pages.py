@@ -89,15 +89,33 @@ def test_the_plan_form_offers_the_catalog_models_for_search(logged_in: Any) -> N
     assert datalist.count("<option") > 20
 
 
-def test_the_format_and_gpu_lists_are_grouped_and_keep_the_selection(
+def test_the_format_and_gpu_pickers_are_grouped_checkboxes_that_keep_the_selection(
     logged_in: Any,
 ) -> None:
     html = html_of(logged_in.post("/", {**PLAN_FORM, "model": ""}))
-    assert '<optgroup label="GGUF (llama.cpp)">' in html
-    assert '<optgroup label="CPU servers">' in html
-    assert '<option value="gguf-Q2_K" selected>' in html
-    assert '<option value="gguf-Q8_0">' in html
-    assert '<option value="a100-80gb" selected>' in html
+    formats = re.search(r'id="field-formats".*?</fieldset>\s*</div>', html, re.S).group(
+        0
+    )
+    assert "<legend>GGUF (llama.cpp)" in formats
+    assert re.search(
+        r'type="checkbox" name="formats" value="gguf-Q2_K"[^>]* checked>', html
+    )
+    assert re.search(
+        r'type="checkbox" name="formats" value="gguf-Q8_0"[^>]*"\s*>', html
+    )
+    # the choice is visible at a glance, also without JavaScript
+    assert "5 selected" in formats and "gguf-Q4_K_M, gguf-Q2_K" in formats
+    gpus = re.search(
+        r'id="field-gpus_chosen".*?</fieldset>\s*</div>', html, re.S
+    ).group(0)
+    assert "<legend>CPU servers" in gpus
+    assert re.search(r'value="a100-80gb"[^>]* checked>', gpus)
+    # GPUs say their memory and price
+    assert re.search(
+        r"NVIDIA A100 80GB SXM</span> <span class=\"opt-detail\">80 GiB · from \$[\d.]+/h",
+        gpus,
+    )
+    assert "Ctrl" not in html
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ class Owned:
     artifact: Any
     upload: Any
     token: Any
+    comparison: Any
+    tus_upload: Any
     plan_recipe_id: str
     job_recipe_id: str
 
@@ -52,6 +54,8 @@ class Owned:
             "artifact": self.artifact.pk,
             "upload": self.upload.pk,
             "token": self.token.pk,
+            "comparison": self.comparison.pk,
+            "tus_upload": self.tus_upload.pk,
         }
 
 
@@ -134,6 +138,20 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         sha256=upload_sha,
     )
     token, _raw = api_token_create(user=user, name="alice's laptop")
+    from quantjobs.tus import tus_create
+
+    tus_upload = tus_create(
+        user=user, length_bytes=10, metadata={"filename": "half.gguf"}
+    )
+    other_gpu = PlanInput(model=data.model, gpu="a10g", formats=data.formats)
+    comparison = plan_services.plans_save(
+        user=user,
+        name="alice's comparison",
+        computed=[
+            (data, report),
+            (other_gpu, plan_services.plan_compute(data=other_gpu, user=user)),
+        ],
+    )
 
     plan_recipes = api.get(f"/api/v1/plans/{plan.pk}/recipes/")
     job_recipes = api.get(f"/api/v1/jobs/{job.pk}/recipes/")
@@ -146,6 +164,8 @@ def owned(user: Any, api: Any, clean_media: Path) -> Iterator[Owned]:
         artifact=artifact,
         upload=upload,
         token=token,
+        comparison=comparison,
+        tus_upload=tus_upload,
         plan_recipe_id=plan_recipes.json()["recipes"][0]["id"],
         job_recipe_id=job_recipes.json()["recipes"][0]["id"],
     )

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 SECTION = "Other users' objects"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # Path parameters that name no object: Django admin's app label and catch-all.
-NOT_IDS = frozenset({"app_label", "url"})
+NOT_IDS = frozenset({"app_label", "url", "fmt"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,24 @@ ROUTES: dict[str, Route] = {
     "job-rerun": Route("job", ("POST",)),
     "artifact-download": Route("artifact", ("GET",), owner_get=200),
     "token-revoke": Route("token", ("POST",)),
+    "plan-detail-export": Route("plan", ("GET",), owner_get=200),
+    "plan-rename": Route("plan", ("POST",)),
+    "plan-delete": Route("plan", ("POST",)),
+    "comparison-detail": Route("comparison", ("GET",), owner_get=200),
+    "comparison-export": Route("comparison", ("GET",), owner_get=200),
+    "comparison-rename": Route("comparison", ("POST",)),
+    "comparison-delete": Route("comparison", ("POST",)),
+    "job-live": Route("job", ("GET",), owner_get=200),
+    "job-log": Route("job", ("GET",), owner_get=200),
+    "job-rename": Route("job", ("POST",)),
+    "job-delete": Route("job", ("POST",)),
+    "artifact-rename": Route("artifact", ("POST",)),
+    "artifact-delete": Route("artifact", ("POST",)),
+    "upload-rename": Route("upload", ("POST",)),
+    "upload-delete": Route("upload", ("POST",)),
+    "upload-tus-detail": Route(
+        "tus_upload", ("GET", "HEAD", "PATCH", "DELETE"), owner_get=200
+    ),
     # API (token).
     "api-plan-detail": Route("plan", ("GET", "DELETE"), owner_get=200),
     "api-plan-recipes": Route("plan", ("GET",), owner_get=200),
@@ -90,6 +108,8 @@ def id_routes() -> list[Found]:
 def _kwargs(name: str, owned: Any) -> dict[str, Any]:
     route = ROUTES[name]
     kwargs: dict[str, Any] = {"pk": owned.ids()[route.obj]}
+    if name.endswith("-export"):
+        kwargs["fmt"] = "json"
     if name.endswith("recipe-download"):
         kwargs["recipe_id"] = (
             owned.plan_recipe_id if route.obj == "plan" else owned.job_recipe_id
@@ -107,11 +127,21 @@ def _state(owned: Any, user: Any, other_user: Any) -> dict[str, Any]:
 
     from frontend.models import ApiToken
     from planner.models import Plan
-    from quantjobs.models import Artifact, Job, ModelUpload
+    from quantjobs.models import Artifact, Job, ModelUpload, TusUpload
 
     queued = Job.objects.get(pk=owned.queued_job.pk)
+    from planner.models import Comparison
+
+    plan = Plan.objects.filter(pk=owned.plan.pk, user=user).first()
+    comparison = Comparison.objects.filter(pk=owned.comparison.pk, user=user).first()
     return {
-        "plan": Plan.objects.filter(pk=owned.plan.pk, user=user).exists(),
+        "plan": (plan.name if plan else None),
+        "comparison": (comparison.name if comparison else None),
+        "names of alice's jobs and files": sorted(
+            [j.name for j in Job.objects.filter(user=user)]
+            + [a.filename for a in Artifact.objects.filter(user=user)]
+            + [u.filename for u in ModelUpload.objects.filter(user=user)]
+        ),
         "jobs of alice": sorted(
             (str(j.pk), j.status, j.cancel_requested)
             for j in Job.objects.filter(user=user)
@@ -125,6 +155,11 @@ def _state(owned: Any, user: Any, other_user: Any) -> dict[str, Any]:
         "upload": ModelUpload.objects.filter(pk=owned.upload.pk, user=user).exists(),
         "upload file": owned.upload.abspath.is_file(),
         "token": ApiToken.objects.filter(pk=owned.token.pk, user=user).exists(),
+        "resumable upload": list(
+            TusUpload.objects.filter(pk=owned.tus_upload.pk, user=user).values_list(
+                "offset_bytes", flat=True
+            )
+        ),
     }
 
 

@@ -89,6 +89,37 @@ def test_a_plans_benchmark_button_offers_the_plans_model_from_hugging_face(
 
 
 @pytest.mark.django_db
+def test_a_plan_of_a_hugging_face_id_preselects_that_id(client: Any, user: Any) -> None:
+    from planner.models import Plan
+
+    client.force_login(user)
+    # A plan made from a Hugging Face id outside the catalog (planning it needs the
+    # hub, which this machine cannot reach; the saved row is what the form reads).
+    plan = Plan.objects.create(
+        user=user, name="qwen", model_id="Qwen/Qwen2.5-0.5B", request={}, report={}
+    )
+
+    page = _page(client, f"/jobs/new/?method=gguf&formats=gguf-Q4_K_M&plan={plan.pk}")
+
+    assert _selected(page, "source_kind") == "hf"
+    assert _input_value(page, "source_ref") == "Qwen/Qwen2.5-0.5B"
+    assert "This plan is for Qwen/Qwen2.5-0.5B" in page
+
+
+@pytest.mark.django_db
+def test_another_users_plan_preselects_nothing(
+    client: Any, user: Any, other_user: Any
+) -> None:
+    client.force_login(other_user)
+    plan = _plan(user)
+
+    page = _page(client, f"/jobs/new/?method=gguf&formats=gguf-Q4_K_M&plan={plan.pk}")
+
+    assert _selected(page, "source_kind") == "sample"
+    assert "Meta-Llama-3-70B" not in page and "plan-source-notice" not in page
+
+
+@pytest.mark.django_db
 def test_a_plans_benchmark_button_prefers_an_upload_of_the_plans_model(
     client: Any, user: Any
 ) -> None:
@@ -190,8 +221,9 @@ def test_a_plan_measured_on_the_sample_says_so_in_every_output(
 ) -> None:
     """Plan Llama-3-70B, quantize the sample as its stand-in with the real worker and
     llama.cpp: job, artifact, recipes, page and API name the sample, and the reference
-    is the Q4_1 file, dequantized."""
-    start_worker("cpu")
+    is the Q4_1 file, dequantized. The plan's own model, as the form offers it, fails
+    offline with a reason that says Hugging Face cannot be reached."""
+    start_worker("cpu", HF_HUB_OFFLINE="1")  # this machine has no internet anyway
     client.force_login(user)
     plan = _plan(user)
     response = client.post(
@@ -251,6 +283,30 @@ def test_a_plan_measured_on_the_sample_says_so_in_every_output(
     assert "Quality vs. unquantized" not in page
     assert "over the unquantized model" not in page
     assert "full precision" not in page.lower()
+
+    # The plan's own model, exactly as the form preselects it, on an offline worker.
+    form = _page(client, _benchmark_link(client, plan))
+    response = client.post(
+        "/jobs/new/",
+        {"method": "gguf", "formats": "gguf-Q4_K_M",
+         "source_kind": _selected(form, "source_kind"),
+         "source_ref": _input_value(form, "source_ref"), "plan": str(plan.pk)},
+    )  # fmt: skip
+    assert response.status_code == 302
+    own_id = response["Location"].rstrip("/").rsplit("/", 1)[-1]
+    own = wait_for(
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{own_id}/").json())["status"]
+            in ("SUCCEEDED", "FAILED", "TIMED_OUT")
+            and b
+        ),
+        timeout_s=300,
+        interval_s=1.0,
+    )
+    assert own["status"] == "FAILED"
+    assert "Hugging Face is not reachable" in own["error"]
+    assert own["name"].startswith("meta-llama/Meta-Llama-3-70B")
+    assert own["model"]["same_as_plan"] is True and own["model"]["stand_in_for"] is None
 
 
 @pytest.mark.django_db
