@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('quantjobs', '0004_job_partial_status_and_resends'),
+        ('quantjobs', '0005_job_partial_status_and_resends'),
     ]
 
     operations = [

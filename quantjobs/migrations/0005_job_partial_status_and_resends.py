@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('quantjobs', '0003_model_specs_and_upload_names'),
+        ('quantjobs', '0004_tusupload'),
     ]
 
     operations = [
