@@ -52,13 +52,13 @@ def _choices() -> dict[str, list[tuple[str, str]]]:
 
 
 def _upload_choices(user: Any) -> list[tuple[str, str]]:
-    from quantjobs.selectors import upload_list_for_user
+    from quantjobs.selectors import upload_ready_list_for_user
 
     if not user.is_authenticated:  # the public planner: no uploads to pick
         return []
     return [
         (str(u.pk), f"{u.name or u.filename} ({u.filename})")
-        for u in upload_list_for_user(user=user)
+        for u in upload_ready_list_for_user(user=user)
     ]
 
 

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from quantjobs import selectors, services
+from quantjobs.broker import BrokerUnavailable
 from quantjobs.uploads import UploadError, model_upload_store
 
 
@@ -53,7 +54,7 @@ def upload_list(request: HttpRequest) -> HttpResponse:
         else:
             try:
                 upload = model_upload_store(user_id=request.user.pk, uploaded=uploaded)
-            except UploadError as exc:
+            except (UploadError, BrokerUnavailable) as exc:
                 form.add_error("file", str(exc))
             else:
                 messages.success(request, f"Uploaded {upload.filename}.")

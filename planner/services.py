@@ -194,6 +194,15 @@ def _model_from_upload(
             "No such upload: pick one of your uploaded models (upload it first).",
             field="upload",
         )
+    if found.status != found.Status.READY:
+        why = (
+            "it is still being checked; plan it once it shows ready"
+            if found.status == found.Status.CHECKING
+            else f"it was refused: {found.reason}"
+        )
+        raise PlanInputError(
+            f"{found.name or found.filename} cannot be planned: {why}", field="upload"
+        )
     stored = found.model_spec or {}
     if "error" in stored or not stored:
         why = stored.get("error") or "its shape was not read when it was uploaded"

@@ -1,18 +1,25 @@
-"""Artifacts on disk: checked, then moved into place atomically; deleted as a whole."""
+"""Artifacts on disk: the one module that publishes them (hashed once, checked
+against what the backend reported, moved into place atomically, recorded with their
+result) and deletes them as a whole."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Sum
 
 from quantjobs.backends.base import sha256_file
-from quantjobs.models import Artifact, Job
+from quantjobs.models import Artifact, Job, JobResult, ModelUpload
+
+logger = logging.getLogger(__name__)
 
 
 class ArtifactCheckFailed(Exception):
@@ -57,11 +64,12 @@ def _move_atomically(source: Path, final: Path) -> None:
 
 
 def publish_artifact(
-    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str
+    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str | None
 ) -> Artifact:
-    """Re-hash a finished file, move it into the artifact store, create its row."""
+    """Hash a finished file (the one hash of it this side makes), check it against
+    the backend's digest when it sent one, move it into the store, create its row."""
     actual = sha256_file(temp_path)
-    if actual != expected_sha256:
+    if expected_sha256 and actual != expected_sha256:
         raise ArtifactCheckFailed(
             f"{temp_path.name}: sha256 {actual} differs from the backend's {expected_sha256}"
         )
@@ -94,6 +102,66 @@ def publish_artifact(
         raise
 
 
+def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
+    """Publish the artifact of one ``result`` event of the child and record its
+    measurements; a format published before (by a lost attempt) is replaced."""
+    from quantjobs.projections import (
+        device_projection_for,
+        fingerprint_of_worker,
+        projection_for,
+    )
+
+    work_root = Path(settings.QUANTPLAN_WORK_ROOT).resolve()
+    source = Path(str(event["artifact_path"])).resolve()
+    if work_root not in source.parents:
+        raise RuntimeError(f"artifact outside the work directory: {source}")
+    fmt = str(event["format"])
+    for old in Artifact.objects.filter(job=job, format=fmt):
+        delete_artifact(old)
+    with transaction.atomic():
+        artifact = publish_artifact(
+            job=job,
+            fmt=fmt,
+            temp_path=source,
+            expected_sha256=str(event["sha256"]) if event.get("sha256") else None,
+        )
+        meta = event.get("metadata") or {}
+        result, _ = JobResult.objects.update_or_create(
+            job=job,
+            format=fmt,
+            defaults={
+                "artifact": artifact,
+                "metrics": {
+                    **event.get("metrics", {}),
+                    "artifact_kind": event.get("artifact_kind"),
+                    "metadata": meta,
+                    "reference": event.get("reference"),
+                },
+                "projection": {
+                    **projection_for(job, fmt),
+                    **device_projection_for(
+                        job,
+                        fmt,
+                        fingerprint_of_worker(job.worker),
+                        (event.get("metrics") or {}).get("serving") or {},
+                    ),
+                },
+            },
+        )
+    _record_calibration(result)
+    return result
+
+
+def _record_calibration(result: JobResult) -> None:
+    # The ledger learns from the result; it must never cost the user the result.
+    from quantjobs.calibration import calibration_record_result
+
+    try:
+        calibration_record_result(result=result)
+    except Exception:
+        logger.warning("calibration ledger: %s not recorded", result, exc_info=True)
+
+
 def delete_artifact(artifact: Artifact) -> None:
     """Remove an artifact's file, its folder and its row."""
     path = artifact_abspath(artifact)
@@ -106,6 +174,11 @@ def delete_artifact(artifact: Artifact) -> None:
 
 
 def storage_used_bytes(*, user_id: int) -> int:
-    """Bytes of artifacts a user holds."""
-    total = Artifact.objects.filter(user_id=user_id).aggregate(total=Sum("size_bytes"))
-    return int(total["total"] or 0)
+    """Bytes a user holds: artifacts and uploaded models (as stored, unpacked)."""
+    artifacts = Artifact.objects.filter(user_id=user_id).aggregate(
+        total=Sum("size_bytes")
+    )
+    uploads = ModelUpload.objects.filter(user_id=user_id).aggregate(
+        total=Sum("size_bytes")
+    )
+    return int(artifacts["total"] or 0) + int(uploads["total"] or 0)

@@ -25,13 +25,24 @@ class Job(models.Model):
         QUEUED = "QUEUED", "Queued"
         RUNNING = "RUNNING", "Running"
         SUCCEEDED = "SUCCEEDED", "Succeeded"
+        # Some formats succeeded (their artifacts stay, counted in the quota), then
+        # one failed: ``format_errors`` says which, and why.
+        PARTIAL = "PARTIAL", "Partly succeeded"
         FAILED = "FAILED", "Failed"
         CANCELLED = "CANCELLED", "Cancelled"
         TIMED_OUT = "TIMED_OUT", "Timed out"
 
     TERMINAL_STATUSES = frozenset(
-        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+        {
+            Status.SUCCEEDED,
+            Status.PARTIAL,
+            Status.FAILED,
+            Status.CANCELLED,
+            Status.TIMED_OUT,
+        }
     )
+    # Statuses whose published artifacts are kept; every other end removes them.
+    KEEPS_ARTIFACTS = frozenset({Status.SUCCEEDED, Status.PARTIAL})
     ACTIVE_STATUSES = frozenset({Status.QUEUED, Status.RUNNING})
 
     class Method(models.TextChoices):
@@ -92,6 +103,15 @@ class Job(models.Model):
     )
     worker = models.CharField(max_length=255, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
+    format_errors = models.JSONField(
+        default=dict, blank=True, help_text="Why a format failed, by format."
+    )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its message was last sent to the broker."
+    )
+    sends = models.PositiveSmallIntegerField(
+        default=0, help_text="Messages sent for it (the first, then resends)."
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -124,36 +144,97 @@ class Job(models.Model):
         return [line for line in self.log.splitlines() if line]
 
     def start(self, *, worker: str) -> bool:
-        """Claim a queued job for this worker; False if another claimed it first."""
+        """QUEUED → RUNNING for this worker; False if another claimed it first."""
         now = timezone.now()
-        claimed = Job.objects.filter(pk=self.pk, status=Job.Status.QUEUED).update(
+        claimed = Job.objects.filter(
+            pk=self.pk, status=Job.Status.QUEUED, cancel_requested=False
+        ).update(
             status=Job.Status.RUNNING,
             started_at=now,
             heartbeat_at=now,
             worker=worker,
             attempts=F("attempts") + 1,
             stage="Starting",
+            interrupt_requested=False,
         )
-        if claimed:
-            self.refresh_from_db()
+        self.refresh_from_db()
         return claimed == 1
 
-    def finish(self, status: str, error: str = "") -> bool:
-        """Move a running or queued job to a terminal status; False if already terminal."""
+    def requeue(self, *, stage: str) -> bool:
+        """RUNNING → QUEUED for another attempt; False if it ended meanwhile."""
+        requeued = Job.objects.filter(pk=self.pk, status=Job.Status.RUNNING).update(
+            status=Job.Status.QUEUED,
+            stage=stage[:200],
+            progress=0.0,
+            interrupt_requested=False,
+            celery_task_id="",
+        )
+        self.refresh_from_db()
+        return requeued == 1
+
+    def finish(
+        self,
+        status: str,
+        error: str = "",
+        *,
+        format_errors: dict[str, str] | None = None,
+    ) -> bool:
+        """Move a queued or running job to a terminal status; False if already ended.
+
+        SUCCEEDED and PARTIAL only come from RUNNING: a job that never ran has
+        nothing to show.
+        """
         assert status in self.TERMINAL_STATUSES, status
         fields: dict[str, Any] = {
             "status": status,
             "error": error[:4000],
             "finished_at": timezone.now(),
         }
-        if status == Job.Status.SUCCEEDED:
+        if format_errors is not None:
+            fields["format_errors"] = {
+                str(k): str(v)[:2000] for k, v in format_errors.items()
+            }
+        if status in self.KEEPS_ARTIFACTS:
             fields["progress"] = 1.0
             fields["stage"] = "Done"
-        updated = Job.objects.filter(
-            pk=self.pk, status__in=list(self.ACTIVE_STATUSES)
-        ).update(**fields)
+        allowed = (
+            [Job.Status.RUNNING]
+            if status in self.KEEPS_ARTIFACTS
+            else list(self.ACTIVE_STATUSES)
+        )
+        updated = Job.objects.filter(pk=self.pk, status__in=allowed).update(**fields)
         self.refresh_from_db()
         return updated == 1
+
+    def mark_sent(self, *, task_id: str) -> None:
+        """Record that a message for this queued job reached the broker."""
+        Job.objects.filter(pk=self.pk).update(
+            celery_task_id=task_id[:64],
+            enqueued_at=timezone.now(),
+            sends=F("sends") + 1,
+        )
+
+    @property
+    def format_outcomes(self) -> list[dict[str, str]]:
+        """Each requested format's outcome: succeeded, failed (with why) or not run."""
+        done = {r.format for r in self.results.all()}
+        outcomes = []
+        for fmt in self.formats:
+            if fmt in done and self.status in self.KEEPS_ARTIFACTS:
+                outcomes.append({"format": fmt, "status": "succeeded", "error": ""})
+            elif fmt in (self.format_errors or {}):
+                outcomes.append(
+                    {
+                        "format": fmt,
+                        "status": "failed",
+                        "error": self.format_errors[fmt],
+                    }
+                )
+            elif self.is_terminal:
+                outcomes.append({"format": fmt, "status": "not run", "error": ""})
+            else:
+                outcomes.append({"format": fmt, "status": "pending", "error": ""})
+        return outcomes
 
     def append_log(self, line: str) -> None:
         """Append one line to the log, keeping its most recent part."""
@@ -222,6 +303,11 @@ class ModelUpload(models.Model):
         GGUF = "gguf", "GGUF file"
         HF = "hf", "Hugging Face safetensors directory"
 
+    class Status(models.TextChoices):
+        CHECKING = "checking", "Checking"
+        READY = "ready", "Ready"
+        REFUSED = "refused", "Refused"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_uploads"
@@ -241,7 +327,12 @@ class ModelUpload(models.Model):
     model_spec = models.JSONField(
         default=dict, blank=True, help_text="The model's shape (planner ModelSpec)."
     )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.READY, db_index=True
+    )
+    reason = models.TextField(blank=True, help_text="Why it was refused.")
     created_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

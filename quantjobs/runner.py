@@ -1,15 +1,24 @@
-"""The job runner: claims a job, runs its backend in a child process, maps outcomes.
+"""The job runner: the one place that decides a job's fate.
 
 The child (``quantjobs.backends.child``) runs in its own process group so that a
 cancel, a time limit or a lost worker can kill it with everything it started.
-Outcomes map to the Job row in one place:
+Every way a job can end maps to the Job row here, and only here:
 
-- a ``BackendError`` in the child → FAILED with its message;
+- a ``BackendError`` in the child → FAILED with its message, or PARTIAL when
+  earlier formats were already stored (they stay; ``format_errors`` names the
+  format that failed and why);
 - a crash or anything unexpected → FAILED with a short message, details in the log;
-- the job's time limit → TIMED_OUT; a cancel request → CANCELLED.
+- the job's own time limit or the worker's soft time limit → TIMED_OUT; a job
+  lost after running past the hard limit → TIMED_OUT (``settle_lost``);
+- a cancel request → CANCELLED;
+- SIGTERM of the worker or a lost worker → back to the queue while attempts are
+  left (what the lost attempt published is removed first), else FAILED;
+- a queued job whose broker message vanished → sent again, at most
+  ``QUANTPLAN_MAX_SENDS`` times, then FAILED (``settle_queued``).
 
-Artifacts are re-hashed and moved into place with ``os.replace`` before the job is
-marked SUCCEEDED; the work directory is removed whatever happens.
+Only SUCCEEDED and PARTIAL keep published artifacts; every other end removes them.
+Artifacts are hashed and moved into place (``quantjobs.artifacts``) before the job
+is marked SUCCEEDED; the work directory is removed whatever happens.
 """
 
 from __future__ import annotations
@@ -30,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from quantjobs.broker import job_enqueue, message_pending
 from quantjobs.models import Artifact, Job, JobResult
 
 logger = logging.getLogger(__name__)
@@ -63,6 +72,13 @@ class ChildOutcome:
     error: dict[str, Any] | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+def _soft_time_limit_exceeded() -> type[BaseException]:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return SoftTimeLimitExceeded
 
 
 def job_timeout_s(job: Job) -> float:
@@ -81,9 +97,11 @@ def work_dir_for(job: Job) -> Path:
 
 def build_child_request(job: Job, work_dir: Path) -> dict[str, Any]:
     """The JSON request the child process runs."""
+    from quantjobs.limits import job_limits
     from quantjobs.sources import child_source_for
 
     return {
+        "limits": job_limits(job),
         "job_id": str(job.pk),
         "method": job.method,
         "formats": list(job.formats),
@@ -166,7 +184,8 @@ class JobProgress:
 def run_child(job: Job, work_dir: Path) -> ChildOutcome:
     """Run the backend for ``job`` in a child process and collect what it reports."""
     request_path = work_dir / "request.json"
-    request_path.write_text(json.dumps(build_child_request(job, work_dir)))
+    request = build_child_request(job, work_dir)
+    request_path.write_text(json.dumps(request))
     stderr_path = work_dir / "stderr.log"
     env = {
         **os.environ,
@@ -193,7 +212,7 @@ def run_child(job: Job, work_dir: Path) -> ChildOutcome:
         threading.Thread(
             target=_reader, args=(proc.stdout, events), daemon=True
         ).start()
-        outcome = ChildOutcome()
+        outcome = ChildOutcome(limits=dict(request["limits"]))
         tracker = JobProgress(job)
         deadline = time.monotonic() + job_timeout_s(job)
         last_check = 0.0
@@ -279,63 +298,9 @@ def _store_model_spec(job: Job, config: Any) -> None:
 
 def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
     """Check an artifact the child wrote, move it into place, record it."""
-    from quantjobs.artifacts import publish_artifact
-    from quantjobs.projections import (
-        device_projection_for,
-        fingerprint_of_worker,
-        projection_for,
-    )
+    from quantjobs.artifacts import publish_result as publish
 
-    work_root = Path(settings.QUANTPLAN_WORK_ROOT).resolve()
-    source = Path(str(event["artifact_path"])).resolve()
-    if work_root not in source.parents:
-        raise RuntimeError(f"artifact outside the work directory: {source}")
-    fmt = str(event["format"])
-    with transaction.atomic():
-        artifact = publish_artifact(
-            job=job,
-            fmt=fmt,
-            temp_path=source,
-            expected_sha256=str(event["sha256"]),
-        )
-        result, _ = JobResult.objects.update_or_create(
-            job=job,
-            format=fmt,
-            defaults={
-                "artifact": artifact,
-                "metrics": {**event.get("metrics", {}), **_extra_metrics(event)},
-                "projection": {
-                    **projection_for(job, fmt),
-                    **device_projection_for(
-                        job,
-                        fmt,
-                        fingerprint_of_worker(job.worker),
-                        (event.get("metrics") or {}).get("serving") or {},
-                    ),
-                },
-            },
-        )
-    _record_calibration(result)
-    return result
-
-
-def _record_calibration(result: JobResult) -> None:
-    # The ledger learns from the result; it must never cost the user the result.
-    from quantjobs.calibration import calibration_record_result
-
-    try:
-        calibration_record_result(result=result)
-    except Exception:
-        logger.warning("calibration ledger: %s not recorded", result, exc_info=True)
-
-
-def _extra_metrics(event: dict[str, Any]) -> dict[str, Any]:
-    meta = event.get("metadata") or {}
-    return {
-        "artifact_kind": event.get("artifact_kind"),
-        "metadata": meta,
-        "reference": event.get("reference"),
-    }
+    return publish(job=job, event=event)
 
 
 def _stderr_tail(work_dir: Path) -> str:
@@ -346,16 +311,130 @@ def _stderr_tail(work_dir: Path) -> str:
     return data.decode(errors="replace")
 
 
-def _remove_published(job: Job) -> None:
-    """Drop what a cancelled or failed attempt published, so nothing partial is served."""
+def discard_published(job: Job) -> None:
+    """Drop what an attempt published (files, rows, results), so nothing partial or
+    left over from a lost attempt is listed, served or counted."""
     from quantjobs.artifacts import delete_artifact
 
     for artifact in Artifact.objects.filter(job=job):
         delete_artifact(artifact)
+    JobResult.objects.filter(job=job).delete()
+
+
+def remove_attempt_folder(job: Job) -> None:
+    """Delete the work folder of the job's current attempt (shared storage)."""
+    folder = work_dir_for(job)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # only when no other attempt is in there
+    except OSError:
+        pass
+
+
+def conclude(
+    job: Job,
+    status: str,
+    error: str = "",
+    *,
+    log: str = "",
+    format_errors: dict[str, str] | None = None,
+) -> bool:
+    """End the job with ``status``: every terminal transition passes here.
+
+    Only SUCCEEDED and PARTIAL keep what was published.
+    """
+    if status not in Job.KEEPS_ARTIFACTS:
+        discard_published(job)
+    ended = job.finish(status, error, format_errors=format_errors)
+    if ended and log:
+        job.append_log(log)
+    return ended
+
+
+def retry_or_fail(job: Job, *, why: str, stage: str, failure: str) -> bool:
+    """Give a running job back to the queue for another attempt, or fail it.
+
+    What the lost attempt published is removed first: the retry replaces it.
+    Returns whether the job was requeued.
+    """
+    job.refresh_from_db()
+    if job.cancel_requested:
+        conclude(job, Job.Status.CANCELLED, "Cancelled by the user.")
+        return False
+    if job.attempts < job.max_attempts:
+        discard_published(job)
+        if job.requeue(stage=stage):
+            job.append_log(
+                f"{why}; the job goes back to the queue "
+                f"(attempt {job.attempts + 1} of {job.max_attempts} next)."
+            )
+            job_enqueue(job)
+            return True
+        return False
+    conclude(job, Job.Status.FAILED, failure, log=f"{why}; no attempts are left.")
+    return False
+
+
+def settle_lost(job: Job) -> None:
+    """A running job's worker stopped answering: time out, retry, or fail it."""
+    remove_attempt_folder(job)
+    ran_s = 0.0
+    if job.started_at and job.heartbeat_at:
+        ran_s = (job.heartbeat_at - job.started_at).total_seconds()
+    hard_s = float(settings.CELERY_TASK_TIME_LIMIT)
+    if ran_s >= hard_s - HEARTBEAT_S:
+        # The worker's hard time limit killed it (the soft one and the job's own
+        # are the runner's, which was alive to act on them): a retry would die too.
+        conclude(
+            job,
+            Job.Status.TIMED_OUT,
+            _timed_out_message(hard_s),
+            log=f"The worker stopped the job after {ran_s:.0f} s (its time limit).",
+        )
+        return
+    retry_or_fail(
+        job,
+        why=f"Worker {job.worker or '?'} stopped answering",
+        stage="Requeued after worker loss",
+        failure=f"The worker running this job was lost {job.attempts} times; "
+        "it may need more memory than the worker has.",
+    )
+
+
+def settle_queued(job: Job) -> None:
+    """A queued job past its wait: send it again if its message vanished.
+
+    A job whose message is still in the broker just waits for a worker; one sent
+    ``QUANTPLAN_MAX_SENDS`` times and lost each time fails, freeing its slot.
+    """
+    pending = message_pending(queue=job.queue, task_id=job.celery_task_id)
+    if pending is None or pending:
+        return  # the broker cannot say (or holds it): nothing to do now
+    if job.sends >= settings.QUANTPLAN_MAX_SENDS:
+        conclude(
+            job,
+            Job.Status.FAILED,
+            f"The job queue lost this job's message {job.sends} times; it never "
+            "started. Run it again, and ask the operator to check the broker.",
+            log="Its message was not in the broker; no resends are left.",
+        )
+        return
+    if job.celery_task_id:
+        job.append_log("Its message was not in the broker; sending it again.")
+    job_enqueue(job)
+
+
+def _timed_out_message(limit_s: float) -> str:
+    return (
+        f"The job ran longer than its time limit ({limit_s:.0f} s) and was stopped. "
+        "Try fewer formats, a smaller model, or ask for a longer limit."
+    )
 
 
 def execute(job: Job) -> None:
-    """Run a claimed (RUNNING) job to a terminal status."""
+    """Run a claimed (RUNNING) job to a terminal status (or back to the queue)."""
+    # A retry replaces what an earlier, lost attempt may have left.
+    discard_published(job)
     work_dir = work_dir_for(job)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
@@ -363,104 +442,81 @@ def execute(job: Job) -> None:
         f"Attempt {job.attempts} on {job.worker}: {job.method} "
         f"{', '.join(job.formats)} from {job.source_kind} {job.source_ref}"
     )
+    outcome: ChildOutcome | None = None
+    stderr_tail = ""
     try:
-        outcome = run_child(job, work_dir)
+        try:
+            outcome = run_child(job, work_dir)
+        finally:
+            stderr_tail = _stderr_tail(work_dir)
+            shutil.rmtree(work_dir, ignore_errors=True)
+            try:
+                work_dir.parent.rmdir()  # only when no other attempt is in there
+            except OSError:
+                pass
     except JobCancelled:
-        _remove_published(job)
-        job.append_log("Cancelled by the user; the child process was stopped.")
-        job.finish(Job.Status.CANCELLED, "Cancelled by the user.")
-        return
+        conclude(
+            job,
+            Job.Status.CANCELLED,
+            "Cancelled by the user.",
+            log="Cancelled by the user; the child process was stopped.",
+        )
     except JobInterrupted:
-        _remove_published(job)
-        _requeue_after_interrupt(job)
-        return
-    except JobTimedOut:
-        _remove_published(job)
+        retry_or_fail(
+            job,
+            why=f"Worker {job.worker} is shutting down",
+            stage="Requeued: its worker was stopped",
+            failure=f"The workers running this job were stopped {job.attempts} "
+            "times; run it again.",
+        )
+    except (JobTimedOut, _soft_time_limit_exceeded()):
         limit = job_timeout_s(job)
-        job.append_log(
-            f"Time limit of {limit:.0f} s reached; the child process was stopped."
-        )
-        job.finish(
+        conclude(
+            job,
             Job.Status.TIMED_OUT,
-            f"The job ran longer than its time limit ({limit:.0f} s) and was stopped. "
-            "Try fewer formats, a smaller model, or ask for a longer limit.",
+            _timed_out_message(limit),
+            log=f"Time limit of {limit:.0f} s reached; the child process was stopped.",
         )
-        return
     except OSError as exc:
-        _remove_published(job)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            job.append_log(f"Disk full while storing the artifact: {exc}")
-            job.finish(
+            conclude(
+                job,
                 Job.Status.FAILED,
                 "The worker's disk is full; the partial file was removed. Free space "
                 "or ask the operator for more, then run the job again.",
+                log=f"Disk full while storing the artifact: {exc}",
             )
         else:
             logger.exception("job %s: runner I/O failure", job.pk)
-            job.append_log(f"Runner I/O error: {exc}")
-            job.finish(
-                Job.Status.FAILED, "Storage error while running the job; see the log."
+            conclude(
+                job,
+                Job.Status.FAILED,
+                "Storage error while running the job; see the log.",
+                log=f"Runner I/O error: {exc}",
             )
-        return
     except Exception as exc:
         logger.exception("job %s: runner failure", job.pk)
-        job.append_log(f"Runner error: {type(exc).__name__}: {exc}")
-        _remove_published(job)
-        job.finish(
-            Job.Status.FAILED, "Internal error while running the job; see the log."
+        conclude(
+            job,
+            Job.Status.FAILED,
+            "Internal error while running the job; see the log.",
+            log=f"Runner error: {type(exc).__name__}: {exc}",
         )
-        return
-    finally:
-        stderr_tail = _stderr_tail(work_dir)
-        shutil.rmtree(work_dir, ignore_errors=True)
-        try:
-            work_dir.parent.rmdir()  # only when no other attempt is in there
-        except OSError:
-            pass
-    _finish_from_outcome(job, outcome, stderr_tail)
+    if outcome is not None:
+        _finish_from_outcome(job, outcome, stderr_tail)
 
 
-def _requeue_after_interrupt(job: Job) -> None:
-    """The worker is stopping: give the job back to the queue once, else fail it."""
-    from quantjobs.services import job_enqueue
-
-    job.refresh_from_db()
-    if job.attempts < job.max_attempts:
-        requeued = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
-            status=Job.Status.QUEUED,
-            interrupt_requested=False,
-            stage="Requeued: its worker was stopped",
-            progress=0.0,
-        )
-        if requeued:
-            job.append_log(
-                f"Worker {job.worker} is shutting down; the job goes back to the queue "
-                f"(attempt {job.attempts + 1} of {job.max_attempts} next)."
-            )
-            job_enqueue(job)
-        return
-    job.append_log("Worker shutting down, and no attempts are left.")
-    job.finish(
-        Job.Status.FAILED,
-        f"The workers running this job were stopped {job.attempts} times; run it again.",
-    )
-
-
-def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> None:
+def _failure(job: Job, outcome: ChildOutcome, stderr_tail: str) -> str | None:
+    """The user-facing reason the child failed, or None when it succeeded."""
     if outcome.error is not None:
         message = str(outcome.error.get("message", "unknown error"))
         if outcome.error.get("kind") == "backend":
             job.append_log(f"Failed: {message}")
-            job.finish(Job.Status.FAILED, message)
-        else:
-            job.append_log(f"Internal error: {message}")
-            for line in str(outcome.error.get("traceback", "")).splitlines()[-15:]:
-                job.append_log(line)
-            job.finish(
-                Job.Status.FAILED,
-                "Internal error in the quantization backend; the log has the details.",
-            )
-        return
+            return message
+        job.append_log(f"Internal error: {message}")
+        for line in str(outcome.error.get("traceback", "")).splitlines()[-15:]:
+            job.append_log(line)
+        return "Internal error in the quantization backend; the log has the details."
     if not outcome.done or outcome.returncode != 0:
         code = outcome.returncode
         signame = ""
@@ -472,11 +528,49 @@ def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> N
         job.append_log(f"The backend process exited with code {code}{signame}.")
         for line in stderr_tail.splitlines()[-10:]:
             job.append_log(f"stderr: {line}")
-        job.finish(
-            Job.Status.FAILED,
+        limit = _limit_hit(outcome, stderr_tail)
+        if limit:
+            return limit
+        return (
             f"The backend process crashed (exit code {code}{signame}); a damaged model "
-            "file or too little memory are the usual causes. See the log.",
+            "file or too little memory are the usual causes. See the log."
+        )
+    return None
+
+
+def _limit_hit(outcome: ChildOutcome, stderr_tail: str) -> str | None:
+    """A readable reason when the child died at one of its resource limits."""
+    from quantjobs.limits import limit_failure
+
+    return limit_failure(outcome.returncode, stderr_tail, outcome.limits)
+
+
+def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> None:
+    reason = _failure(job, outcome, stderr_tail)
+    if reason is None:
+        if conclude(job, Job.Status.SUCCEEDED):
+            job.append_log("Succeeded.")
+        return
+    stored = [str(r.get("format")) for r in outcome.results]
+    if outcome.error is not None:  # the child names the format it was making
+        failed = str(outcome.error.get("format") or "")
+    else:  # a crash: the first format it had not finished
+        failed = next((f for f in job.formats if f not in stored), "") if stored else ""
+    format_errors = {failed: reason} if failed else {}
+    if stored:
+        left = [f for f in job.formats if f not in stored and f != failed]
+        message = (
+            f"{failed or 'A format'} failed: {reason} "
+            f"{', '.join(stored)} succeeded and "
+            f"{'stays' if len(stored) == 1 else 'stay'} downloadable"
+            + (f"; {', '.join(left)} did not run." if left else ".")
+        )
+        conclude(
+            job,
+            Job.Status.PARTIAL,
+            message,
+            log=f"Partly succeeded: kept {', '.join(stored)}.",
+            format_errors=format_errors,
         )
         return
-    job.finish(Job.Status.SUCCEEDED)
-    job.append_log("Succeeded.")
+    conclude(job, Job.Status.FAILED, reason, format_errors=format_errors)

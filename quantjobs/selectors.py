@@ -72,8 +72,13 @@ def artifact_get_for_user(*, user: AbstractBaseUser, artifact_id: Any) -> Artifa
 
 
 def upload_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
-    """The user's uploaded models."""
+    """The user's uploaded models, whatever their check says."""
     return ModelUpload.objects.filter(user=user)
+
+
+def upload_ready_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
+    """The user's uploads that passed their check: the ones a plan or job can use."""
+    return upload_list_for_user(user=user).filter(status=ModelUpload.Status.READY)
 
 
 def upload_get_for_user(*, user: AbstractBaseUser, upload_id: Any) -> ModelUpload:
@@ -119,7 +124,9 @@ def measured_quality_for_model(
     measured: dict[str, Any] = {}
     results = (
         JobResult.objects.filter(
-            job__user=user, job__model_id=model_id, job__status=Job.Status.SUCCEEDED
+            job__user=user,
+            job__model_id=model_id,
+            job__status__in=list(Job.KEEPS_ARTIFACTS),
         )
         .order_by("created_at")
         .select_related("job")
@@ -444,5 +451,5 @@ def upload_sources_for_user(*, user: AbstractBaseUser) -> list[dict[str, Any]]:
             "upload": upload,
             "model": source_model(kind=Job.SourceKind.UPLOAD, ref=str(upload.pk)),
         }
-        for upload in upload_list_for_user(user=user)[:20]
+        for upload in upload_ready_list_for_user(user=user)[:20]
     ]

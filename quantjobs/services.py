@@ -1,9 +1,14 @@
-"""Writes for jobs: create, cancel, rerun, execute, reap. Views and tasks call these."""
+"""Writes for jobs: create, cancel, rerun, execute, reap. Views and tasks call these.
+
+Dependencies point one way: tasks → services → runner → (broker, artifacts, models).
+The runner alone decides how a job ends; these functions only ask it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -14,10 +19,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from quantjobs.broker import BROKER_DOWN_MESSAGE, BrokerUnavailable, broker_ping
+from quantjobs import runner
+from quantjobs.broker import (
+    BROKER_DOWN_MESSAGE,
+    BrokerUnavailable,
+    broker_ping,
+    job_enqueue,
+)
 from quantjobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -59,7 +70,15 @@ def _canonical_formats(method: str, formats: list[str]) -> list[str]:
             field="formats",
         )
     if method == Job.Method.SELFTEST:
-        return ["selftest"]
+        # "selftest", or several named ones ("selftest-a", "selftest-b") to exercise
+        # multi-format jobs.
+        named = [str(f) for f in formats]
+        if any(not re.fullmatch(r"selftest(-[a-z0-9]{1,16})?", f) for f in named):
+            raise JobInputError(
+                "selftest jobs take the formats selftest or selftest-<name>.",
+                field="formats",
+            )
+        return list(dict.fromkeys(named))
     from planner.engine import FormatError, parse_format
 
     canonical: list[str] = []
@@ -101,31 +120,16 @@ def upload_check_room(*, user: AbstractBaseUser) -> None:
     from quantjobs.models import ModelUpload
 
     limit = settings.QUANTPLAN_MAX_UPLOADS
-    held = ModelUpload.objects.filter(user=user).count()
+    held = (
+        ModelUpload.objects.filter(user=user)
+        .exclude(status=ModelUpload.Status.REFUSED)
+        .count()
+    )
     if held >= limit:
         raise QuotaExceeded(
             f"You have {held} uploaded models and the limit is {limit}; delete one "
             "you no longer need (DELETE /api/v1/uploads/{id}/) to upload another."
         )
-
-
-def job_enqueue(job: Job) -> None:
-    """Send the job's id to its queue once the surrounding transaction commits."""
-    from quantjobs.tasks import run_job
-
-    def send() -> None:
-        try:
-            result = run_job.apply_async(
-                args=[str(job.pk)], queue=job.queue, retry=False
-            )
-        except Exception:
-            # The row stays QUEUED; the reaper sends it again when the broker is back.
-            logger.warning("job %s: could not reach the broker", job.pk, exc_info=True)
-            job.append_log("The job queue was unreachable; it will be sent again.")
-            return
-        Job.objects.filter(pk=job.pk).update(celery_task_id=result.id)
-
-    transaction.on_commit(send)
 
 
 def job_create(
@@ -267,19 +271,19 @@ def job_cancel(*, job: Job) -> Job:
         raise JobInputError(
             f"The job already ended ({job.get_status_display().lower()})."
         )
-    stopped = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED,
-        error="Cancelled by the user.",
-        finished_at=timezone.now(),
-        cancel_requested=True,
-    )
-    if stopped:
-        # The worker that receives its message will find it CANCELLED and skip it.
-        job.append_log("Cancelled before it started.")
-        job.refresh_from_db()
-        return job
+    # Once the flag is set no worker can claim the job (Job.start checks it): a job
+    # still queued now ends here; a running one is stopped by its runner.
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-    job.append_log("Cancel requested; stopping the running process.")
+    job.refresh_from_db()
+    if job.status == Job.Status.QUEUED:
+        runner.conclude(
+            job,
+            Job.Status.CANCELLED,
+            "Cancelled by the user.",
+            log="Cancelled before it started.",
+        )
+    elif not job.is_terminal:
+        job.append_log("Cancel requested; stopping the running process.")
     job.refresh_from_db()
     return job
 
@@ -303,8 +307,6 @@ def job_rerun(*, job: Job, user: AbstractBaseUser) -> Job:
 
 def job_execute(*, job_id: str, worker: str) -> None:
     """Claim a queued job for this worker and run it; redelivered or cancelled → no-op."""
-    from quantjobs import runner
-
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         logger.warning("job %s: no such job", job_id)
@@ -318,7 +320,8 @@ def job_execute(*, job_id: str, worker: str) -> None:
 def jobs_reap_stale(
     *, stale_after_s: float | None = None, reaper: str | None = None
 ) -> list[str]:
-    """Requeue (once) or fail running jobs whose worker stopped sending heartbeats.
+    """Settle running jobs whose worker stopped sending heartbeats, and queued jobs
+    whose broker message vanished; returns the ids of the running jobs touched.
 
     ``reaper`` is the calling worker's name: a job it runs itself whose child process
     is still alive is only slow to report (a starved CPU), never lost.
@@ -330,43 +333,26 @@ def jobs_reap_stale(
         if reaper and job.worker == reaper and _child_alive(job):
             continue
         _kill_orphan_child(job)
-        _remove_lost_attempt(job)
-        if job.attempts < job.max_attempts and not job.cancel_requested:
-            requeued = Job.objects.filter(
-                pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
-            ).update(
-                status=Job.Status.QUEUED,
-                stage="Requeued after worker loss",
-                progress=0.0,
-                interrupt_requested=False,
-            )
-            if requeued:
-                job.refresh_from_db()
-                job.append_log(
-                    f"Worker {job.worker or '?'} stopped answering; retrying "
-                    f"(attempt {job.attempts + 1} of {job.max_attempts})."
-                )
-                job_enqueue(job)
-                touched.append(str(job.pk))
-        else:
-            from quantjobs.runner import _remove_published
-
-            _remove_published(job)
-            status = Job.Status.CANCELLED if job.cancel_requested else Job.Status.FAILED
-            reason = (
-                "Cancelled by the user."
-                if job.cancel_requested
-                else f"The worker running this job was lost {job.attempts} times; "
-                "it may need more memory than the worker has."
-            )
-            if job.finish(status, reason):
-                job.append_log(reason)
-                touched.append(str(job.pk))
-    # Queued jobs whose message never reached the broker are sent again.
-    for job in Job.objects.filter(
-        status=Job.Status.QUEUED, celery_task_id="", created_at__lt=cutoff
+        # Another reaper may have settled it since the query: settle each once.
+        if Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, heartbeat_at__lt=cutoff
+        ).exists():
+            runner.settle_lost(job)
+            touched.append(str(job.pk))
+    # Queued jobs whose message never reached the broker, or was lost there.
+    queued_cutoff = timezone.now() - timedelta(
+        seconds=settings.QUANTPLAN_RESEND_AFTER_S
+    )
+    for job in Job.objects.filter(status=Job.Status.QUEUED).filter(
+        Q(enqueued_at__lt=queued_cutoff)
+        | Q(enqueued_at__isnull=True, created_at__lt=queued_cutoff)
     ):
-        job_enqueue(job)
+        runner.settle_queued(job)
+    from quantjobs.uploads import model_uploads_expire_unchecked
+
+    model_uploads_expire_unchecked(
+        older_than_s=settings.QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S
+    )
     return touched
 
 
@@ -375,19 +361,6 @@ def jobs_interrupt_for_worker(*, worker: str) -> int:
     return Job.objects.filter(status=Job.Status.RUNNING, worker=worker).update(
         interrupt_requested=True
     )
-
-
-def _remove_lost_attempt(job: Job) -> None:
-    """Delete the work folder a dead worker left for this attempt (shared storage)."""
-    import shutil
-    from pathlib import Path
-
-    folder = Path(settings.QUANTPLAN_WORK_ROOT) / str(job.pk)
-    shutil.rmtree(folder / f"attempt-{job.attempts}", ignore_errors=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
 
 
 def _child_alive(job: Job) -> bool:

@@ -47,6 +47,13 @@ def validate_source(*, kind: str, ref: str, user_id: int) -> tuple[str, str]:
         ).first()
         if upload is None:
             raise SourceError("No such upload: upload the model file first.")
+        if upload.status == ModelUpload.Status.CHECKING:
+            raise SourceError(
+                "That upload is still being checked; start the job once it shows "
+                "ready (GET /api/v1/uploads/)."
+            )
+        if upload.status == ModelUpload.Status.REFUSED:
+            raise SourceError(f"That upload was refused: {upload.reason}")
         return str(upload.pk), upload.model_id
     raise SourceError(f"Unknown source kind {kind!r}; use sample, local, upload or hf.")
 

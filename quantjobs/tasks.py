@@ -21,3 +21,11 @@ def run_job(job_id: str) -> None:
 def reap_stale_jobs() -> None:
     """Requeue or fail jobs whose worker died; resend queued jobs the broker lost."""
     services.jobs_reap_stale()
+
+
+@shared_task(name="quantjobs.check_upload", acks_late=True, ignore_result=True)
+def check_upload(upload_id: str) -> None:
+    """Check an uploaded model off the web request: ready, or refused with a reason."""
+    from quantjobs.uploads import model_upload_check
+
+    model_upload_check(upload_id=upload_id)

@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.utils import timezone
 
+from quantjobs.broker import BrokerUnavailable
 from quantjobs.models import TusUpload
 from quantjobs.uploads import UploadError, model_upload_store
 
@@ -129,7 +130,7 @@ def _finish(upload: TusUpload) -> None:
             stored = model_upload_store(
                 user_id=upload.user_id, uploaded=File(handle, name=upload.filename)
             )
-    except UploadError as exc:
+    except (UploadError, BrokerUnavailable) as exc:
         upload.error = str(exc)
     else:
         upload.result = stored

@@ -1,4 +1,4 @@
-"""Storing files users upload: evaluation texts now, model files too."""
+"""Storing files users upload: evaluation texts, and model files checked on a worker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 
 
@@ -21,7 +22,7 @@ def _user_dir(user_id: int, kind: str) -> Path:
     return path
 
 
-def eval_text_store(*, user_id: int, uploaded: UploadedFile) -> tuple[str, str]:
+def eval_text_store(*, user_id: int, uploaded: File) -> tuple[str, str]:
     """Validate an evaluation file (.txt or .jsonl) and keep it; returns (path, name)."""
     from quantjobs.evaltext import EvalTextError, parse_eval_file
 
@@ -108,22 +109,23 @@ def _refuse_kind(name: str, suffix: str) -> None:
 
 
 def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
-    """Check an uploaded model in a limited child process, keep it, record it."""
-    import hashlib
-    import json
-    import shutil
-    import subprocess
-    import sys
+    """Keep an uploaded model's bytes and queue its check; the row shows CHECKING.
 
-    from quantjobs.backends.base import BackendError
-    from quantjobs.models import ModelUpload
-    from quantjobs.modelspec import (
-        ModelSpecError,
-        model_name_from_config,
-        read_config,
-        spec_from_gguf_infos,
-        spec_from_hf_dir,
+    Only what is cheap is decided here (the kind of file, its size against the
+    upload limit and the user's storage quota); the content is checked by a job on
+    the cpu queue (``model_upload_check``), never in the web request.
+    """
+    import hashlib
+    import shutil
+
+    from quantjobs.artifacts import storage_used_bytes
+    from quantjobs.broker import (
+        BROKER_DOWN_MESSAGE,
+        BrokerUnavailable,
+        broker_ping,
+        upload_check_enqueue,
     )
+    from quantjobs.models import ModelUpload
 
     name = Path(uploaded.name or "model").name[:200]
     suffix = _suffix(name)
@@ -132,6 +134,15 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
         raise UploadError(
             f"{name}: uploads are limited to {settings.QUANTPLAN_MAX_UPLOAD_BYTES / 1e9:.1f} GB."
         )
+    used = storage_used_bytes(user_id=user_id)
+    if used + (uploaded.size or 0) > settings.QUANTPLAN_MAX_STORAGE_BYTES:
+        raise UploadError(
+            f"{name}: your artifacts and uploads use {used / 1e9:.2f} GB of your "
+            f"{settings.QUANTPLAN_MAX_STORAGE_BYTES / 1e9:.1f} GB; delete some first."
+        )
+    ok, _reason = broker_ping()
+    if not ok:
+        raise BrokerUnavailable(BROKER_DOWN_MESSAGE)
     upload_id = uuid.uuid4()
     folder = _user_dir(user_id, "models") / str(upload_id)
     folder.mkdir()
@@ -142,89 +153,226 @@ def model_upload_store(*, user_id: int, uploaded: UploadedFile) -> Any:
             for chunk in uploaded.chunks():
                 digest.update(chunk)
                 handle.write(chunk)
-        size_bytes = stored.stat().st_size
-        if suffix == ".gguf":
-            from quantjobs.backends.gguf_inspect import inspect_gguf
-
-            try:
-                info = inspect_gguf(stored, llama_check=True)
-            except BackendError as exc:
-                raise UploadError(f"{name}: {exc}") from None
-            kind = ModelUpload.Kind.GGUF
-            relative = stored.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
-            model_name = info.name or Path(name).stem
-            model_spec = _upload_spec(
-                lambda: spec_from_gguf_infos(
-                    [stored], [info], model_id=model_name, name=model_name
-                ),
-                source="gguf metadata",
-            )
-            summary = {
-                "architecture": info.architecture,
-                "file_type": info.file_type_name,
-                "parameter_count": info.parameter_count,
-                "tensor_count": info.tensor_count,
-            }
-        else:
-            dest = folder / "model"
-            try:
-                done = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "quantjobs.backends.upload_check",
-                        str(stored),
-                        str(dest),
-                        str(settings.QUANTPLAN_MAX_UPLOAD_BYTES * 4),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=CHECK_TIMEOUT_S,
-                    cwd=str(settings.BASE_DIR),
-                )
-            except subprocess.TimeoutExpired:
-                raise UploadError(
-                    f"{name}: checking the archive took too long."
-                ) from None
-            lines = done.stdout.strip().splitlines()
-            verdict = json.loads(lines[-1]) if lines else {}
-            if not verdict.get("ok"):
-                message = verdict.get("message") or (
-                    f"the archive could not be checked (exit code {done.returncode})."
-                )
-                raise UploadError(f"{name}: {message}")
-            stored.unlink()
-            kind = ModelUpload.Kind.HF
-            relative = Path(verdict["root"]).relative_to(settings.QUANTPLAN_UPLOAD_ROOT)
-            root = Path(verdict["root"])
-            try:
-                model_name = model_name_from_config(read_config(root), root.name)
-            except ModelSpecError:
-                model_name = _archive_stem(name)
-            model_spec = _upload_spec(
-                lambda: spec_from_hf_dir(root, model_id=model_name),
-                source="config.json",
-            )
-            summary = {
-                "model_type": verdict["model_type"],
-                "parameter_count": verdict["parameter_count"],
-                "weight_bytes": verdict["weight_bytes"],
-            }
+        upload = ModelUpload.objects.create(
+            id=upload_id,
+            user_id=user_id,
+            filename=name,
+            # Until the check reads the model's own name from the file.
+            name=(Path(name).stem if suffix == ".gguf" else _archive_stem(name))[:200],
+            kind=ModelUpload.Kind.GGUF if suffix == ".gguf" else ModelUpload.Kind.HF,
+            path=str(stored.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)),
+            size_bytes=stored.stat().st_size,
+            sha256=digest.hexdigest(),
+            status=ModelUpload.Status.CHECKING,
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return ModelUpload.objects.create(
-        id=upload_id,
-        user_id=user_id,
-        filename=name,
-        name=model_name[:200],
-        kind=kind,
-        path=str(relative),
-        size_bytes=size_bytes,
-        sha256=digest.hexdigest(),
-        summary=summary,
-        model_spec=model_spec,
+    upload_check_enqueue(upload)
+    return upload
+
+
+def _upload_folder(upload: Any) -> Path:
+    return (
+        Path(settings.QUANTPLAN_UPLOAD_ROOT)
+        / str(upload.user_id)
+        / "models"
+        / str(upload.pk)
     )
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def model_upload_check(*, upload_id: str) -> None:
+    """Check an upload in a limited child process: READY, or REFUSED with the reason
+    and nothing left on disk. Runs on a worker (the ``check_upload`` task)."""
+    import shutil
+
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from quantjobs.models import ModelUpload
+
+    upload = ModelUpload.objects.filter(
+        pk=upload_id, status=ModelUpload.Status.CHECKING
+    ).first()
+    if upload is None:
+        return  # deleted, or already checked (a redelivered message)
+    folder = _upload_folder(upload)
+    stored = Path(settings.QUANTPLAN_UPLOAD_ROOT) / upload.path
+    try:
+        if upload.kind == ModelUpload.Kind.GGUF:
+            fields = _check_gguf(stored)
+        else:
+            others = ModelUpload.objects.filter(user_id=upload.user_id).exclude(
+                pk=upload.pk
+            )
+            from quantjobs.models import Artifact
+
+            used = int(others.aggregate(t=Sum("size_bytes"))["t"] or 0) + int(
+                Artifact.objects.filter(user_id=upload.user_id).aggregate(
+                    t=Sum("size_bytes")
+                )["t"]
+                or 0
+            )
+            fields = _check_archive(stored, folder / "model", used_bytes=used)
+    except UploadError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        ModelUpload.objects.filter(pk=upload.pk).update(
+            status=ModelUpload.Status.REFUSED,
+            reason=str(exc)[:4000],
+            size_bytes=0,
+            checked_at=timezone.now(),
+        )
+        return
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        ModelUpload.objects.filter(pk=upload.pk).update(
+            status=ModelUpload.Status.REFUSED,
+            reason="The upload could not be checked (an internal error); upload it "
+            "again, and tell the operator if it happens again.",
+            size_bytes=0,
+            checked_at=timezone.now(),
+        )
+        raise
+    ModelUpload.objects.filter(pk=upload.pk).update(
+        status=ModelUpload.Status.READY, checked_at=timezone.now(), **fields
+    )
+
+
+def model_uploads_expire_unchecked(*, older_than_s: float) -> int:
+    """Refuse uploads no worker checked in time (their message lost, or no cpu
+    worker running), so that none holds its owner's storage quota for ever."""
+    import shutil
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from quantjobs.models import ModelUpload
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    expired = 0
+    for upload in ModelUpload.objects.filter(
+        status=ModelUpload.Status.CHECKING, created_at__lt=cutoff
+    ):
+        refused = ModelUpload.objects.filter(
+            pk=upload.pk, status=ModelUpload.Status.CHECKING
+        ).update(
+            status=ModelUpload.Status.REFUSED,
+            reason=f"No worker checked it within {older_than_s / 60:.0f} minutes; "
+            "upload it again once a cpu worker runs.",
+            size_bytes=0,
+            checked_at=timezone.now(),
+        )
+        if refused:
+            shutil.rmtree(_upload_folder(upload), ignore_errors=True)
+            expired += 1
+    return expired
+
+
+def _check_gguf(stored: Path) -> dict[str, Any]:
+    from quantjobs.backends.base import BackendError
+    from quantjobs.backends.gguf_inspect import inspect_gguf
+    from quantjobs.modelspec import spec_from_gguf_infos
+
+    try:
+        info = inspect_gguf(stored, llama_check=True)
+    except BackendError as exc:
+        raise UploadError(f"{stored.name}: {exc}") from None
+    model_name = info.name or stored.stem
+    return {
+        "name": model_name[:200],
+        "model_spec": _upload_spec(
+            lambda: spec_from_gguf_infos(
+                [stored], [info], model_id=model_name, name=model_name
+            ),
+            source="gguf metadata",
+        ),
+        "summary": {
+            "architecture": info.architecture,
+            "file_type": info.file_type_name,
+            "parameter_count": info.parameter_count,
+            "tensor_count": info.tensor_count,
+        },
+    }
+
+
+def _check_archive(stored: Path, dest: Path, *, used_bytes: int) -> dict[str, Any]:
+    """Unpack within the limits (the user's remaining storage and the hard cap, the
+    compression ratio, the file count) and check the model directory."""
+    import json
+    import subprocess
+    import sys
+
+    remaining = settings.QUANTPLAN_MAX_STORAGE_BYTES - used_bytes
+    max_bytes = max(0, min(settings.QUANTPLAN_MAX_UNPACKED_BYTES, remaining))
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "quantjobs.backends.upload_check",
+                str(stored),
+                str(dest),
+                str(max_bytes),
+                str(settings.QUANTPLAN_UPLOAD_MAX_RATIO),
+                str(settings.QUANTPLAN_UPLOAD_MAX_FILES),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            cwd=str(settings.BASE_DIR),
+        )
+    except subprocess.TimeoutExpired:
+        raise UploadError(
+            f"{stored.name}: checking the archive took too long."
+        ) from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        verdict = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        verdict = {}
+    if not verdict.get("ok"):
+        message = verdict.get("message") or (
+            f"the archive could not be checked (exit code {done.returncode})."
+        )
+        if (
+            verdict.get("limit") == "size"
+            and remaining < settings.QUANTPLAN_MAX_UNPACKED_BYTES
+        ):
+            message += (
+                f" Your storage quota leaves {max(0, remaining) / 1e9:.2f} GB; delete "
+                "artifacts or uploads first."
+            )
+        raise UploadError(f"{stored.name}: {message}")
+    from quantjobs.modelspec import (
+        ModelSpecError,
+        model_name_from_config,
+        read_config,
+        spec_from_hf_dir,
+    )
+
+    stored.unlink()
+    root = Path(verdict["root"])
+    try:
+        model_name = model_name_from_config(read_config(root), root.name)
+    except ModelSpecError:
+        model_name = _archive_stem(stored.name)
+    return {
+        "name": model_name[:200],
+        "model_spec": _upload_spec(
+            lambda: spec_from_hf_dir(root, model_id=model_name), source="config.json"
+        ),
+        "path": str(root.relative_to(settings.QUANTPLAN_UPLOAD_ROOT)),
+        "size_bytes": _tree_bytes(dest),
+        "summary": {
+            "model_type": verdict["model_type"],
+            "parameter_count": verdict["parameter_count"],
+            "weight_bytes": verdict["weight_bytes"],
+        },
+    }
 
 
 def _archive_stem(name: str) -> str:
@@ -237,7 +385,7 @@ def _upload_spec(build: Callable[[], Any], *, source: str) -> dict[str, Any]:
     from quantjobs.modelspec import ModelSpecError, spec_to_json
 
     try:
-        return spec_to_json(build(), source=source)
+        return dict(spec_to_json(build(), source=source))
     except ModelSpecError as exc:
         return {"error": str(exc)}
 
@@ -246,11 +394,5 @@ def model_upload_delete(*, upload: Any) -> None:
     """Remove an upload's files and its row."""
     import shutil
 
-    folder = (
-        Path(settings.QUANTPLAN_UPLOAD_ROOT)
-        / str(upload.user_id)
-        / "models"
-        / str(upload.pk)
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(_upload_folder(upload), ignore_errors=True)
     upload.delete()

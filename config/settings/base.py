@@ -150,6 +150,18 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 QUANTPLAN_MAX_UPLOAD_BYTES = env.int("QUANTPLAN_MAX_UPLOAD_BYTES", default=2 * 1024**3)
+# An uploaded archive unpacks to at most the user's remaining storage quota and this
+# hard cap, at most QUANTPLAN_UPLOAD_MAX_RATIO times its packed size, into at most
+# QUANTPLAN_UPLOAD_MAX_FILES files; anything more is refused before it is unpacked.
+QUANTPLAN_MAX_UNPACKED_BYTES = env.int(
+    "QUANTPLAN_MAX_UNPACKED_BYTES", default=4 * 1024**3
+)
+QUANTPLAN_UPLOAD_MAX_RATIO = env.int("QUANTPLAN_UPLOAD_MAX_RATIO", default=100)
+QUANTPLAN_UPLOAD_MAX_FILES = env.int("QUANTPLAN_UPLOAD_MAX_FILES", default=1000)
+# An upload no worker has checked after this long is refused (frees its quota).
+QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S = env.int(
+    "QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S", default=3600
+)
 # One limit for evaluation files on the page and the API alike (the parser's own).
 QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
     "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=8 * 1024**2
@@ -200,9 +212,38 @@ QUANTPLAN_LOCAL_MODEL_DIRS: list[str] = env.list(
 )
 # A worker whose job shows no heartbeat for this long is presumed dead.
 QUANTPLAN_HEARTBEAT_STALE_S = env.int("QUANTPLAN_HEARTBEAT_STALE_S", default=60)
+# A queued job whose message is not in the broker this long after it was sent is
+# sent again, at most QUANTPLAN_MAX_SENDS times in all; then it fails with the reason.
+QUANTPLAN_RESEND_AFTER_S = env.int("QUANTPLAN_RESEND_AFTER_S", default=120)
+QUANTPLAN_MAX_SENDS = env.int("QUANTPLAN_MAX_SENDS", default=3)
+# Resource limits of a job's child process, sized from the job's projection with
+# headroom; the floors apply to small models and to jobs without a projection.
+QUANTPLAN_JOB_MEMORY_FLOOR_BYTES = env.int(
+    "QUANTPLAN_JOB_MEMORY_FLOOR_BYTES", default=4 * 1024**3
+)
+QUANTPLAN_JOB_LIMIT_HEADROOM = env.float("QUANTPLAN_JOB_LIMIT_HEADROOM", default=2.0)
+QUANTPLAN_JOB_CPU_FLOOR_S = env.int("QUANTPLAN_JOB_CPU_FLOOR_S", default=3600)
+QUANTPLAN_JOB_CPU_S_PER_GB = env.int("QUANTPLAN_JOB_CPU_S_PER_GB", default=3600)
 
 # --- Celery -------------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Without REDIS_URL every process of this instance (web, workers, manage.py
+# commands) uses the embedded broker `manage.py up` starts: up writes its URL to
+# var/run/broker-url; before that, its default port.
+QUANTPLAN_EMBEDDED_REDIS_PORT = env.int("QUANTPLAN_EMBEDDED_REDIS_PORT", default=6390)
+BROKER_URL_FILE = VAR_DIR / "run" / "broker-url"
+
+
+def _embedded_broker_url() -> str:
+    try:
+        written = BROKER_URL_FILE.read_text().strip()
+    except OSError:
+        written = ""
+    if written.startswith(("redis://", "rediss://", "unix://")):
+        return written
+    return f"redis://127.0.0.1:{QUANTPLAN_EMBEDDED_REDIS_PORT}/0"
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded_broker_url()
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_ACCEPT_CONTENT = ["json"]

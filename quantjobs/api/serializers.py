@@ -282,10 +282,26 @@ def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[st
     }
 
 
+class FormatOutcomeOutput(serializers.Serializer[Any]):
+    """How one requested format of a job ended."""
+
+    format = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=["pending", "succeeded", "failed", "not run"]
+    )
+    error = serializers.CharField(allow_blank=True)
+
+
 class JobOutput(serializers.ModelSerializer[Job]):
-    """A job as its owner sees it."""
+    """A job as its owner sees it.
+
+    ``status`` PARTIAL means some formats succeeded (their results and artifacts
+    stay, downloadable and counted in the storage quota) and one failed;
+    ``format_outcomes`` says, per format, which.
+    """
 
     results = ResultOutput(many=True, read_only=True)
+    format_outcomes = FormatOutcomeOutput(many=True, read_only=True)
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
     duration_s = serializers.FloatField(allow_null=True)
     waiting_for = serializers.SerializerMethodField()
@@ -317,6 +333,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "duration_s",
             "waiting_for",
             "plan",
+            "format_outcomes",
             "results",
             "log",
         ]
@@ -364,7 +381,9 @@ class ArtifactOutput(serializers.ModelSerializer[Artifact]):
 
 
 class UploadOutput(serializers.Serializer[Any]):
-    """An uploaded model, usable as a job source (``source_kind: upload``)."""
+    """An uploaded model, usable as a job source (``source_kind: upload``) once
+    ``status`` is ready; ``size_bytes`` (unpacked, once checked) counts in the
+    storage quota."""
 
     id = serializers.UUIDField()
     name = serializers.CharField(
@@ -375,10 +394,17 @@ class UploadOutput(serializers.Serializer[Any]):
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     summary = serializers.DictField()
+    status = serializers.ChoiceField(
+        choices=["checking", "ready", "refused"],
+        help_text="checking (on a worker), then ready, or refused with the reason; "
+        "only a ready upload can be a job's source.",
+    )
+    reason = serializers.CharField(allow_blank=True)
     spec_error = serializers.SerializerMethodField(
         help_text="Why the planner cannot size this model (null when it can)."
     )
     created_at = serializers.DateTimeField()
+    checked_at = serializers.DateTimeField(allow_null=True)
 
     def get_spec_error(self, upload: Any) -> str | None:
         error = (upload.model_spec or {}).get("error")

@@ -75,7 +75,7 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
     options.update(calibration)
     try:
         return services.job_create(
-            user=user,
+            user=request.user,
             method=data["method"],
             formats=data["formats"],
             source_kind=data.get("source_kind") or Job.SourceKind.SAMPLE,
@@ -244,7 +244,12 @@ class ArtifactDownloadApi(APIView):
 
 
 class UploadListCreateApi(APIView):
-    """Upload a model (GGUF, or an archive of a safetensors directory), or list uploads."""
+    """Upload a model (GGUF, or an archive of a safetensors directory), or list uploads.
+
+    The upload is stored and answered at once with status ``checking``; a worker
+    checks it (limited unpacking, headers, no pickle), then it is ``ready`` or
+    ``refused`` with the reason and nothing kept on disk.
+    """
 
     parser_classes = [MultiPartParser]
 
@@ -255,7 +260,12 @@ class UploadListCreateApi(APIView):
 
     @extend_schema(
         request=UploadCreateInput,
-        responses={201: UploadOutput, 413: ErrorOutput, 429: ErrorOutput},
+        responses={
+            201: UploadOutput,
+            413: ErrorOutput,
+            429: ErrorOutput,
+            503: ErrorOutput,
+        },
     )
     def post(self, request: Request) -> Response:
         limit = settings.QUANTPLAN_MAX_UPLOAD_BYTES
@@ -284,7 +294,12 @@ class UploadListCreateApi(APIView):
 
 
 class UploadDetailApi(APIView):
-    """Delete an upload."""
+    """One upload (its check's status and reason), or delete it."""
+
+    @extend_schema(responses={200: UploadOutput})
+    def get(self, request: Request, pk: str) -> Response:
+        upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
+        return Response(UploadOutput(upload).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:

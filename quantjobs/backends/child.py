@@ -33,7 +33,6 @@ from quantjobs.backends.base import (
     QuantizeRequest,
     SourceKind,
     peak_rss_bytes,
-    sha256_file,
 )
 from quantjobs.backends.reference import describe as describe_reference
 from quantjobs.backends.reference import quantized_type
@@ -53,6 +52,7 @@ class Reporter:
         self.base = 0.0
         self.span = 1.0
         self.prefix = ""
+        self.current_format = ""  # the format being made, named in an error event
         self._last_emit = 0.0
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -254,6 +254,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
     shared_dir.mkdir(exist_ok=True)
     share = 0.95 / len(formats)
     for index, fmt in enumerate(formats):
+        reporter.current_format = fmt
         start = 0.05 + index * share
         out_dir = work_dir / f"out-{index}"
         out_dir.mkdir(exist_ok=True)
@@ -316,9 +317,13 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 if reference["warning"]:
                     reporter.log(f"Warning: {reference['warning']}")
         artifact = quantized.artifact_path
+        # The publisher (quantjobs.artifacts) hashes what it stores; a digest the
+        # backend already made of this very file is passed on to be checked there.
+        known_sha256 = quantized.metadata.get("sha256")
         if artifact.is_dir():
             reporter.progress(1.0, "Packing the model directory")
             artifact = pack_directory(artifact, out_dir / f"{artifact.name}.tar")
+            known_sha256 = None
         reporter.emit(
             {
                 "event": "result",
@@ -326,7 +331,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "artifact_path": str(artifact),
                 "artifact_kind": quantized.artifact_kind,
                 "size_bytes": artifact.stat().st_size,
-                "sha256": sha256_file(artifact),
+                "sha256": known_sha256 if isinstance(known_sha256, str) else None,
                 "metrics": {
                     **dataclasses.asdict(measured),
                     # What the job itself needed so far (quantize + score), as
@@ -341,6 +346,7 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "reference": reference,
             }
         )
+    reporter.current_format = ""
 
 
 def die_with_parent() -> None:
@@ -364,6 +370,35 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def apply_limits(limits: dict[str, Any]) -> None:
+    """Cap this process (and what it starts) at the job's memory and CPU time.
+
+    RLIMIT_DATA rather than RLIMIT_AS: read-only mappings of model files and the
+    address space libraries reserve up front are not memory the job uses.
+    RLIMIT_CPU's soft limit sends SIGXCPU, the hard one (a minute later) SIGKILL.
+    """
+    import resource
+
+    memory = int(limits.get("memory_bytes") or 0)
+    cpu_s = int(limits.get("cpu_s") or 0)
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+    if cpu_s > 0:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 60))
+
+
+def _memory_message(limits: dict[str, Any]) -> str:
+    memory = int(limits.get("memory_bytes") or 0)
+    if memory:
+        return (
+            f"The job reached its memory limit ({memory / 1024**3:.1f} GiB, sized from "
+            "its projection with headroom); use a smaller model, fewer formats or a "
+            "worker with more memory, or ask the operator to raise "
+            "QUANTPLAN_JOB_MEMORY_FLOOR_BYTES."
+        )
+    return "The worker ran out of memory; use a smaller model or a worker with more memory."
+
+
 def main(argv: list[str]) -> int:
     """Entry point: run the request, report, and exit 0 (done) or 1 (failed)."""
     die_with_parent()
@@ -372,31 +407,31 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     reporter = Reporter(events)
+    limits: dict[str, Any] = {}
+
+    def error(kind: str, message: str, **extra: Any) -> None:
+        event = {"event": "error", "kind": kind, "message": message, **extra}
+        if reporter.current_format:
+            event["format"] = reporter.current_format
+        reporter.emit(event)
+
     try:
         request = json.loads(Path(argv[1]).read_text())
+        limits = dict(request.get("limits") or {})
+        apply_limits(limits)
         run(request, reporter)
     except BackendError as exc:
-        reporter.emit({"event": "error", "kind": "backend", "message": str(exc)})
+        error("backend", str(exc))
         return 1
     except MemoryError:
-        reporter.emit(
-            {
-                "event": "error",
-                "kind": "backend",
-                "message": "The worker ran out of memory; use a smaller model or "
-                "a worker with more memory.",
-            }
-        )
+        error("backend", _memory_message(limits))
         return 1
     except Exception as exc:
         traceback.print_exc()
-        reporter.emit(
-            {
-                "event": "error",
-                "kind": "internal",
-                "message": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc()[-8000:],
-            }
+        error(
+            "internal",
+            f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc()[-8000:],
         )
         return 1
     reporter.emit({"event": "done"})

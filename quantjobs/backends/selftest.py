@@ -2,7 +2,10 @@
 
 ``quantize`` walks through a few timed steps reporting progress and writes a small
 text artifact; ``evaluate`` reports neutral numbers for it. Operators run it to
-check a new worker; the test suite runs it to check the job machinery.
+check a new worker; the test suite runs it to check the job machinery. Options
+exercise the machinery's edges: ``fail`` (every format) or ``fail_format`` (one
+format) raise a backend error, ``allocate_bytes`` asks for that much memory and
+``spin_s`` burns CPU time, to check a worker's resource limits.
 """
 
 from __future__ import annotations
@@ -39,6 +42,19 @@ class SelftestBackend:
             raise BackendError("selftest: steps must be 1-1000 and step_s 0-60.")
         if request.options.get("fail"):
             raise BackendError(str(request.options["fail"]))
+        if request.options.get("fail_format") == request.format:
+            raise BackendError(f"selftest: {request.format} was asked to fail.")
+        allocate = int(request.options.get("allocate_bytes", 0))
+        if allocate > 0:
+            log(f"self-test: allocating {allocate} bytes")
+            block = bytearray(allocate)  # MemoryError at the job's memory limit
+            del block
+        spin_s = float(request.options.get("spin_s", 0))
+        if spin_s > 0:
+            log(f"self-test: burning {spin_s:.0f} s of CPU time")
+            end = time.process_time() + spin_s
+            while time.process_time() < end:
+                pass
         for step in range(steps):
             progress(step / steps, f"Step {step + 1} of {steps}")
             log(f"self-test step {step + 1} of {steps}")
@@ -54,7 +70,7 @@ class SelftestBackend:
         progress(1.0, "Artifact written")
         return QuantizeResult(
             artifact_path=final,
-            format="selftest",
+            format=request.format,
             reference_path=final,
             reference_kind="gguf",
             artifact_kind="gguf",

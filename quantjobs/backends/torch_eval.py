@@ -324,12 +324,25 @@ def _qa_answers(
 
 
 def _qa_prompt(tokenizer: Any, question: str) -> list[int]:
-    if getattr(tokenizer, "chat_template", None):
-        ids: list[int] = tokenizer.apply_chat_template(
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates: the default one
+        template = template.get("default") or next(iter(template.values()), None)
+    if isinstance(template, str) and template:
+        # The template is the model author's code: rendered only in a limited
+        # child process (never by transformers in this one), then tokenized here.
+        from quantjobs.backends.template_sandbox import render_chat_template
+
+        special = {
+            name: str(getattr(tokenizer, name, None) or "")
+            for name in ("bos_token", "eos_token", "unk_token", "pad_token")
+        }
+        text = render_chat_template(
+            template,
             [{"role": "user", "content": question}],
             add_generation_prompt=True,
-            tokenize=True,
+            special_tokens=special,
         )
+        ids: list[int] = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         return ids
     return _tokenize(tokenizer, question + "\n")
 

@@ -1,10 +1,12 @@
 """Check an uploaded model archive in a separate, resource-limited process.
 
-Run as ``python -m quantjobs.backends.upload_check ARCHIVE DEST``. It extracts a
-``.tar`` / ``.tar.gz`` / ``.zip`` of a Hugging Face model directory into ``DEST``
-refusing anything that is not a plain file or folder inside it (``..`` paths,
-absolute paths, symlinks, hard links, devices), within limits on member count and
-total size, then checks the directory (safetensors headers, no pickle, no
+Run as ``python -m quantjobs.backends.upload_check ARCHIVE DEST MAX_BYTES
+[MAX_RATIO MAX_FILES]``. It extracts a ``.tar`` / ``.tar.gz`` / ``.zip`` of a
+Hugging Face model directory into ``DEST`` refusing anything that is not a plain
+file or folder inside it (``..`` paths, absolute paths, symlinks, hard links,
+devices), within limits on member count, total unpacked size and unpacked size
+per packed byte (a zip bomb is refused from its headers, before it is unpacked),
+then checks the directory (safetensors headers, no pickle, no
 ``auto_map``). It prints one JSON line: ``{"ok": true, ...}`` or
 ``{"ok": false, "message": "..."}``. The parent applies the time limit; this
 process sets its own memory and CPU limits before touching the file.
@@ -24,7 +26,8 @@ from typing import Any
 
 from quantjobs.backends.base import BackendError
 
-MAX_MEMBERS = 10_000
+MAX_MEMBERS = 1_000
+MAX_RATIO = 100
 MAX_MEMORY_BYTES = 1 << 30
 CPU_SECONDS = 120
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -53,13 +56,51 @@ def _safe_name(name: str) -> PurePosixPath:
     return path
 
 
-def _extract_tar(archive: Path, dest: Path, max_bytes: int) -> None:
+class LimitExceeded(BackendError):
+    """The archive unpacks to more than a limit allows."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def _check_totals(
+    total: int,
+    count: int,
+    archive_bytes: int,
+    max_bytes: int,
+    max_ratio: int,
+    max_members: int,
+) -> None:
+    if count > max_members:
+        raise LimitExceeded(
+            f"The archive has more than {max_members} entries; a model directory "
+            "needs far fewer.",
+            limit="files",
+        )
+    if total > max_bytes:
+        raise LimitExceeded(
+            f"The archive unpacks to more than {max_bytes / 1e9:.2f} GB, the most "
+            "this upload may take.",
+            limit="size",
+        )
+    if total > max_ratio * max(archive_bytes, 1):
+        raise LimitExceeded(
+            f"The archive unpacks to more than {max_ratio} times its own size; "
+            "model weights barely compress, so it was refused as a decompression "
+            "bomb.",
+            limit="ratio",
+        )
+
+
+def _extract_tar(
+    archive: Path, dest: Path, max_bytes: int, max_ratio: int, max_members: int
+) -> None:
+    packed = archive.stat().st_size
     with tarfile.open(archive, "r:*") as tar:
         members = []
         total = 0
         for index, member in enumerate(tar):
-            if index >= MAX_MEMBERS:
-                raise BackendError(f"The archive has more than {MAX_MEMBERS} entries.")
             _safe_name(member.name)
             if member.issym() or member.islnk():
                 raise BackendError(
@@ -70,19 +111,20 @@ def _extract_tar(archive: Path, dest: Path, max_bytes: int) -> None:
                     f"The archive contains a special file ({member.name}); refused."
                 )
             total += member.size
-            if total > max_bytes:
-                raise BackendError("The archive unpacks to more than the upload limit.")
+            # Each header is checked as it is read: a bomb's first header is enough.
+            _check_totals(total, index + 1, packed, max_bytes, max_ratio, max_members)
             members.append(member)
         tar.extractall(dest, members=members, filter="data")
 
 
-def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> None:
+def _extract_zip(
+    archive: Path, dest: Path, max_bytes: int, max_ratio: int, max_members: int
+) -> None:
+    packed = archive.stat().st_size
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise BackendError(f"The archive has more than {MAX_MEMBERS} entries.")
         total = 0
-        for info in infos:
+        for index, info in enumerate(infos):
             _safe_name(info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
@@ -90,14 +132,14 @@ def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> None:
                     f"The archive contains a link ({info.filename}); links are refused."
                 )
             total += info.file_size
-            if total > max_bytes:
-                raise BackendError("The archive unpacks to more than the upload limit.")
+            _check_totals(total, index + 1, packed, max_bytes, max_ratio, max_members)
         for info in infos:
             target = dest / _safe_name(info.filename)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            # zipfile stops at the declared size, so the totals above hold.
             with zf.open(info) as src, target.open("wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
 
@@ -115,7 +157,13 @@ def _model_root(dest: Path) -> Path:
     )
 
 
-def check_archive(archive: Path, dest: Path, max_bytes: int) -> dict[str, Any]:
+def check_archive(
+    archive: Path,
+    dest: Path,
+    max_bytes: int,
+    max_ratio: int = MAX_RATIO,
+    max_members: int = MAX_MEMBERS,
+) -> dict[str, Any]:
     """Extract and check; returns a summary of the model directory."""
     from quantjobs.backends.hf_source import validate_hf_dir
 
@@ -123,9 +171,9 @@ def check_archive(archive: Path, dest: Path, max_bytes: int) -> dict[str, Any]:
     dest.mkdir(parents=True, exist_ok=True)
     try:
         if name.endswith(".zip"):
-            _extract_zip(archive, dest, max_bytes)
+            _extract_zip(archive, dest, max_bytes, max_ratio, max_members)
         else:
-            _extract_tar(archive, dest, max_bytes)
+            _extract_tar(archive, dest, max_bytes, max_ratio, max_members)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
         raise BackendError(
             f"The archive is damaged or not an archive ({exc})."
@@ -145,8 +193,13 @@ def main(argv: list[str]) -> int:
     """Entry point: print one JSON line with the verdict."""
     _limit_resources()
     archive, dest, max_bytes = Path(argv[1]), Path(argv[2]), int(argv[3])
+    max_ratio = int(argv[4]) if len(argv) > 4 else MAX_RATIO
+    max_members = int(argv[5]) if len(argv) > 5 else MAX_MEMBERS
     try:
-        summary = check_archive(archive, dest, max_bytes)
+        summary = check_archive(archive, dest, max_bytes, max_ratio, max_members)
+    except LimitExceeded as exc:
+        print(json.dumps({"ok": False, "message": str(exc), "limit": exc.limit}))
+        return 0
     except BackendError as exc:
         print(json.dumps({"ok": False, "message": str(exc)}))
         return 0

@@ -24,14 +24,22 @@ FORM = {
 
 
 def test_the_plan_page_plans_an_uploaded_gguf(
-    client: Any, user: Any, tiny_ggufs: dict[str, Path], clean_media: Path
+    client: Any,
+    user: Any,
+    tiny_ggufs: dict[str, Path],
+    clean_media: Path,
+    redis_url: str,
 ) -> None:
-    from quantjobs.uploads import model_upload_store
+    from quantjobs.uploads import model_upload_check, model_upload_store
 
     data = tiny_ggufs["gemma2"].read_bytes()
     upload = model_upload_store(
         user_id=user.pk, uploaded=SimpleUploadedFile("g.gguf", data)
     )
+    client.force_login(user)
+    checking = client.post("/", {**FORM, "upload": str(upload.pk)})
+    assert "Select a valid choice" in checking.content.decode(), "not before its check"
+    model_upload_check(upload_id=str(upload.pk))
     client.force_login(user)
     page = client.get("/").content.decode()
     assert f'<option value="{upload.pk}">Tiny Gemma2 Test (g.gguf)</option>' in page
@@ -51,13 +59,15 @@ def test_the_plan_page_refuses_someone_elses_upload(
     other_user: Any,
     tiny_ggufs: dict[str, Path],
     clean_media: Path,
+    redis_url: str,
 ) -> None:
-    from quantjobs.uploads import model_upload_store
+    from quantjobs.uploads import model_upload_check, model_upload_store
 
     theirs = model_upload_store(
         user_id=other_user.pk,
         uploaded=SimpleUploadedFile("g.gguf", tiny_ggufs["gemma2"].read_bytes()),
     )
+    model_upload_check(upload_id=str(theirs.pk))
     client.force_login(user)
     response = client.post("/", {**FORM, "upload": str(theirs.pk)})
     assert response.status_code == 200
@@ -65,17 +75,22 @@ def test_the_plan_page_refuses_someone_elses_upload(
 
 
 def test_a_plan_of_an_upload_benchmarks_that_upload(
-    client: Any, user: Any, tiny_ggufs: dict[str, Path], clean_media: Path
+    client: Any,
+    user: Any,
+    tiny_ggufs: dict[str, Path],
+    clean_media: Path,
+    redis_url: str,
 ) -> None:
     import html as htmllib
     import re
 
-    from quantjobs.uploads import model_upload_store
+    from quantjobs.uploads import model_upload_check, model_upload_store
 
     upload = model_upload_store(
         user_id=user.pk,
         uploaded=SimpleUploadedFile("g.gguf", tiny_ggufs["gemma2"].read_bytes()),
     )
+    model_upload_check(upload_id=str(upload.pk))  # what the worker's task runs
     client.force_login(user)
     saved = client.post(
         "/", {**FORM, "upload": str(upload.pk), "action": "save", "name": "g"}

@@ -48,7 +48,7 @@ def test_an_upload_over_the_limit_is_refused_on_the_form(
 
 @pytest.mark.slow
 def test_the_sample_uploads_renames_links_to_a_job_and_deletes(
-    logged_in: Any, user: Any, clean_media: Path
+    logged_in: Any, user: Any, clean_media: Path, redis_url: str
 ) -> None:
     from quantjobs.models import Job, ModelUpload
     from quantjobs.samples import list_samples
@@ -134,7 +134,7 @@ def test_tus_says_what_it_supports_and_refuses_what_it_cannot_take(
 
 
 def test_a_tus_upload_resumes_after_a_dropped_connection_and_becomes_an_upload(
-    logged_in: Any, client: Any, user: Any, clean_media: Path
+    logged_in: Any, client: Any, user: Any, clean_media: Path, redis_url: str
 ) -> None:
     import io
 

@@ -73,7 +73,7 @@ ROUTES: dict[str, Route] = {
     "api-job-rerun": Route("job", ("POST",)),
     "api-job-recipes": Route("job", ("GET",), owner_get=200),
     "api-job-recipe-download": Route("job", ("GET",), owner_get=200),
-    "api-upload-detail": Route("upload", ("DELETE",)),
+    "api-upload-detail": Route("upload", ("GET", "DELETE"), owner_get=200),
     "api-artifact-download": Route("artifact", ("GET",), owner_get=200),
     "api-token-detail": Route("token", ("DELETE",)),
 }

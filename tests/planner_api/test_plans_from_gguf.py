@@ -148,8 +148,14 @@ def test_the_api_says_what_is_wrong_with_a_bad_gguf_in_the_folders(
 
 
 def test_an_upload_is_named_after_its_model_and_planned_from_its_metadata(
-    api: Any, other_api: Any, tiny_ggufs: dict[str, Path], clean_media: Path
+    api: Any,
+    other_api: Any,
+    tiny_ggufs: dict[str, Path],
+    clean_media: Path,
+    redis_url: str,
 ) -> None:
+    from quantjobs.uploads import model_upload_check
+
     data = tiny_ggufs["qwen2"].read_bytes()
     upload = api.post(
         "/api/v1/uploads/",
@@ -157,7 +163,14 @@ def test_an_upload_is_named_after_its_model_and_planned_from_its_metadata(
         format="multipart",
     )
     assert upload.status_code == 201, upload.content
-    body = upload.json()
+    checking = api.post(
+        "/api/v1/plans/", {**CPU_PLAN, "upload": upload.json()["id"]}, format="json"
+    )
+    assert checking.status_code == 400
+    assert "still being checked" in checking.json()["upload"][0]
+    model_upload_check(upload_id=upload.json()["id"])  # what the worker's task runs
+    body = api.get(f"/api/v1/uploads/{upload.json()['id']}/").json()
+    assert body["status"] == "ready", body
     assert body["name"] == "Tiny Qwen2 Test"  # general.name, not the file or a UUID
     assert body["spec_error"] is None
     response = api.post(

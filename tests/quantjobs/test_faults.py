@@ -136,6 +136,41 @@ def test_kill_9_in_the_middle_of_quantization_ten_times(
     )
 
 
+def test_a_worker_killed_after_the_first_format_was_stored_lists_each_once(
+    api: Any, start_worker: Any, clean_media: Path
+) -> None:
+    from django.conf import settings
+
+    from quantjobs.models import Artifact, Job
+
+    job_id = _create(
+        api, {"method": "selftest", "formats": ["selftest-a", "selftest-b"]}
+    )
+    Job.objects.filter(pk=job_id).update(options={"steps": 6, "step_s": 0.5})
+    worker = start_worker("cpu", **FAST_REAPER)
+    wait_for(lambda: Artifact.objects.filter(job_id=job_id).count() == 1)
+    [lost] = Artifact.objects.filter(job_id=job_id)
+    lost_path = Path(settings.QUANTPLAN_ARTIFACT_ROOT) / lost.path
+    assert lost_path.is_file()
+    worker.kill(signal.SIGKILL)
+    worker.proc.wait()
+    start_worker("cpu", **FAST_REAPER)
+    body = wait_for(
+        lambda: (b := _job(api, job_id))["status"] in ("SUCCEEDED", "FAILED") and b,
+        timeout_s=120,
+    )
+    assert body["status"] == "SUCCEEDED", body["error"]
+    assert body["attempts"] == 2
+    artifacts = list(Artifact.objects.filter(job_id=job_id))
+    assert sorted(a.format for a in artifacts) == ["selftest-a", "selftest-b"]
+    assert sorted(r["format"] for r in body["results"]) == ["selftest-a", "selftest-b"]
+    assert not lost_path.exists(), "the lost attempt's file is removed"
+    _assert_nothing_partial(clean_media)
+    reliability.record(
+        "Worker faults", "killed after 1 of 2 formats: artifacts listed after retry", 2
+    )
+
+
 def test_sigterm_requeues_the_job_once_and_it_never_runs_twice(
     api: Any, start_worker: Any, clean_media: Path
 ) -> None:

