@@ -20,6 +20,11 @@ from django.conf import settings
 from quantjobs.models import Job
 
 
+# The 16-bit reference every job loads, sized with llama.cpp's memory model (the
+# only runtime the engine projects memory for).
+_REFERENCE = "gguf-F16"
+
+
 def job_memory_bytes(job: Job) -> int:
     """The memory limit of the job's child process, in bytes."""
     from quantjobs.projections import projection_for
@@ -29,8 +34,12 @@ def job_memory_bytes(job: Job) -> int:
         return 0
     largest = 0
     for fmt in job.formats:
-        largest = max(largest, int(projection_for(job, fmt).get("memory_bytes") or 0))
-    reference = int(projection_for(job, "fp16").get("memory_bytes") or 0)
+        projected = projection_for(job, fmt)
+        # Torch formats carry no memory projection (the engine does not model
+        # transformers' footprint): their file size stands in for it.
+        needed = projected.get("memory_bytes") or projected.get("artifact_bytes") or 0
+        largest = max(largest, int(needed))
+    reference = int(projection_for(job, _REFERENCE).get("memory_bytes") or 0)
     sized = int((largest + reference) * float(settings.QUANTPLAN_JOB_LIMIT_HEADROOM))
     return max(floor, sized)
 
@@ -42,7 +51,7 @@ def job_cpu_s(job: Job) -> int:
     floor = int(settings.QUANTPLAN_JOB_CPU_FLOOR_S)
     if floor <= 0:
         return 0
-    weights_gb = int(projection_for(job, "fp16").get("weights_bytes") or 0) / 1e9
+    weights_gb = int(projection_for(job, _REFERENCE).get("weights_bytes") or 0) / 1e9
     sized = (
         weights_gb
         * len(job.formats)

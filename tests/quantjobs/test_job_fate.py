@@ -213,10 +213,21 @@ def test_limits_are_sized_from_the_projection_with_a_floor(
         options={},
     )
     memory = projection_for(job, "gguf-Q8_0")["memory_bytes"]
-    reference = projection_for(job, "fp16")["memory_bytes"]
+    reference = projection_for(job, "gguf-F16")["memory_bytes"]
     limits = job_limits(job)
     assert limits["memory_bytes"] == int((memory + reference) * 2.0)
     assert limits["cpu_s"] > 3600
+    # A torch format has no memory projection; its file size stands in, so an
+    # 8B AWQ job is still sized above its 16-bit reference, not at the floor.
+    awq = Job(
+        user=user,
+        method=Job.Method.AWQ,
+        formats=["awq-4bit-g128"],
+        model_id="llama-3-8b",
+        options={},
+    )
+    awq_size = projection_for(awq, "awq-4bit-g128")["artifact_bytes"]
+    assert job_limits(awq)["memory_bytes"] == int((awq_size + reference) * 2.0)
     settings.QUANTPLAN_JOB_MEMORY_FLOOR_BYTES = 10**15
     assert job_limits(job)["memory_bytes"] == 10**15
 
