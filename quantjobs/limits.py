@@ -19,7 +19,6 @@ from django.conf import settings
 
 from quantjobs.models import Job
 
-
 # The 16-bit reference every job loads, sized with llama.cpp's memory model (the
 # only runtime the engine projects memory for).
 _REFERENCE = "gguf-F16"
