@@ -353,6 +353,9 @@ def jobs_reap_stale(
     model_uploads_expire_unchecked(
         older_than_s=settings.QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S
     )
+    from quantjobs.tus import tus_expire_abandoned
+
+    tus_expire_abandoned(older_than_s=settings.QUANTPLAN_TUS_ABANDONED_AFTER_S)
     return touched
 
 

@@ -162,6 +162,11 @@ QUANTPLAN_UPLOAD_MAX_FILES = env.int("QUANTPLAN_UPLOAD_MAX_FILES", default=1000)
 QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S = env.int(
     "QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S", default=3600
 )
+# A resumable browser upload (tus) that received nothing for this long is abandoned:
+# the reaper removes its partial file and its row.
+QUANTPLAN_TUS_ABANDONED_AFTER_S = env.int(
+    "QUANTPLAN_TUS_ABANDONED_AFTER_S", default=24 * 3600
+)
 # One limit for evaluation files on the page and the API alike (the parser's own).
 QUANTPLAN_MAX_EVAL_TEXT_BYTES = env.int(
     "QUANTPLAN_MAX_EVAL_TEXT_BYTES", default=8 * 1024**2
