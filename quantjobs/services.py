@@ -353,10 +353,23 @@ def jobs_reap_stale(
     model_uploads_expire_unchecked(
         older_than_s=settings.QUANTPLAN_UPLOAD_CHECK_MAX_WAIT_S
     )
-    from quantjobs.tus import tus_expire_abandoned
-
-    tus_expire_abandoned(older_than_s=settings.QUANTPLAN_TUS_ABANDONED_AFTER_S)
+    _tus_expire_abandoned(older_than_s=settings.QUANTPLAN_TUS_ABANDONED_AFTER_S)
     return touched
+
+
+def _tus_expire_abandoned(*, older_than_s: float) -> int:
+    """Remove resumable (tus) uploads that received nothing for ``older_than_s``:
+    an unfinished one's partial file goes with its row, so a closed tab leaves
+    nothing on disk. Returns how many were removed."""
+    from quantjobs.models import TusUpload
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    removed = 0
+    for upload in TusUpload.objects.filter(updated_at__lt=cutoff):
+        (Path(settings.QUANTPLAN_UPLOAD_ROOT) / upload.path).unlink(missing_ok=True)
+        upload.delete()
+        removed += 1
+    return removed
 
 
 def jobs_interrupt_for_worker(*, worker: str) -> int:

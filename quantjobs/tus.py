@@ -10,7 +10,6 @@ frontend/static); this module holds the server's rules, the views only translate
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -144,18 +143,6 @@ def tus_delete(*, upload: TusUpload) -> None:
     """Abandon an upload (tus termination): its partial file goes too."""
     _abspath(upload).unlink(missing_ok=True)
     upload.delete()
-
-
-def tus_expire_abandoned(*, older_than_s: float) -> int:
-    """Remove resumable uploads that received nothing for ``older_than_s``: an
-    unfinished one's partial file goes with its row, so a closed tab leaves
-    nothing on disk. Returns how many were removed."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    removed = 0
-    for upload in TusUpload.objects.filter(updated_at__lt=cutoff):
-        tus_delete(upload=upload)
-        removed += 1
-    return removed
 
 
 def tus_status(upload: TusUpload) -> dict[str, Any]:
