@@ -16,11 +16,10 @@ from frontend import services as account_services
 from frontend.forms import ApiTokenForm, JobForm, SignUpForm
 from frontend.models import ApiToken
 from quantjobs import selectors, services
-from quantjobs.api.serializers import ResultOutput
-from quantjobs.api.views import queues_without_workers
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Job
+from quantjobs.presenters import result_row
 from quantjobs.sources import source_model
 from quantjobs.uploads import UploadError, calibration_text_store
 
@@ -97,7 +96,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         {
             "jobs": jobs,
             "storage": selectors.storage_for_user(user=request.user),
-            "idle_queues": sorted(queues_without_workers()),
+            "idle_queues": sorted(selectors.queues_without_workers()),
             "workers": selectors.workers_recent().order_by("hostname"),
         },
     )
@@ -197,12 +196,12 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     """One job: live progress, log tail, results beside projections, downloads."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
     # The API's row (reference, projections) plus every raw metric the worker kept.
-    results = [
-        {**(r.metrics or {}), **ResultOutput(r, context={}).data}
-        for r in job.results.all()
-    ]
+    results = [{**(r.metrics or {}), **result_row(r)} for r in job.results.all()]
     model = selectors.job_model(job=job)
-    waiting = job.status == job.Status.QUEUED and job.queue in queues_without_workers()
+    waiting = (
+        job.status == job.Status.QUEUED
+        and job.queue in selectors.queues_without_workers()
+    )
     from frontend.plan_views import recipe_context
 
     recipes = recipe_context(request, "job", job.pk) if results else {}

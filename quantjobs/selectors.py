@@ -453,3 +453,11 @@ def upload_sources_for_user(*, user: AbstractBaseUser) -> list[dict[str, Any]]:
         }
         for upload in upload_ready_list_for_user(user=user)[:20]
     ]
+
+
+def queues_without_workers() -> set[str]:
+    """Queues no recently seen worker consumes."""
+    covered: set[str] = set()
+    for worker in workers_recent():
+        covered.update(worker.queues or [])
+    return {"cpu", "gpu"} - covered

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404, HttpResponse
-from django.urls import path, reverse
+from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -25,17 +23,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.schema import ErrorOutput
-from planner import selectors as plan_selectors
-from planner.engine.formats import parse_format
-from planner.recipes import (
-    Recipe,
-    RecipeError,
-    default_format,
-    plan_formats,
-    recipes_for_plan_result,
-)
-from quantjobs import selectors as job_selectors
-from quantjobs.recipes import NoArtifactYet, job_recipes
+from planner.recipes import RecipeError
+from planner.selectors import job_recipe_set, plan_recipe_set
+from quantjobs.recipes import NoArtifactYet
 
 FORMAT_PARAM = OpenApiParameter(
     "format",
@@ -79,61 +69,6 @@ class NoArtifact(APIException):
 def _format_param(request: Request) -> str | None:
     value = request.query_params.get("format")
     return value.strip()[:64] if value and value.strip() else None
-
-
-def _recipe_set(
-    fmt: str, formats: list[str], recipes: list[Recipe], route: str, pk: Any
-) -> dict[str, Any]:
-    query = urlencode({"format": fmt})
-    return {
-        "format": fmt,
-        "formats": formats,
-        "recipes": [
-            {
-                **r,
-                "download_url": reverse(
-                    route, kwargs={"pk": str(pk), "recipe_id": r["id"]}
-                )
-                + f"?{query}",
-            }
-            for r in recipes
-        ],
-    }
-
-
-def plan_recipe_set(
-    *, user: AbstractBaseUser, plan_id: Any, fmt: str | None
-) -> dict[str, Any]:
-    """The recipes of one format of a user's plan (default: its recommendation), with
-    download URLs: what the API returns and ``_recipes.html`` renders.
-
-    Http404 for another user's plan; RecipeError for a format it cannot serve.
-    """
-    plan = plan_selectors.plan_get_for_user(user=user, plan_id=plan_id)
-    fmt = (fmt or "").strip()[:64] or default_format(plan.report)
-    if fmt is None:
-        raise RecipeError("This plan has no results to serve.")
-    recipes = recipes_for_plan_result(
-        plan.report, fmt, request=plan.request, source=f"Quantplan plan {plan.name}"
-    )
-    fmt = parse_format(fmt).id
-    return _recipe_set(
-        fmt, plan_formats(plan.report), recipes, "api-plan-recipe-download", plan.pk
-    )
-
-
-def job_recipe_set(
-    *, user: AbstractBaseUser, job_id: Any, fmt: str | None
-) -> dict[str, Any]:
-    """The recipes of a user's job's artifact of ``fmt`` (default: its first), with
-    download URLs. Http404 for another user's job; NoArtifactYet before it has a file;
-    RecipeError for a format it has no file of.
-    """
-    job = job_selectors.job_get_for_user(user=user, job_id=job_id)
-    found = job_recipes(job=job, fmt=(fmt or "").strip()[:64] or None)
-    return _recipe_set(
-        found.format, found.formats, found.recipes, "api-job-recipe-download", job.pk
-    )
 
 
 def _api_recipe_set(kind: str, request: Request, pk: str) -> dict[str, Any]:

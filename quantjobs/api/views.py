@@ -35,14 +35,6 @@ from quantjobs.uploads import (
 )
 
 
-def queues_without_workers() -> set[str]:
-    """Queues no recently seen worker consumes."""
-    covered: set[str] = set()
-    for worker in selectors.workers_recent():
-        covered.update(worker.queues or [])
-    return {"cpu", "gpu"} - covered
-
-
 def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
     """Create the job (the service stores the evaluation file once it is accepted)."""
     user = request.user
@@ -106,7 +98,7 @@ class JobListCreateApi(generics.ListAPIView[Job]):
     def get_serializer_context(self) -> dict[str, Any]:
         return {
             **super().get_serializer_context(),
-            "queues_without_workers": queues_without_workers(),
+            "queues_without_workers": selectors.queues_without_workers(),
         }
 
     @extend_schema(
@@ -167,7 +159,7 @@ class JobDetailApi(generics.RetrieveAPIView[Job]):
     def get_serializer_context(self) -> dict[str, Any]:
         return {
             **super().get_serializer_context(),
-            "queues_without_workers": queues_without_workers(),
+            "queues_without_workers": selectors.queues_without_workers(),
         }
 
 
