@@ -190,3 +190,37 @@ def test_the_settings_find_the_broker_up_started(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout.split() == ["redis://127.0.0.1:6455/0"] * 2
+
+
+def test_a_failed_start_leaves_no_embedded_broker_behind(tmp_path: Path) -> None:
+    # The database cannot be reached, so migrate fails after the embedded Redis
+    # started: up must stop it (it used to keep the port, and the next `make run`
+    # answered "port 6390 is taken").
+    var_dir = tmp_path / "var"
+    redis_port, web_port = _free_port(), _free_port()
+    env = {
+        **_instance_env(var_dir, redis_port),
+        "DATABASE_URL": f"postgres://nobody@127.0.0.1:{_free_port()}/none",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "up", "--port", str(web_port)],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "Embedded Redis on" in done.stdout, done.stdout + done.stderr
+    wait_for(lambda: not _port_open(redis_port), timeout_s=20, interval_s=0.2)
+    assert not (var_dir / "run" / "broker-url").exists()
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

