@@ -319,7 +319,11 @@ def test_a_queued_job_shows_its_place_in_the_queue_and_notifies_when_it_ends(
 
 
 def test_a_model_uploads_from_the_browser_and_resumes_after_a_dropped_connection(
-    transactional_db: Any, new_page: Any, screenshot: Any, clean_media: Any
+    transactional_db: Any,
+    new_page: Any,
+    screenshot: Any,
+    clean_media: Any,
+    redis_url: str,  # a stored upload is sent to a worker to be checked
 ) -> None:
     from quantjobs.models import ModelUpload
     from quantjobs.samples import list_samples
