@@ -9,6 +9,7 @@ must not turn a Redis hiccup into an outage.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 from typing import Any
@@ -82,6 +83,17 @@ class WriteScopeThrottle(ScopeThrottle):
         return super().allow_request(request, view)
 
 
+# Where a request carries no usable address (a login made in code, a malformed
+# X-Forwarded-For), the lockout counts it under this one address: django-axes
+# stores the address in a GenericIPAddressField, which PostgreSQL's inet column
+# refuses for any text that is not an address ("unknown" failed every login there).
+NO_ADDRESS = "0.0.0.0"
+
+
 def client_ip(request: Any) -> str:
     """The client's address as every limit counts it (DRF's rule with NUM_PROXIES)."""
-    return str(ScopeThrottle("signup").get_ident(request) or "unknown")
+    ident = str(ScopeThrottle("signup").get_ident(request) or "")
+    try:
+        return str(ipaddress.ip_address(ident))
+    except ValueError:
+        return NO_ADDRESS
