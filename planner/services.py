@@ -72,28 +72,15 @@ class PlanInput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _depth(value: Any, limit: int) -> int:
-    stack = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
 def config_validate(config: Any) -> dict[str, Any]:
     """Check a pasted or uploaded config.json before the engine reads it."""
     if not isinstance(config, dict):
         raise PlanInputError(
             "config.json must be a JSON object ({...}).", field="config"
         )
-    if _depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+    from config.parsers import json_depth
+
+    if json_depth(config, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
         raise PlanInputError(
             f"config.json is nested more than {MAX_CONFIG_DEPTH} levels deep; paste the "
             "model's own config.json.",
