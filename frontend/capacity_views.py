@@ -3,6 +3,7 @@ latency targets, and the memory and time of fine-tuning a model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -78,25 +79,45 @@ class CapacityForm(forms.Form):
         )
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def capacity_page(request: HttpRequest) -> HttpResponse:
-    """Search GPU types, counts and formats; show the answer, the curves, the list."""
-    form = CapacityForm(request.POST or None)
+def _estimate_page(
+    request: HttpRequest,
+    form: CapacityForm | FinetuneForm,
+    compute: Callable[..., Any],
+    present: Callable[[dict[str, Any]], dict[str, Any]],
+    template: str,
+) -> HttpResponse:
+    """A form page that estimates on POST: the service's refusal is a form error
+    (on its field when the form has it), its answer what ``present`` makes of it."""
     context: dict[str, Any] = {"form": form}
     if request.method == "POST" and form.is_valid():
         try:
-            report = capacity_services.capacity_compute(
-                data=form.to_input(), user=request.user
-            )
+            answer = compute(data=form.to_input(), user=request.user)
         except services.PlanInputError as exc:
             target = exc.field if exc.field in form.fields else None
             form.add_error(target, str(exc))
         else:
-            body = report.to_dict()
-            context["report"] = body
-            context["curve_charts"] = capacity_charts.load_curve_charts(body)
-    return render(request, "frontend/capacity.html", context)
+            context.update(present(answer.to_dict()))
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def capacity_page(request: HttpRequest) -> HttpResponse:
+    """Search GPU types, counts and formats; show the answer, the curves, the list."""
+
+    def present(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "report": body,
+            "curve_charts": capacity_charts.load_curve_charts(body),
+        }
+
+    return _estimate_page(
+        request,
+        CapacityForm(request.POST or None),
+        capacity_services.capacity_compute,
+        present,
+        "frontend/capacity.html",
+    )
 
 
 class FinetuneForm(forms.Form):
@@ -165,23 +186,20 @@ FINETUNE_PARTS = (
 @require_http_methods(["GET", "POST"])
 def finetune_page(request: HttpRequest) -> HttpResponse:
     """Fine-tuning memory per GPU by part, time per epoch and cost."""
-    form = FinetuneForm(request.POST or None)
-    context: dict[str, Any] = {"form": form}
-    if request.method == "POST" and form.is_valid():
-        try:
-            est = capacity_services.finetune_compute(
-                data=form.to_input(), user=request.user
-            )
-        except services.PlanInputError as exc:
-            target = exc.field if exc.field in form.fields else None
-            form.add_error(target, str(exc))
-        else:
-            body = est.to_dict()
-            context["estimate"] = body
-            context["parts"] = [
-                (label, body[key] / 1e9) for key, label in FINETUNE_PARTS
-            ]
-            context["hours"] = body["time_per_epoch_s"] / 3600
-            context["total_gb"] = body["total_bytes"] / 1e9
-            context["budget_gb"] = body["budget_bytes"] / 1e9
-    return render(request, "frontend/finetune.html", context)
+
+    def present(body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "estimate": body,
+            "parts": [(label, body[key] / 1e9) for key, label in FINETUNE_PARTS],
+            "hours": body["time_per_epoch_s"] / 3600,
+            "total_gb": body["total_bytes"] / 1e9,
+            "budget_gb": body["budget_bytes"] / 1e9,
+        }
+
+    return _estimate_page(
+        request,
+        FinetuneForm(request.POST or None),
+        capacity_services.finetune_compute,
+        present,
+        "frontend/finetune.html",
+    )

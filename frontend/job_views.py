@@ -9,8 +9,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from frontend.commands import command_redirect
 from frontend.plan_views import MAX_COMPARED
 from quantjobs import selectors, services
 from quantjobs.models import Job
@@ -60,13 +62,13 @@ def job_log_download(request: HttpRequest, pk: str) -> HttpResponse:
 def job_rename(request: HttpRequest, pk: str) -> HttpResponse:
     """Rename a job."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
-    try:
-        services.job_rename(job=job, name=request.POST.get("name", ""))
-    except services.JobInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Job renamed.")
-    return redirect("job-detail", pk=job.pk)
+    return command_redirect(
+        request,
+        lambda: services.job_rename(job=job, name=request.POST.get("name", "")),
+        refused=(services.JobInputError,),
+        success="Job renamed.",
+        done=reverse("job-detail", args=[job.pk]),
+    )
 
 
 @login_required
@@ -74,13 +76,14 @@ def job_rename(request: HttpRequest, pk: str) -> HttpResponse:
 def job_delete(request: HttpRequest, pk: str) -> HttpResponse:
     """Delete an ended job, its results and its artifact files."""
     job = selectors.job_get_for_user(user=request.user, job_id=pk)
-    try:
-        services.job_delete(job=job)
-    except services.JobInputError as exc:
-        messages.error(request, str(exc))
-        return redirect("job-detail", pk=job.pk)
-    messages.success(request, "Job deleted with its results and files.")
-    return redirect("job-list")
+    return command_redirect(
+        request,
+        lambda: services.job_delete(job=job),
+        refused=(services.JobInputError,),
+        success="Job deleted with its results and files.",
+        done=reverse("job-list"),
+        failed=reverse("job-detail", args=[job.pk]),
+    )
 
 
 @login_required
@@ -88,15 +91,15 @@ def job_delete(request: HttpRequest, pk: str) -> HttpResponse:
 def artifact_rename(request: HttpRequest, pk: str) -> HttpResponse:
     """Change the name an artifact downloads as."""
     artifact = selectors.artifact_get_for_user(user=request.user, artifact_id=pk)
-    try:
-        services.artifact_rename(
+    return command_redirect(
+        request,
+        lambda: services.artifact_rename(
             artifact=artifact, filename=request.POST.get("filename", "")
-        )
-    except services.JobInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Artifact renamed to {artifact.filename}.")
-    return redirect("artifact-list")
+        ),
+        refused=(services.JobInputError,),
+        success=lambda: f"Artifact renamed to {artifact.filename}.",
+        done=reverse("artifact-list"),
+    )
 
 
 @login_required

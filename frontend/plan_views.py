@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from frontend import charts
+from frontend.commands import command_redirect
 from frontend.forms import PlanForm
 from frontend.templatetags.quantplan import report_view
 from planner import engine, exports, selectors, services
@@ -355,13 +356,13 @@ def plan_detail_export(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
 def plan_rename(request: HttpRequest, pk: str) -> HttpResponse:
     """Rename a saved plan; an empty or too long name is an error on the page."""
     plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
-    try:
-        services.plan_rename(plan=plan, name=request.POST.get("name", ""))
-    except services.PlanInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Plan renamed.")
-    return redirect("plan-detail", pk=plan.pk)
+    return command_redirect(
+        request,
+        lambda: services.plan_rename(plan=plan, name=request.POST.get("name", "")),
+        refused=(services.PlanInputError,),
+        success="Plan renamed.",
+        done=reverse("plan-detail", args=[plan.pk]),
+    )
 
 
 @login_required
@@ -369,10 +370,12 @@ def plan_rename(request: HttpRequest, pk: str) -> HttpResponse:
 def plan_delete(request: HttpRequest, pk: str) -> HttpResponse:
     """Delete a saved plan."""
     plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
-    name = plan.name
-    services.plan_delete(plan=plan)
-    messages.success(request, f"Deleted plan “{name}”.")
-    return redirect("plan-list")
+    return command_redirect(
+        request,
+        lambda: services.plan_delete(plan=plan),
+        success=f"Deleted plan “{plan.name}”.",
+        done=reverse("plan-list"),
+    )
 
 
 def recipe_context(request: HttpRequest, kind: str, pk: Any) -> dict[str, Any]:
@@ -434,15 +437,15 @@ def comparison_export(request: HttpRequest, pk: str, fmt: str) -> HttpResponse:
 def comparison_rename(request: HttpRequest, pk: str) -> HttpResponse:
     """Rename a saved comparison."""
     comparison = selectors.comparison_get_for_user(user=request.user, comparison_id=pk)
-    try:
-        services.comparison_rename(
+    return command_redirect(
+        request,
+        lambda: services.comparison_rename(
             comparison=comparison, name=request.POST.get("name", "")
-        )
-    except services.PlanInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Comparison renamed.")
-    return redirect("comparison-detail", pk=comparison.pk)
+        ),
+        refused=(services.PlanInputError,),
+        success="Comparison renamed.",
+        done=reverse("comparison-detail", args=[comparison.pk]),
+    )
 
 
 @login_required
@@ -450,7 +453,9 @@ def comparison_rename(request: HttpRequest, pk: str) -> HttpResponse:
 def comparison_delete(request: HttpRequest, pk: str) -> HttpResponse:
     """Delete a comparison and its plans."""
     comparison = selectors.comparison_get_for_user(user=request.user, comparison_id=pk)
-    name = comparison.name
-    services.comparison_delete(comparison=comparison)
-    messages.success(request, f"Deleted comparison “{name}” and its plans.")
-    return redirect("plan-list")
+    return command_redirect(
+        request,
+        lambda: services.comparison_delete(comparison=comparison),
+        success=f"Deleted comparison “{comparison.name}” and its plans.",
+        done=reverse("plan-list"),
+    )

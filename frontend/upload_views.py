@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from frontend.commands import command_redirect
 from quantjobs import selectors, services
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.uploads import UploadError, model_upload_store
@@ -77,13 +78,15 @@ def upload_list(request: HttpRequest) -> HttpResponse:
 def upload_rename(request: HttpRequest, pk: str) -> HttpResponse:
     """Rename an upload."""
     upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
-    try:
-        services.upload_rename(upload=upload, filename=request.POST.get("filename", ""))
-    except services.JobInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, "Upload renamed.")
-    return redirect("upload-list")
+    return command_redirect(
+        request,
+        lambda: services.upload_rename(
+            upload=upload, filename=request.POST.get("filename", "")
+        ),
+        refused=(services.JobInputError,),
+        success="Upload renamed.",
+        done=reverse("upload-list"),
+    )
 
 
 @login_required
@@ -91,14 +94,13 @@ def upload_rename(request: HttpRequest, pk: str) -> HttpResponse:
 def upload_delete(request: HttpRequest, pk: str) -> HttpResponse:
     """Delete an upload and its files."""
     upload = selectors.upload_get_for_user(user=request.user, upload_id=pk)
-    name = upload.filename
-    try:
-        services.upload_remove(upload=upload)
-    except services.JobInputError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Deleted {name}.")
-    return redirect("upload-list")
+    return command_redirect(
+        request,
+        lambda: services.upload_remove(upload=upload),
+        refused=(services.JobInputError,),
+        success=f"Deleted {upload.filename}.",
+        done=reverse("upload-list"),
+    )
 
 
 def _tus_headers(response: HttpResponse) -> HttpResponse:
