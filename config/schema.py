@@ -10,8 +10,13 @@ on those views.
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import types
+import typing
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOutput"}
@@ -93,3 +98,128 @@ def add_error_responses(
                     ),
                 )
     return result
+
+
+# --- Response shapes derived from the engine's dataclasses ---------------------------
+# The engine answers in dataclasses and their ``to_dict()``; the API documents those
+# answers by reading the same dataclasses (fields and type hints), so a field added
+# to the engine appears in the schema without a second list to keep in step.
+
+_DERIVED: dict[type, type[serializers.Serializer[Any]]] = {}
+
+
+def dataclass_serializer(
+    cls: type,
+    *,
+    name: str | None = None,
+    doc: str | None = None,
+    fields: dict[str, serializers.Field[Any, Any, Any, Any]] | None = None,
+    extra: dict[str, serializers.Field[Any, Any, Any, Any]] | None = None,
+    exclude: tuple[str, ...] = (),
+    nonfinite_as_null: bool = False,
+    keys_optional: bool = False,
+) -> type[serializers.Serializer[Any]]:
+    """An output serializer (for the schema) of a dataclass's ``to_dict()``.
+
+    ``fields`` replaces the field derived for a name (a ``dict[str, Any]`` whose keys
+    are known elsewhere), ``extra`` adds what ``to_dict()`` adds beyond the fields,
+    ``exclude`` leaves out what it leaves out, ``keys_optional`` documents JSON
+    stored by code that may leave keys out;
+    ``nonfinite_as_null`` makes every float nullable, for a ``to_dict()`` that writes
+    an infinite or NaN float as null. One serializer per dataclass: a nested
+    dataclass met again reuses the first.
+    """
+    if cls in _DERIVED:
+        return _DERIVED[cls]
+    hints = typing.get_type_hints(cls)
+    attrs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        if fields and f.name in fields:
+            attrs[f.name] = fields[f.name]
+        else:
+            attrs[f.name] = _field_for(hints[f.name], nonfinite_as_null)
+        if keys_optional:
+            attrs[f.name].required = False
+    attrs.update(extra or {})
+    attrs["__doc__"] = doc or cls.__doc__
+    attrs["__module__"] = __name__
+    serializer = type(name or f"{cls.__name__}Output", (serializers.Serializer,), attrs)
+    _DERIVED[cls] = serializer
+    return serializer
+
+
+def _field_for(
+    hint: Any, nonfinite_as_null: bool, *, nullable: bool = False
+) -> serializers.Field[Any, Any, Any, Any]:
+    """The DRF field for one type hint (its schema is what drf-spectacular shows)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        nullable = nullable or len(kinds) < len(args)
+        if len(kinds) == 1:
+            return _field_for(kinds[0], nonfinite_as_null, nullable=nullable)
+        if set(kinds) <= {int, float}:
+            return _field_for(float, nonfinite_as_null, nullable=nullable)
+        return serializers.JSONField(allow_null=nullable)
+    if hint is bool:
+        return serializers.BooleanField(allow_null=nullable)
+    if hint is int:
+        return serializers.IntegerField(allow_null=nullable)
+    if hint is float:
+        return serializers.FloatField(allow_null=nullable or nonfinite_as_null)
+    if hint is str:
+        return serializers.CharField(allow_null=nullable, allow_blank=True)
+    if origin in (list, tuple, collections.abc.Sequence) and args:
+        return serializers.ListField(
+            child=_field_for(args[0], nonfinite_as_null), allow_null=nullable
+        )
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2:
+        if args[1] in (Any, object):
+            return serializers.DictField(allow_null=nullable)
+        return serializers.DictField(
+            child=_field_for(args[1], nonfinite_as_null), allow_null=nullable
+        )
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        # A nested dataclass answers with its own to_dict(): its own rules.
+        return dataclass_serializer(hint)(allow_null=nullable)
+    if isinstance(hint, type) and typing.is_typeddict(hint):
+        return typed_dict_serializer(hint)(allow_null=nullable)
+    return serializers.JSONField(allow_null=nullable)
+
+
+def typed_dict_serializer(cls: type) -> type[serializers.Serializer[Any]]:
+    """An output serializer of a ``TypedDict`` (its keys that are not required are
+    not required in the schema either)."""
+    if cls in _DERIVED:
+        return _DERIVED[cls]
+    hints = typing.get_type_hints(cls)
+    optional: frozenset[str] = getattr(cls, "__optional_keys__", frozenset())
+    attrs: dict[str, Any] = {}
+    for key, hint in hints.items():
+        field = _field_for(hint, False)
+        field.required = key not in optional
+        attrs[key] = field
+    attrs["__doc__"] = cls.__doc__
+    attrs["__module__"] = __name__
+    serializer = type(f"{cls.__name__}Output", (serializers.Serializer,), attrs)
+    _DERIVED[cls] = serializer
+    return serializer
+
+
+def stored_json(
+    serializer: type[serializers.Serializer[Any]], **kwargs: Any
+) -> serializers.JSONField:
+    """A field that passes stored JSON through unchanged (it never drops or demands
+    a key, whatever version wrote it) and is documented as ``serializer``.
+
+    Not ``read_only``: drf-spectacular marks every read-only field required, and a
+    stored key may be optional (``required=False``). It only ever serializes.
+    """
+    field_class = extend_schema_field(serializer)(
+        type(f"{serializer.__name__}JSONField", (serializers.JSONField,), {})
+    )
+    field: serializers.JSONField = field_class(**kwargs)
+    return field

@@ -13,9 +13,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.schema import ErrorOutput
+from config.schema import ErrorOutput, dataclass_serializer, stored_json
 from frontend import services
 from frontend.models import ApiToken
+from planner.engine.device import WorkerFingerprint
 from quantjobs.models import WorkerHeartbeat
 from quantjobs.selectors import workers_recent
 
@@ -98,8 +99,36 @@ class TokenDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class WorkerGpuOutput(serializers.Serializer[dict[str, Any]]):
+    """A GPU the worker found."""
+
+    name = serializers.CharField()
+    memory_bytes = serializers.IntegerField()
+
+
+WorkerFingerprintOutput = dataclass_serializer(WorkerFingerprint, keys_optional=True)
+
+
+class WorkerCapabilitiesOutput(serializers.Serializer[dict[str, Any]]):
+    """What the worker's host can run (``fingerprint`` once it has measured it)."""
+
+    cpu_count = serializers.IntegerField()
+    memory_bytes = serializers.IntegerField()
+    gpus = WorkerGpuOutput(many=True)
+    methods = serializers.ListField(child=serializers.CharField())
+    fingerprint = stored_json(
+        WorkerFingerprintOutput,
+        required=False,
+        help_text="CPU, cores a job uses, llama.cpp build, measured bandwidth; "
+        "empty when the measurement failed.",
+    )
+
+
 class WorkerOutput(serializers.ModelSerializer[WorkerHeartbeat]):
     """A worker online: its queues and what its hardware can run."""
+
+    queues = serializers.ListField(child=serializers.CharField())
+    capabilities = stored_json(WorkerCapabilitiesOutput)
 
     class Meta:
         model = WorkerHeartbeat

@@ -6,8 +6,15 @@ from typing import Any
 
 from rest_framework import serializers
 
+from config.schema import dataclass_serializer, stored_json
 from planner.capacity_services import CapacityInput, FinetuneInput
-from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS
+from planner.engine.capacity import Candidate, CapacityReport
+from planner.engine.catalog import ApiPrice, CatalogModel, GpuSpec
+from planner.engine.cost import QuantJobEstimate
+from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS, FinetuneEstimate
+from planner.engine.formats import FormatSpec
+from planner.engine.plan import PlanResult
+from planner.engine.recommend import Recommendation
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -112,21 +119,55 @@ class PlanCreateInput(serializers.Serializer[Any]):
         return PlanInput(**kwargs)
 
 
-class PlanReportOutput(serializers.Serializer[Any]):
+# The plan report is the engine's ``PlanReport.to_dict()``: its shape is read from
+# the engine's dataclasses (config.schema.dataclass_serializer), not listed again.
+QuantJobEstimateOutput = dataclass_serializer(QuantJobEstimate)
+RecommendationOutput = dataclass_serializer(Recommendation)
+PlanResultOutput = dataclass_serializer(
+    PlanResult,
+    fields={
+        "quantization_job": QuantJobEstimateOutput(
+            help_text="Time, memory and money to produce this artifact (estimate)."
+        ),
+    },
+    nonfinite_as_null=True,
+)
+
+
+class PlanReportBody(serializers.Serializer[Any]):
     """A computed plan: one result per format, the recommendation, the assumptions."""
 
-    model = serializers.CharField()
-    gpu = serializers.CharField()
+    model = serializers.CharField(help_text="The model's id.")
+    gpu = serializers.CharField(help_text="The GPU's catalog id.")
     engine = serializers.CharField()
-    results = serializers.ListField(child=serializers.DictField())
-    recommendation = serializers.DictField()
-    pareto = serializers.ListField()
-    assumptions = serializers.ListField()
+    results = PlanResultOutput(many=True)
+    recommendation = RecommendationOutput()
+    pareto = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Formats no other format beats on both cost and quality.",
+    )
+    assumptions = serializers.ListField(child=serializers.CharField())
+
+
+class PlanReportOutput(PlanReportBody):
+    """A computed plan; ``id`` is set when it was saved (``save: true``)."""
+
     id = serializers.UUIDField(required=False, help_text="Set when the plan was saved.")
 
 
+PlanRequestOutput = dataclass_serializer(
+    PlanInput,
+    name="PlanRequestOutput",
+    doc="What a saved plan was computed from (the request, less a pasted config).",
+    exclude=("config", "extra"),
+)
+
+
 class PlanOutput(serializers.ModelSerializer[Plan]):
-    """A saved plan with its report."""
+    """A saved plan with its report, as it was computed when saved."""
+
+    request = stored_json(PlanRequestOutput)
+    report = stored_json(PlanReportBody)
 
     class Meta:
         model = Plan
@@ -135,6 +176,8 @@ class PlanOutput(serializers.ModelSerializer[Plan]):
 
 class PlanSummaryOutput(serializers.ModelSerializer[Plan]):
     """A saved plan in a list."""
+
+    request = stored_json(PlanRequestOutput)
 
     class Meta:
         model = Plan
@@ -231,24 +274,15 @@ class CapacityCreateInput(serializers.Serializer[Any]):
         return CapacityInput(**data)
 
 
-class CapacityReportOutput(serializers.Serializer[Any]):
-    """A capacity search: recommendation, candidates, closest miss, verdict, curve."""
-
-    model = serializers.CharField()
-    workload = serializers.DictField()
-    targets = serializers.DictField()
-    requests_per_s = serializers.FloatField()
-    tokens_per_month = serializers.FloatField()
-    recommendation = serializers.DictField(allow_null=True)
-    reasons = serializers.ListField(child=serializers.CharField())
-    why_none = serializers.CharField(allow_null=True)
-    closest = serializers.DictField(allow_null=True)
-    candidates = serializers.ListField(child=serializers.DictField())
-    per_gpu = serializers.ListField(child=serializers.DictField())
-    verdict = serializers.DictField(allow_null=True)
-    curve = serializers.ListField(child=serializers.DictField())
-    searched = serializers.IntegerField()
-    assumptions = serializers.ListField(child=serializers.CharField())
+CandidateOutput = dataclass_serializer(
+    Candidate,
+    extra={"label": serializers.CharField(help_text="e.g. '2x NVIDIA A100 80GB, …'")},
+    nonfinite_as_null=True,
+)
+CapacityReportOutput = dataclass_serializer(
+    CapacityReport,
+    doc="A capacity search: recommendation, candidates, closest miss, verdict, curve.",
+)
 
 
 class FinetuneCreateInput(serializers.Serializer[Any]):
@@ -284,3 +318,23 @@ class FinetuneCreateInput(serializers.Serializer[Any]):
         if "target_modules" in data:
             data["target_modules"] = tuple(data["target_modules"])
         return FinetuneInput(**data)
+
+
+FinetuneEstimateOutput = dataclass_serializer(FinetuneEstimate)
+
+
+# Catalog entries, each the ``to_dict()`` of its engine dataclass.
+CatalogGpuOutput = dataclass_serializer(GpuSpec, name="CatalogGpuOutput")
+CatalogModelOutput = dataclass_serializer(
+    CatalogModel,
+    name="CatalogModelOutput",
+    exclude=("spec",),
+    extra={
+        "parameters": serializers.IntegerField(help_text="Total parameters."),
+        "active_parameters": serializers.IntegerField(
+            help_text="Parameters used per token (fewer than the total for MoE)."
+        ),
+    },
+)
+CatalogFormatOutput = dataclass_serializer(FormatSpec, name="CatalogFormatOutput")
+CatalogApiPriceOutput = dataclass_serializer(ApiPrice, name="CatalogApiPriceOutput")

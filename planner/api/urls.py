@@ -11,20 +11,18 @@ urlpatterns = [
     path("finetune/", views.FinetuneApi.as_view(), name="api-finetune"),
     path(
         "catalog/models/",
-        views.CatalogApi.as_view(kind="models"),
+        views.CatalogModelsApi.as_view(),
         name="api-catalog-models",
     ),
-    path(
-        "catalog/gpus/", views.CatalogApi.as_view(kind="gpus"), name="api-catalog-gpus"
-    ),
+    path("catalog/gpus/", views.CatalogGpusApi.as_view(), name="api-catalog-gpus"),
     path(
         "catalog/formats/",
-        views.CatalogApi.as_view(kind="formats"),
+        views.CatalogFormatsApi.as_view(),
         name="api-catalog-formats",
     ),
     path(
         "catalog/api-prices/",
-        views.CatalogApi.as_view(kind="api-prices"),
+        views.CatalogApiPricesApi.as_view(),
         name="api-catalog-api-prices",
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
@@ -18,7 +18,12 @@ from planner import capacity_services, catalog_views, selectors, services
 from planner.api.serializers import (
     CapacityCreateInput,
     CapacityReportOutput,
+    CatalogApiPriceOutput,
+    CatalogFormatOutput,
+    CatalogGpuOutput,
+    CatalogModelOutput,
     FinetuneCreateInput,
+    FinetuneEstimateOutput,
     PlanCreateInput,
     PlanOutput,
     PlanReportOutput,
@@ -98,16 +103,39 @@ class CatalogApi(APIView):
     permission_classes = [AllowAny]
     kind = "models"
 
-    @extend_schema(
-        responses={
-            200: OpenApiResponse(
-                response={"type": "array", "items": {"type": "object"}},
-                description="A list of catalog entries, each with an id",
-            )
-        }
-    )
     def get(self, request: Request) -> Response:
         return Response(catalog_views.catalog_list(self.kind))
+
+
+# One class per catalog, so that the schema says what each list holds.
+@extend_schema_view(get=extend_schema(responses={200: CatalogModelOutput(many=True)}))
+class CatalogModelsApi(CatalogApi):
+    """The catalog's models, with their config and parameter counts."""
+
+    kind = "models"
+
+
+@extend_schema_view(get=extend_schema(responses={200: CatalogGpuOutput(many=True)}))
+class CatalogGpusApi(CatalogApi):
+    """The catalog's accelerators: memory, bandwidth, TFLOPS, prices."""
+
+    kind = "gpus"
+
+
+@extend_schema_view(get=extend_schema(responses={200: CatalogFormatOutput(many=True)}))
+class CatalogFormatsApi(CatalogApi):
+    """The weight formats a plan can size."""
+
+    kind = "formats"
+
+
+@extend_schema_view(
+    get=extend_schema(responses={200: CatalogApiPriceOutput(many=True)})
+)
+class CatalogApiPricesApi(CatalogApi):
+    """Hosted APIs' prices per million tokens."""
+
+    kind = "api-prices"
 
 
 class CapacityApi(APIView):
@@ -149,12 +177,7 @@ class FinetuneApi(APIView):
 
     @extend_schema(
         request=FinetuneCreateInput,
-        responses={
-            200: OpenApiResponse(
-                response={"type": "object"},
-                description="Memory by part, fits, time per epoch, cost, assumptions",
-            )
-        },
+        responses={200: FinetuneEstimateOutput},
     )
     def post(self, request: Request) -> Response:
         payload = FinetuneCreateInput(data=request.data)

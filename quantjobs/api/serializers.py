@@ -9,6 +9,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.schema import stored_json
 from quantjobs.models import Artifact, Job, JobResult
 from quantjobs.presenters import result_row
 from quantjobs.selectors import job_model
@@ -94,12 +95,137 @@ class JobModelOutput(serializers.Serializer[dict[str, Any]]):
     reference = ReferenceOutput(allow_null=True)
 
 
-class ResultOutput(serializers.ModelSerializer[JobResult]):
-    """One format's measurements beside the planner's projection."""
+def _num(help_text: str = "") -> serializers.FloatField:
+    return serializers.FloatField(allow_null=True, help_text=help_text)
 
-    class Meta:
-        model = JobResult
-        fields = ["format"]
+
+def _int(help_text: str = "") -> serializers.IntegerField:
+    return serializers.IntegerField(allow_null=True, help_text=help_text)
+
+
+def _text(help_text: str = "") -> serializers.CharField:
+    return serializers.CharField(allow_null=True, help_text=help_text)
+
+
+class SpeedSamplesOutput(serializers.Serializer[dict[str, Any]]):
+    """One llama-bench style test (pp<N> or tg<N>): every run and their summary."""
+
+    test = serializers.CharField(help_text="e.g. 'pp512', 'tg128'")
+    tokens = serializers.IntegerField()
+    repetitions = serializers.IntegerField()
+    runs_tokens_per_s = serializers.ListField(child=serializers.FloatField())
+    median_tokens_per_s = serializers.FloatField()
+    min_tokens_per_s = serializers.FloatField()
+    max_tokens_per_s = serializers.FloatField()
+    stdev_tokens_per_s = serializers.FloatField()
+
+
+class SpeedOutput(serializers.Serializer[dict[str, Any]]):
+    """How the speed was measured: the runs, threads, load, CPU and llama.cpp build."""
+
+    prompt = SpeedSamplesOutput(allow_null=True)
+    generation = SpeedSamplesOutput(allow_null=True)
+    threads = _int()
+    load_average_before = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True
+    )
+    load_average_after = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True
+    )
+    process_id = _int()
+    cpu_model = _text()
+    llama_cpp_system_info = _text()
+    notes = serializers.ListField(child=serializers.CharField())
+
+
+class ProvenanceOutput(serializers.Serializer[dict[str, Any]]):
+    """Which numbers of the row were measured and which are estimates."""
+
+    measured = serializers.ListField(child=serializers.CharField())
+    estimated = serializers.ListField(child=serializers.CharField())
+
+
+class MatchDropOutput(serializers.Serializer[dict[str, Any]]):
+    """A paired drop in points (reference minus format) with its 95% interval."""
+
+    points = serializers.FloatField()
+    ci95_low_points = serializers.FloatField()
+    ci95_high_points = serializers.FloatField()
+
+
+class TaskQualityOutput(serializers.Serializer[dict[str, Any]]):
+    """Exact and normalised match on a prompt/answer set, beside the reference's."""
+
+    questions = serializers.IntegerField()
+    skipped = serializers.IntegerField(help_text="Prompts that did not fit.")
+    exact_match = _num()
+    normalised_match = _num()
+    reference_exact_match = serializers.FloatField(required=False)
+    reference_normalised_match = serializers.FloatField(required=False)
+    exact_match_drop = MatchDropOutput(required=False)
+    normalised_match_drop = MatchDropOutput(required=False)
+    normalised_match_relative_pct = serializers.FloatField(
+        required=False, allow_null=True
+    )
+    sentence = _text("The result in words, with its numbers.")
+
+
+class CalibrationLabelOutput(serializers.Serializer[dict[str, Any]]):
+    """Which calibration text was used, and the tokens the importance matrix used."""
+
+    source = _text()
+    importance_matrix = serializers.BooleanField()
+    imatrix_tokens = _int()
+    imatrix_chunks = _int()
+
+
+class ResultOutput(serializers.Serializer[JobResult]):
+    """One format's measurements beside the planner's projection (projected_* are
+    estimates, *_diff_pct how far the measurement is from them; null: not measured
+    or not projected)."""
+
+    format = serializers.CharField()
+    artifact_id = _text()
+    artifact_bytes = _int()
+    projected_artifact_bytes = _int()
+    artifact_bytes_diff_pct = _num()
+    sha256 = _text()
+    download_url = _text()
+    perplexity = _num()
+    base_perplexity = _num("The reference's perplexity on the same tokens.")
+    perplexity_change_pct = _num()
+    kl_divergence = _num()
+    top1_agreement = _num()
+    tokens_evaluated = _int()
+    prompt_tokens_per_s = _num()
+    generation_tokens_per_s = _num()
+    projected_model = _text()
+    projection_note = _text("Why there is no projection, when there is none.")
+    peak_memory_bytes = _int()
+    projected_memory_bytes = _int()
+    projected_memory_note = _text()
+    memory_diff_pct = _num()
+    gpu_peak_memory_bytes = _int()
+    job_peak_memory_bytes = _int()
+    load_time_s = _num()
+    exact_match = _num()
+    projected_prompt_tokens_per_s = _num()
+    prompt_tokens_per_s_diff_pct = _num()
+    projected_generation_tokens_per_s = _num(
+        "For this worker's device when it reported one, else for a generic CPU."
+    )
+    generation_tokens_per_s_diff_pct = _num()
+    projected_speed_note = _text()
+    projected_speed_device = _text()
+    projected_speed_basis = _text()
+    projected_prompt_speed_basis = _text()
+    memory_measured_how = _text()
+    speed = SpeedOutput(allow_null=True)
+    provenance = ProvenanceOutput()
+    task_quality = TaskQualityOutput(allow_null=True)
+    calibration = CalibrationLabelOutput(allow_null=True)
+    answers_download_url = _text("Per-question outputs as JSONL, when there are.")
+    reference = ReferenceOutput(allow_null=True)
 
     def to_representation(self, instance: JobResult) -> dict[str, Any]:
         return result_row(instance, request=self.context.get("request"))
@@ -123,6 +249,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
     ``format_outcomes`` says, per format, which.
     """
 
+    formats = serializers.ListField(child=serializers.CharField())
     results = ResultOutput(many=True, read_only=True)
     format_outcomes = FormatOutcomeOutput(many=True, read_only=True)
     log = serializers.ListField(source="log_lines", child=serializers.CharField())
@@ -203,6 +330,18 @@ class ArtifactOutput(serializers.ModelSerializer[Artifact]):
         return request.build_absolute_uri(path) if request else path
 
 
+class UploadSummaryOutput(serializers.Serializer[dict[str, Any]]):
+    """What the check read from the file: a GGUF's header, or an archive's config
+    and weights (empty while the upload is checking)."""
+
+    architecture = serializers.CharField(required=False, allow_null=True)
+    file_type = serializers.CharField(required=False, allow_null=True)
+    tensor_count = serializers.IntegerField(required=False, allow_null=True)
+    model_type = serializers.CharField(required=False, allow_null=True)
+    weight_bytes = serializers.IntegerField(required=False, allow_null=True)
+    parameter_count = serializers.IntegerField(required=False, allow_null=True)
+
+
 class UploadOutput(serializers.Serializer[Any]):
     """An uploaded model, usable as a job source (``source_kind: upload``) once
     ``status`` is ready; ``size_bytes`` (unpacked, once checked) counts in the
@@ -216,7 +355,7 @@ class UploadOutput(serializers.Serializer[Any]):
     kind = serializers.CharField()
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
-    summary = serializers.DictField()
+    summary = stored_json(UploadSummaryOutput)
     status = serializers.ChoiceField(
         choices=["checking", "ready", "refused"],
         help_text="checking (on a worker), then ready, or refused with the reason; "
@@ -238,3 +377,51 @@ class UploadCreateInput(serializers.Serializer[Any]):
     """A model file: .gguf, or a .tar/.zip of a safetensors model directory."""
 
     file = serializers.FileField()
+
+
+class CalibrationPointOutput(serializers.Serializer[dict[str, Any]]):
+    """One (projected, measured) pair on the calibration chart."""
+
+    projected = serializers.FloatField(allow_null=True)
+    measured = serializers.FloatField()
+    format = serializers.CharField()
+    basis = serializers.CharField(allow_blank=True)
+    device = serializers.CharField(allow_blank=True)
+
+
+class CalibrationSummaryOutput(serializers.Serializer[dict[str, Any]]):
+    """The error of one projected quantity over your measurements, in %."""
+
+    quantity = serializers.CharField()
+    label = serializers.CharField()
+    measurements = serializers.IntegerField()
+    n = serializers.IntegerField(help_text="Measurements with a projection to compare.")
+    median_pct = serializers.FloatField(allow_null=True)
+    p90_abs_pct = serializers.FloatField(allow_null=True)
+    worst_pct = serializers.FloatField(allow_null=True)
+    points = CalibrationPointOutput(many=True)
+
+
+class CalibrationRecordOutput(serializers.Serializer[Any]):
+    """One projected quantity of one job result beside its measurement."""
+
+    job_id = serializers.UUIDField(source="result.job_id")
+    format = serializers.CharField()
+    quantity = serializers.CharField()
+    projected = serializers.FloatField(allow_null=True)
+    measured = serializers.FloatField()
+    error_pct = serializers.FloatField(allow_null=True)
+    projection_basis = serializers.CharField(allow_blank=True)
+    device = serializers.CharField(source="device_key", allow_blank=True)
+    engine = serializers.CharField(allow_blank=True)
+    model_id = serializers.CharField(allow_blank=True)
+    model_family = serializers.CharField(allow_blank=True)
+    parameter_count = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class MeasurementsOutput(serializers.Serializer[Any]):
+    """The calibration ledger: per quantity the error summary, and the latest pairs."""
+
+    summary = CalibrationSummaryOutput(many=True)
+    records = CalibrationRecordOutput(many=True)

@@ -22,6 +22,7 @@ from quantjobs.api.serializers import (
     ArtifactOutput,
     JobCreateInput,
     JobOutput,
+    MeasurementsOutput,
     UploadCreateInput,
     UploadOutput,
 )
@@ -303,7 +304,7 @@ class UploadDetailApi(APIView):
 class MeasurementsApi(APIView):
     """The calibration ledger: the error of each projected quantity, and its pairs."""
 
-    @extend_schema(responses={200: OpenApiResponse(description="summary and records")})
+    @extend_schema(responses={200: MeasurementsOutput})
     def get(self, request: Request) -> Response:
         from quantjobs.calibration import (
             calibration_records_for_user,
@@ -311,26 +312,8 @@ class MeasurementsApi(APIView):
         )
 
         records = calibration_records_for_user(user=request.user)[:500]
-        return Response(
-            {
-                "summary": calibration_summary_for_user(user=request.user),
-                "records": [
-                    {
-                        "job_id": str(r.result.job_id),
-                        "format": r.format,
-                        "quantity": r.quantity,
-                        "projected": r.projected,
-                        "measured": r.measured,
-                        "error_pct": r.error_pct,
-                        "projection_basis": r.projection_basis,
-                        "device": r.device_key,
-                        "engine": r.engine,
-                        "model_id": r.model_id,
-                        "model_family": r.model_family,
-                        "parameter_count": r.parameter_count,
-                        "created_at": r.created_at,
-                    }
-                    for r in records
-                ],
-            }
-        )
+        body = {
+            "summary": calibration_summary_for_user(user=request.user),
+            "records": records,
+        }
+        return Response(MeasurementsOutput(body).data)
