@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.api_schema import SCHEMA_URL, problems
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.worker]
@@ -55,6 +56,10 @@ def test_sample_q8_0_and_q4_k_m_end_to_end(
         interval_s=1.0,
     )
     assert body["status"] == "SUCCEEDED", (body["error"], body["log"][-20:])
+    # The real answer, every measured field of it, is what the schema says it is.
+    url = f"/api/v1/jobs/{job_id}/"
+    _label, off_schema = problems(api.get(SCHEMA_URL).json(), "get", url, api.get(url))
+    assert not off_schema, off_schema
     results = {r["format"]: r for r in body["results"]}
     assert set(results) == {"gguf-Q8_0", "gguf-Q4_K_M"}
 
