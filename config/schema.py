@@ -6,6 +6,11 @@ view, so they are documented here once: 400 and 401 everywhere (400 lists the fi
 to change where there is a body or a query), 404 where the path has an id. Errors
 only some views raise (429, 503, 409, 413, 416) are declared with ``extend_schema``
 on those views.
+
+Also here: the helpers that document the engine's answers from its dataclasses
+(:func:`dataclass_serializer`) and stored JSON passed through as it is
+(:func:`stored_json`), so that no answer is a free-form object where its fields
+are known (``tests/test_api_response_schema.py`` checks live answers).
 """
 
 from __future__ import annotations
@@ -123,11 +128,10 @@ def dataclass_serializer(
 
     ``fields`` replaces the field derived for a name (a ``dict[str, Any]`` whose keys
     are known elsewhere), ``extra`` adds what ``to_dict()`` adds beyond the fields,
-    ``exclude`` leaves out what it leaves out, ``keys_optional`` documents JSON
-    stored by code that may leave keys out;
-    ``nonfinite_as_null`` makes every float nullable, for a ``to_dict()`` that writes
-    an infinite or NaN float as null. One serializer per dataclass: a nested
-    dataclass met again reuses the first.
+    ``exclude`` leaves out what it leaves out; ``keys_optional`` documents stored
+    JSON that may lack keys; ``nonfinite_as_null`` makes every float nullable, for a
+    ``to_dict()`` that writes an infinite or NaN float as null. One serializer per
+    dataclass: the first call's options hold wherever that dataclass is met again.
     """
     if cls in _DERIVED:
         return _DERIVED[cls]
