@@ -109,7 +109,9 @@ def _frame(
     y_lo, y_hi, y_ticks = axis(
         min(0.0, min(losses)), max(max(losses), 0.0) * 1.15 or 1.0, 4
     )
-    frame = Frame(60, legend_bottom + 14, width - 16, height - 52, 0.0, x_hi, y_lo, y_hi)
+    frame = Frame(
+        60, legend_bottom + 14, width - 16, height - 52, 0.0, x_hi, y_lo, y_hi
+    )
     return frame, x_ticks, y_ticks
 
 

@@ -287,9 +287,7 @@ def _capacity_line(layout: _Layout, capacity: float, n_bars: int) -> list[str]:
         # One dash per bar, so that it never runs through the names and totals
         # written above the bars.
         bar_top = [top + i * layout.pitch + layout.bar_dy for i in range(n_bars)]
-        spans = [(top - 8, top - 1)] + [
-            (y - 3, y + layout.bar_h + 3) for y in bar_top
-        ]
+        spans = [(top - 8, top - 1)] + [(y - 3, y + layout.bar_h + 3) for y in bar_top]
         path = " ".join(f"M{cx:.1f},{a:.0f} V{b:.0f}" for a, b in spans)
         line = f'<path class="capacity" d="{path}" fill="none" '
     else:

@@ -129,7 +129,9 @@ def _frame(
         or 1.0
     )
     _y0, y_hi, y_ticks = axis(0.0, y_top, 5)
-    frame = Frame(60, legend_bottom + 14, width - 16, height - 52, x_lo, x_hi, 0.0, y_hi)
+    frame = Frame(
+        60, legend_bottom + 14, width - 16, height - 52, x_lo, x_hi, 0.0, y_hi
+    )
     return frame, x_ticks, y_ticks
 
 
@@ -192,4 +194,3 @@ def _marks(
             f"{escape(label)}</text>"
         )
     return parts
-

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .ggml import GGML_TYPES
-# GGUF_FILE_TYPES is re-exported: older callers read it here.
 from .gguf_types import GGUF_FALLBACK_TYPES, gguf_file_type
-from .gguf_types import GGUF_FILE_TYPES as GGUF_FILE_TYPES
+from .gguf_types import GGUF_FILE_TYPES as GGUF_FILE_TYPES  # re-exported for callers
 from .spec import ModelSpec
 from .tensors import EMBEDDING, TensorInfo, tensor_inventory
-
 
 # File types whose every non-output tensor rule lives in the "very low bit" branch.
 _IQ2_GROUP = frozenset({"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})

@@ -219,7 +219,9 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         raise BackendError(_header_problem(path.name, str(exc))) from None
     for name, (dtype, _shape) in tensors.items():
         if dtype not in DTYPE_BITS:
-            raise BackendError(f"{path.name}: tensor {name} has unknown dtype {dtype!r}.")
+            raise BackendError(
+                f"{path.name}: tensor {name} has unknown dtype {dtype!r}."
+            )
     data_bytes = sum(
         prod(shape) * DTYPE_BITS[dtype] // 8 for dtype, shape in tensors.values()
     )

@@ -74,7 +74,9 @@ class GgufType:
 
 
 GGUF_TYPES: dict[str, GgufType] = {
-    name: GgufType(ft) for name, ft in GGUF_FILE_TYPES.items() if name not in _NOT_OFFERED
+    name: GgufType(ft)
+    for name, ft in GGUF_FILE_TYPES.items()
+    if name not in _NOT_OFFERED
 }
 
 # llama-quantize's aliases.
