@@ -111,6 +111,7 @@ class CatalogModel:
     tags: tuple[str, ...]
     source: str
     spec: ModelSpec
+    date: str = ""  # when the config values were read from ``source``
     config: Mapping[str, Any] = field(hash=False, repr=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -125,6 +126,7 @@ class CatalogModel:
             "family": self.family,
             "tags": list(self.tags),
             "source": self.source,
+            "date": self.date,
             "config": dict(self.config),
             "parameters": params.total,
             "active_parameters": params.active_per_token,
@@ -362,6 +364,7 @@ def _models() -> tuple[CatalogModel, ...]:
                 tags=tuple(str(t) for t in e.get("tags") or ()),
                 source=str(e.get("source", "")),
                 spec=spec,
+                date=str(e.get("date", "")),
                 config=dict(e.get("config") or {}),
             )
         )
