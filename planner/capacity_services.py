@@ -53,6 +53,7 @@ class CapacityInput:
     provider: str | None = None
     price_usd_per_hour: float | None = None
     kv_cache_dtype: str = "f16"
+    electricity_usd_per_kwh: float | None = None  # owning: None is the default
 
 
 def capacity_compute(
@@ -93,6 +94,7 @@ def capacity_compute(
         api_price_id=data.api_price,
         provider=data.provider,
         price_usd_per_hour=data.price_usd_per_hour,
+        electricity_usd_per_kwh=data.electricity_usd_per_kwh,
     )
     try:
         return capacity_search(request)

@@ -109,6 +109,8 @@ class CapacityRequest:
     api_price_id: str | None = None  # None: the cheapest API listed as comparable
     provider: str | None = None
     price_usd_per_hour: float | None = None  # per GPU; overrides the catalog
+    # Owning ("owned" provider): electricity price; None: the stated default.
+    electricity_usd_per_kwh: float | None = None
     max_candidates: int = MAX_CANDIDATES
 
 
@@ -278,6 +280,7 @@ def validate_capacity(req: CapacityRequest) -> list[FormatSpec]:
     _positive("min_tokens_per_s", t.min_tokens_per_s)
     _positive("max_quality_loss_pct", t.max_quality_loss_pct, allow_zero=True)
     _positive("price_usd_per_hour", req.price_usd_per_hour, allow_zero=True)
+    _positive("electricity_usd_per_kwh", req.electricity_usd_per_kwh, allow_zero=True)
     if not req.gpus:
         raise CapacityError("gpus: give at least one GPU type")
     try:
@@ -686,7 +689,10 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
     combos: list[tuple[float, GpuSpec, float | None, str, FormatSpec, str, int]] = []
     for gpu in req.gpus:
         usd, source = hourly_price_usd(
-            gpu, provider=req.provider, override_usd_per_hour=req.price_usd_per_hour
+            gpu,
+            provider=req.provider,
+            override_usd_per_hour=req.price_usd_per_hour,
+            usd_per_kwh=req.electricity_usd_per_kwh,
         )
         counts = [n for n in req.gpu_counts if gpu.kind == "gpu" or n == 1]
         for fmt in formats:

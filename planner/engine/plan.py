@@ -377,6 +377,7 @@ def plan(request: PlanRequest) -> PlanReport:
         request.gpu,
         provider=request.provider,
         override_usd_per_hour=request.price_usd_per_hour,
+        usd_per_kwh=request.electricity_usd_per_kwh,
     )
     results = [_plan_one(request, f, cache, api, usd, source) for f in formats]
     limits = Limits(
