@@ -252,6 +252,12 @@ class CapacityReportOutput(serializers.Serializer[Any]):
     curve = serializers.ListField(child=serializers.DictField())
     searched = serializers.IntegerField()
     assumptions = serializers.ListField(child=serializers.CharField())
+    recipes = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Serving recipes of the recommendation (llama.cpp ones carry its "
+        "partial-offload flags)",
+    )
+    recipes_error = serializers.CharField(allow_null=True)
 
 
 class FinetuneCreateInput(serializers.Serializer[Any]):

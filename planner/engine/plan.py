@@ -16,6 +16,7 @@ from .cost import (
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
+from .offload import offload_plan
 from .quality import QualityLoss, expected_quality_loss
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
@@ -107,6 +108,9 @@ class PlanResult:
     warnings: list[str]
     assumptions: list[str]
     unfit_reasons: tuple[str, ...] = ()
+    # llama.cpp on one GPU with layers or experts in host RAM, where the format
+    # does not fit one GPU whole: flags, layer counts and bytes (offload.py).
+    offload: dict[str, Any] | None = None
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -204,6 +208,13 @@ def _plan_one(
             "not modelled"
         )
     fits = not reasons
+    offload = _one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
+    if offload is not None:
+        warnings.append(
+            f"on one {gpu.name}, llama.cpp can run it with "
+            f"{offload['host_weight_bytes'] / 1e9:.1f} GB of weights in RAM "
+            f"({offload['flags']})"
+        )
     speed = estimate_speed(
         spec,
         loaded,
@@ -316,7 +327,39 @@ def _plan_one(
         warnings=warnings,
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
+        offload=offload,
     )
+
+
+def _one_gpu_offload(
+    req: PlanRequest,
+    loaded: FormatSpec,
+    cache: str,
+    engine: str,
+    *,
+    fits: bool,
+    gpus: int,
+) -> dict[str, Any] | None:
+    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
+    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
+        return None
+    placed = offload_plan(
+        req.model,
+        loaded,
+        req.gpu,
+        context_tokens=req.context_tokens,
+        sequences=req.concurrency,
+        cache_dtype=cache,
+    )
+    if placed is None:
+        return None
+    return {
+        "flags": placed.flags,
+        "gpu_layers": placed.gpu_layers,
+        "cpu_moe_layers": placed.cpu_moe_layers,
+        "gpu_bytes": placed.gpu_bytes,
+        "host_weight_bytes": placed.host_weight_bytes,
+    }
 
 
 def _report_assumptions(req: PlanRequest) -> list[str]:

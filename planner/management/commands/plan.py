@@ -165,7 +165,7 @@ class Command(BaseCommand):
             report = capacity_services.capacity_compute(data=data, user=None)
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
-        body = report.to_dict()
+        body = capacity_services.capacity_report_body(report=report)
         if options["json"]:
             self.stdout.write(json.dumps(body, indent=2))
             return
