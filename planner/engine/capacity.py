@@ -142,6 +142,7 @@ class Candidate:
     warnings: tuple[str, ...] = ()
     llama_cpp_flags: str = ""  # partial offload: -ngl / --n-cpu-moe
     host_bytes: int = 0  # weights kept in host RAM (partial offload)
+    unit: str = "GPU"  # what one device is called: GPU, server (CPU) or machine
 
     @property
     def label(self) -> str:
@@ -450,6 +451,7 @@ def _evaluate(
     base = Candidate(
         gpu=gpu.id,
         gpu_name=gpu.name,
+        unit=gpu.unit,
         gpus=gpus,
         format=fmt.id,
         engine=engine,
@@ -829,7 +831,7 @@ def _reasons(best: Candidate, meeting: int, rate: float) -> list[str]:
         + (
             f": {best.usd_per_month:,.0f} USD/month"
             if best.usd_per_month is not None
-            else " (no price known: fewest GPUs)"
+            else f" (no price known: fewest {best.unit}s)"
         ),
         f"{best.replicas} replica(s) of {best.gpus}x {best.gpu_name} for "
         f"{rate:g} requests/s; each holds up to {best.concurrency} requests in flight "

@@ -19,6 +19,8 @@ from typing import Any
 from .spec import ModelSpec, SpecError, model_spec_from_config
 
 GPU_KINDS = ("gpu", "apple", "cpu")
+# A CPU plan is priced and counted by the server, an Apple one by the machine.
+DEVICE_UNITS = {"gpu": "GPU", "cpu": "server", "apple": "machine"}
 CPU_FEATURES = frozenset({"avx2", "avx512"})
 GPU_VENDORS = ("nvidia", "amd", "apple", "intel", "cpu")
 TFLOPS_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -85,6 +87,11 @@ class GpuSpec:
     # Vector extensions of a CPU that change how llama.cpp lays out weights
     # ("avx512": it also repacks Q2_K); empty means an AVX2 CPU.
     cpu_features: tuple[str, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        """What one of this device is called in a sentence: GPU, server or machine."""
+        return DEVICE_UNITS.get(self.kind, "GPU")
 
     def tflops_for(self, dtype: str) -> float | None:
         """Dense TFLOPS for ``dtype``, or None when the device lacks it."""

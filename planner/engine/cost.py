@@ -108,7 +108,7 @@ def hourly_price_usd(
     when = f", {best.date}" if best.date else ""
     return (
         best.usd_per_hour,
-        f"{best.provider} ({best.usd_per_hour:.2f} USD/h per GPU{when})",
+        f"{best.provider} ({best.usd_per_hour:.2f} USD/h per {gpu.unit}{when})",
     )
 
 

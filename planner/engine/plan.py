@@ -10,6 +10,7 @@ from typing import Any
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
+    OWNED_PROVIDER,
     estimate_cost,
     hourly_price_usd,
     quantization_job_estimate,
@@ -362,6 +363,13 @@ def _one_gpu_offload(
     }
 
 
+def _paid_for(req: PlanRequest) -> str:
+    """'GPUs are rented', 'server is owned': what the month's cost pays for."""
+    unit = req.gpu.unit
+    what = f"{unit}s are" if unit == "GPU" else f"{unit} is"
+    return f"{what} {'owned' if req.provider == OWNED_PROVIDER else 'rented'}"
+
+
 def _report_assumptions(req: PlanRequest) -> list[str]:
     out = [
         "memory in bytes; GB = 1e9 bytes, GiB = 2^30 bytes",
@@ -371,11 +379,17 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
         f"{VLLM_MAX_NUM_BATCHED_TOKENS}-token batch, CUDA context and graphs ~1 GiB, all "
         f"within gpu_memory_utilization={req.gpu_memory_utilization:g} (vLLM then "
         "preallocates that whole share for its KV cache)",
-        "llama.cpp: all layers offloaded, input embedding in host RAM, flash attention on, "
-        "512-token micro-batches",
+        (
+            "llama.cpp on the CPU: nothing offloaded (-ngl 0), weights and KV cache in "
+            "RAM, flash attention on, 512-token micro-batches"
+            if req.gpu.kind == "cpu"
+            else "llama.cpp: all layers offloaded, input embedding in host RAM, flash "
+            "attention on, 512-token micro-batches"
+        ),
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
         "benchmark of this deployment",
-        f"cost: the GPUs are rented all {HOURS_PER_MONTH} hours of the month; "
+        f"cost: the {_paid_for(req)} and paid for all {HOURS_PER_MONTH} hours of the "
+        "month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
@@ -429,7 +443,7 @@ def plan(request: PlanRequest) -> PlanReport:
     return PlanReport(
         request=request,
         results=results,
-        recommendation=recommend(results, limits),
+        recommendation=recommend(results, limits, unit=request.gpu.unit),
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )

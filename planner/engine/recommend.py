@@ -81,8 +81,13 @@ def _limit_failures(c: PlanResult, limits: Limits) -> list[str]:
     return out
 
 
-def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
-    """The cheapest fitting format within the limits (ties go to better quality)."""
+def recommend(
+    results: Sequence[PlanResult], limits: Limits, *, unit: str = "GPU"
+) -> Recommendation:
+    """The cheapest fitting format within the limits (ties go to better quality).
+
+    ``unit`` names the device in sentences: "GPU", or "server" for a CPU plan.
+    """
     ok: list[PlanResult] = []
     rejected: list[str] = []
     for c in results:
@@ -117,7 +122,7 @@ def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
         )
     else:
         reasons.append(
-            f"fewest GPU-seconds per token among the {len(ok)} formats within the "
+            f"fewest {unit}-seconds per token among the {len(ok)} formats within the "
             "limits (no price known)"
         )
     q = best.quality_loss_pct
