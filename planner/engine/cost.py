@@ -146,10 +146,10 @@ def owned_cost_per_month(
         return None
     kwh_price = ELECTRICITY_USD_PER_KWH if usd_per_kwh is None else float(usd_per_kwh)
     power_w = gpu.tdp_w or 0.0
+    kwh_per_month = power_w / 1000 * DATACENTER_PUE * hours_per_month
     return OwnedCost(
-        depreciation_usd_per_month=gpu.purchase.usd
-        / gpu.purchase.depreciation_months,
-        power_usd_per_month=power_w / 1000 * DATACENTER_PUE * hours_per_month * kwh_price,
+        depreciation_usd_per_month=gpu.purchase.usd / gpu.purchase.depreciation_months,
+        power_usd_per_month=kwh_per_month * kwh_price,
         purchase_usd=gpu.purchase.usd,
         depreciation_months=gpu.purchase.depreciation_months,
         power_w=power_w,

@@ -271,7 +271,7 @@ def _parse(cfg: Mapping[str, Any], *, model_id: str, name: str | None) -> ModelS
 
     # Llama 4's dense layers are intermediate_size_mlp wide; its intermediate_size
     # is the width of one expert (and of the shared expert).
-    dense_keys = ("intermediate_size", "n_inner", "ffn_dim")
+    dense_keys: tuple[str, ...] = ("intermediate_size", "n_inner", "ffn_dim")
     if model_type in ("llama4", "llama4_text"):
         dense_keys = ("intermediate_size_mlp", *dense_keys)
     intermediate = _get_opt_int(cfg, dense_keys, maximum=MAX_INTERMEDIATE_SIZE)
@@ -512,10 +512,14 @@ def _llama4_moe(
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i < layers
             for i in listed
         ):
-            raise SpecError(f"moe_layers: expected layer numbers from 0 to {layers - 1}")
+            raise SpecError(
+                f"moe_layers: expected layer numbers from 0 to {layers - 1}"
+            )
         chosen = set(listed)
     else:
-        step = _get_opt_int(cfg, ("interleave_moe_layer_step",), maximum=MAX_LAYERS) or 1
+        step = (
+            _get_opt_int(cfg, ("interleave_moe_layer_step",), maximum=MAX_LAYERS) or 1
+        )
         chosen = set(range(step - 1, layers, step))
     return _Moe(
         n_experts,

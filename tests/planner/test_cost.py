@@ -171,14 +171,16 @@ def test_the_electricity_price_is_an_input_with_a_stated_default() -> None:
     dear, _ = hourly_price_usd(gpu, provider="owned", usd_per_kwh=0.50)
     assert default is not None and dear is not None
     kwh_per_hour = 0.5 * 1.3
-    assert dear - default == pytest.approx(kwh_per_hour * (0.50 - ELECTRICITY_USD_PER_KWH))
+    assert dear - default == pytest.approx(
+        kwh_per_hour * (0.50 - ELECTRICITY_USD_PER_KWH)
+    )
     assert default == pytest.approx(
         36_000 / 36 / HOURS_PER_MONTH + kwh_per_hour * ELECTRICITY_USD_PER_KWH
     )
     assert "36 months" in why and f"{ELECTRICITY_USD_PER_KWH:g} USD/kWh" in why
 
 
-def test_a_lower_bound_purchase_says_at_least_and_a_cloud_part_cannot_be_owned() -> None:
+def test_a_lower_bound_says_at_least_and_a_cloud_only_part_cannot_be_owned() -> None:
     from planner.engine import get_gpu
 
     _, why = hourly_price_usd(_owned_gpu(lower_bound=True), provider="owned")

@@ -567,9 +567,8 @@ def test_a_multi_gpu_plan_names_the_one_gpu_offload_without_applying_it() -> Non
     recipes = _by_id(recipes_for_plan_result(report, "gguf-Q4_K_M", request=kw))
     server = command_argv(recipes["llama-server"]["content"])
     assert _value(server, "-ngl") == "999" and "--n-cpu-moe" not in server
-    assert f"On one GPU instead: add {result['offload']['flags']}" in (
-        recipes["llama-server"]["content"]
-    )
+    content = recipes["llama-server"]["content"]
+    assert f"On one GPU instead: add {result['offload']['flags']}" in content
 
 
 def test_a_capacity_candidate_with_offload_gets_its_exact_flags() -> None:
@@ -582,7 +581,9 @@ def test_a_capacity_candidate_with_offload_gets_its_exact_flags() -> None:
             gpus=[engine.get_gpu("rtx-4090")],
             formats=("gguf-Q4_K_M",),
             gpu_counts=(1,),
-            workload=Workload(requests_per_s=0.05, prompt_tokens=500, output_tokens=200),
+            workload=Workload(
+                requests_per_s=0.05, prompt_tokens=500, output_tokens=200
+            ),
         )
     ).to_dict()
     rec = report["recommendation"]

@@ -329,7 +329,9 @@ def test_llama4_interleaves_moe_layers_and_reads_the_nested_text_config() -> Non
 def test_llama4_parameter_counts_match_metas_17b_active() -> None:
     from planner.engine.tensors import parameter_breakdown
 
-    scout = parameter_breakdown(model_spec_from_config(_catalog_config("llama-4-scout")))
+    scout = parameter_breakdown(
+        model_spec_from_config(_catalog_config("llama-4-scout"))
+    )
     maverick = parameter_breakdown(
         model_spec_from_config(_catalog_config("llama-4-maverick"))
     )
