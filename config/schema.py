@@ -194,7 +194,9 @@ def _field_for(
     return serializers.JSONField(allow_null=nullable)
 
 
-def typed_dict_serializer(cls: type) -> type[serializers.Serializer[Any]]:
+def typed_dict_serializer(
+    cls: type, *, name: str | None = None
+) -> type[serializers.Serializer[Any]]:
     """An output serializer of a ``TypedDict`` (its keys that are not required are
     not required in the schema either)."""
     if cls in _DERIVED:
@@ -208,7 +210,7 @@ def typed_dict_serializer(cls: type) -> type[serializers.Serializer[Any]]:
         attrs[key] = field
     attrs["__doc__"] = cls.__doc__
     attrs["__module__"] = __name__
-    serializer = type(f"{cls.__name__}Output", (serializers.Serializer,), attrs)
+    serializer = type(name or f"{cls.__name__}Output", (serializers.Serializer,), attrs)
     _DERIVED[cls] = serializer
     return serializer
 

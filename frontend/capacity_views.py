@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from frontend import capacity_charts
+from frontend.charts import capacity as capacity_charts
 from planner import capacity_services, engine, services
 from planner.engine.finetune import ALL_LINEAR, DEFAULT_TARGETS
 
@@ -83,11 +83,11 @@ def _estimate_page(
     request: HttpRequest,
     form: CapacityForm | FinetuneForm,
     compute: Callable[..., Any],
-    present: Callable[[dict[str, Any]], dict[str, Any]],
+    present: Callable[[Any], dict[str, Any]],
     template: str,
 ) -> HttpResponse:
     """A form page that estimates on POST: the service's refusal is a form error
-    (on its field when the form has it), its answer what ``present`` makes of it."""
+    (on its field when the form has it), its answer the context ``present`` makes."""
     context: dict[str, Any] = {"form": form}
     if request.method == "POST" and form.is_valid():
         try:
@@ -96,7 +96,7 @@ def _estimate_page(
             target = exc.field if exc.field in form.fields else None
             form.add_error(target, str(exc))
         else:
-            context.update(present(answer.to_dict()))
+            context.update(present(answer))
     return render(request, template, context)
 
 
@@ -105,7 +105,8 @@ def _estimate_page(
 def capacity_page(request: HttpRequest) -> HttpResponse:
     """Search GPU types, counts and formats; show the answer, the curves, the list."""
 
-    def present(body: dict[str, Any]) -> dict[str, Any]:
+    def present(report: Any) -> dict[str, Any]:
+        body = capacity_services.capacity_report_body(report=report)
         return {
             "report": body,
             "curve_charts": capacity_charts.load_curve_charts(body),
@@ -187,7 +188,8 @@ FINETUNE_PARTS = (
 def finetune_page(request: HttpRequest) -> HttpResponse:
     """Fine-tuning memory per GPU by part, time per epoch and cost."""
 
-    def present(body: dict[str, Any]) -> dict[str, Any]:
+    def present(estimate: Any) -> dict[str, Any]:
+        body = estimate.to_dict()
         return {
             "estimate": body,
             "parts": [(label, body[key] / 1e9) for key, label in FINETUNE_PARTS],

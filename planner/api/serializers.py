@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from config.schema import dataclass_serializer, stored_json
+from config.schema import dataclass_serializer, stored_json, typed_dict_serializer
 from planner.capacity_services import CapacityInput, FinetuneInput
 from planner.engine.capacity import Candidate, CapacityReport
 from planner.engine.catalog import ApiPrice, CatalogModel, GpuSpec
@@ -14,8 +14,9 @@ from planner.engine.cost import QuantJobEstimate
 from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS, FinetuneEstimate
 from planner.engine.formats import FormatSpec
 from planner.engine.plan import PlanResult
-from planner.engine.recommend import Recommendation
+from planner.engine.recommend import Recommendation, Rejection
 from planner.models import Plan
+from planner.recipes.target import Recipe
 from planner.services import DEFAULT_FORMATS, PlanInput
 
 
@@ -122,7 +123,16 @@ class PlanCreateInput(serializers.Serializer[Any]):
 # The plan report is the engine's ``PlanReport.to_dict()``: its shape is read from
 # the engine's dataclasses (config.schema.dataclass_serializer), not listed again.
 QuantJobEstimateOutput = dataclass_serializer(QuantJobEstimate)
-RecommendationOutput = dataclass_serializer(Recommendation)
+RejectionOutput = dataclass_serializer(
+    Rejection,
+    extra={"message": serializers.CharField(help_text="One line: format: reasons.")},
+)
+RecommendationOutput = dataclass_serializer(
+    Recommendation,
+    doc="The recommended format with reasons, or null with why_none (one sentence) "
+    "and every rejected format with its structured reasons (codes does_not_fit, "
+    "no_quality_estimate, quality_above_limit, speed_below_limit, ttft_above_limit).",
+)
 PlanResultOutput = dataclass_serializer(
     PlanResult,
     fields={
@@ -243,6 +253,9 @@ class CapacityCreateInput(serializers.Serializer[Any]):
     kv_cache_dtype = serializers.ChoiceField(
         choices=["f32", "f16", "bf16", "fp8", "q8_0", "q4_0"], required=False
     )
+    electricity_usd_per_kwh = serializers.FloatField(
+        min_value=0, max_value=10, required=False, allow_null=True
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("model") and attrs.get("config") is None:
@@ -281,7 +294,18 @@ CandidateOutput = dataclass_serializer(
 )
 CapacityReportOutput = dataclass_serializer(
     CapacityReport,
-    doc="A capacity search: recommendation, candidates, closest miss, verdict, curve.",
+    doc="A capacity search: recommendation, candidates, closest miss, verdict, "
+    "curve, and the serving recipes of the recommendation.",
+    extra={  # capacity_services.capacity_report_body adds them
+        "recipes": typed_dict_serializer(Recipe, name="CapacityRecipeOutput")(
+            many=True,
+            help_text="Serving recipes of the recommendation (llama.cpp ones carry "
+            "its partial-offload flags).",
+        ),
+        "recipes_error": serializers.CharField(
+            allow_null=True, help_text="Why there are no recipes, when there are none."
+        ),
+    },
 )
 
 
