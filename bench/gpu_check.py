@@ -1,3 +1,4 @@
+# Kept whole: one prepared script carried to a GPU machine and run as a file.
 """The GPU check: run where a GPU is lent, write what was measured into docs/measurements.md.
 
     python bench/gpu_check.py [--out docs/measurements.md] [--quick]

@@ -1,3 +1,4 @@
+# Kept whole: one benchmark script run as a file; server, load and model are read together.
 """Serve the sample with llama.cpp's own server at 1, 2, 4 and 8 slots under a bounded
 load on loopback, and hold TTFT and time per output token against the latency model.
 
@@ -13,7 +14,11 @@ no prompt cache. The load generator is closed-loop and bounded: ``N`` clients on
 ``--output`` greedy tokens (``ignore_eos``), streamed over HTTP on 127.0.0.1. The
 clients start ``1/N`` of a request's duration apart, so arrivals are spread as in
 a steady state (left together, equal requests would start and finish in lockstep
-and every prompt would wait for all the others). TTFT = first streamed token
+and every prompt would wait for all the others). Measured on 2 CPU cores
+(2026-12-02) they drift back into step anyway: a 128-token prompt takes ~0.5 s,
+requests that arrive meanwhile are batched into the next step, and TTFT then
+grows with the slots (0.7 s at 1 slot, 3.9 s at 8) while TPOT stays near a pure
+decode step -- a convoy the steady-state model does not describe (see the report). TTFT = first streamed token
 minus the send time, at the client; time per output token = (last - first token)
 / (output - 1), per request; the server's own ``timings`` are kept beside them.
 

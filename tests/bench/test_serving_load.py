@@ -82,9 +82,9 @@ def test_the_model_batches_slots_and_the_error_is_relative_to_the_measurement() 
     s = LoadSettings()
     model = model_points(device, s)
     assert list(model) == [1, 2, 4, 8]
-    # More slots: each token waits longer, but the replica produces more.
+    # More slots: each token and each first token wait longer.
     assert model[8]["tpot_mean_s"] > model[1]["tpot_mean_s"]
-    assert model[8]["output_tokens_per_s"] > model[1]["output_tokens_per_s"]
+    assert model[8]["ttft_mean_s"] > model[1]["ttft_mean_s"]
     measured = [
         {"slots": n, "requests": 4, **{k: v * 2 for k, v in model[n].items()}}
         for n in model
