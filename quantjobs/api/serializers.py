@@ -118,6 +118,15 @@ class SpeedSamplesOutput(serializers.Serializer[dict[str, Any]]):
     min_tokens_per_s = serializers.FloatField()
     max_tokens_per_s = serializers.FloatField()
     stdev_tokens_per_s = serializers.FloatField()
+    # Results measured before the CPU share was recorded lack these two.
+    runs_cpu_share = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="CPU seconds over wall time x threads, per run (1: uncontended).",
+    )
+    contended_runs = serializers.IntegerField(
+        required=False, help_text="Runs that got too little CPU time: contended."
+    )
 
 
 class SpeedOutput(serializers.Serializer[dict[str, Any]]):
