@@ -32,7 +32,7 @@ from .latency import (
     step_model,
 )
 from .offload import offload_plan
-from .quality import expected_quality_loss
+from .quality import expected_quality_loss, quality_family
 from .recommend import DEFAULT_MAX_QUALITY_LOSS_PCT
 from .request import engine_support
 from .runtime import (
@@ -43,6 +43,7 @@ from .runtime import (
     valid_tensor_parallel,
 )
 from .spec import ModelSpec
+from .tensors import parameter_breakdown
 
 DAYS_PER_MONTH = 365 / 12
 MAX_REQUESTS_PER_S = 1e6
@@ -678,8 +679,13 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
         else DEFAULT_MAX_QUALITY_LOSS_PCT
     )
     quality: dict[str, float | None] = {}
+    # Priors for this model's family and size, as plans use them.
+    family = quality_family(req.model.model_id, req.model.name, req.model.model_type)
+    parameters = parameter_breakdown(req.model).total
     for f in formats:
-        value = expected_quality_loss(f).get("perplexity_increase_pct")
+        value = expected_quality_loss(f, family=family, parameters=parameters).get(
+            "perplexity_increase_pct"
+        )
         quality[f.id] = float(value) if value is not None else None
     meeting: list[Candidate] = []
     missing: list[Candidate] = []

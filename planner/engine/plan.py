@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import (
+    ESTIMATED_MEMORY,
+    ESTIMATED_SIZE,
+    Efficiency,
+    FormatMeasurement,
+    calibrated,
+    ledger_engine,
+    measurement_for,
+    speed_calibration_for,
+)
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
@@ -16,7 +27,7 @@ from .cost import (
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
-from .quality import QualityLoss, expected_quality_loss
+from .quality import MEASURED, QualityLoss, expected_quality_loss, quality_family
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
     Limits,
@@ -42,7 +53,7 @@ from .runtime import (
     max_concurrency,
     max_context_tokens,
 )
-from .speed import estimate_speed
+from .speed import SpeedEstimate, estimate_speed
 from .tensors import parameter_breakdown
 from .weights import weight_layout
 
@@ -107,6 +118,10 @@ class PlanResult:
     warnings: list[str]
     assumptions: list[str]
     unfit_reasons: tuple[str, ...] = ()
+    prompt_tokens_per_s: float = 0.0  # prefill rate of one request's prompt
+    # Where each number comes from: "measured (...)", "calibrated from n runs"
+    # or "estimated (...)", keyed by the field it describes.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -158,6 +173,84 @@ def _measured_for(req: PlanRequest, fmt: FormatSpec) -> Mapping[str, Any] | None
         except FormatError:
             continue
     return None
+
+
+def _calibrated_speed(
+    speed: SpeedEstimate, prompt: Efficiency | None, generation: Efficiency | None
+) -> tuple[SpeedEstimate, str, str]:
+    """The roofline speed refitted by this device's ledger, and the two labels."""
+    prefill, prompt_label = calibrated(speed.prefill_tokens_per_s, prompt)
+    decode, generation_label = calibrated(speed.decode_tokens_per_s, generation)
+    pp = prompt.factor if prompt is not None else 1.0
+    tg = generation.factor if generation is not None else 1.0
+    return (
+        dataclasses.replace(
+            speed,
+            prefill_tokens_per_s=prefill,
+            ttft_s=speed.ttft_s / pp,
+            decode_tokens_per_s=decode,
+            total_decode_tokens_per_s=speed.total_decode_tokens_per_s * tg,
+            decode_step_s=speed.decode_step_s / tg,
+        ),
+        prompt_label,
+        generation_label,
+    )
+
+
+def _quality(
+    req: PlanRequest, fmt: FormatSpec, measurement: FormatMeasurement | None
+) -> QualityLoss:
+    """Measured quality of this very model and format, else the published prior
+    for its family and size; ``label`` says which."""
+    legacy = _measured_for(req, fmt)
+    if measurement is not None and measurement.perplexity_increase_pct is not None:
+        legacy = {
+            "perplexity_increase_pct": measurement.perplexity_increase_pct,
+            "kl_divergence": measurement.kl_divergence,
+            "source": measurement.source,
+        }
+    spec = req.model
+    quality = expected_quality_loss(
+        fmt,
+        measured=legacy,
+        family=quality_family(spec.model_id, spec.name, spec.model_type),
+        parameters=parameter_breakdown(spec).total,
+    )
+    if quality["kind"] == MEASURED:
+        quality["label"] = f"measured ({quality['source']})"
+    elif quality.get("perplexity_increase_pct") is None:
+        quality["label"] = f"not estimated ({quality['source']})"
+    else:
+        quality["label"] = f"estimated (published: {quality['source']})"
+    return quality
+
+
+def _size_and_memory_sources(
+    req: PlanRequest,
+    measurement: FormatMeasurement | None,
+    *,
+    engine: str,
+    gpus: int,
+) -> dict[str, str]:
+    """Labels for the file size and the memory per GPU of one row."""
+    out = {"artifact_bytes": ESTIMATED_SIZE, "total_bytes_per_gpu": ESTIMATED_MEMORY}
+    if measurement is None:
+        return out
+    if measurement.artifact_bytes:
+        out["artifact_bytes"] = f"measured ({measurement.source})"
+    # A peak RSS stands for the plan's memory only where it was taken: the same
+    # device, llama.cpp, one sequence at the same context.
+    if (
+        measurement.memory_bytes
+        and req.device_key
+        and measurement.device == req.device_key
+        and engine == "llama.cpp"
+        and gpus == 1
+        and req.concurrency == 1
+        and measurement.memory_context_tokens == req.context_tokens
+    ):
+        out["total_bytes_per_gpu"] = f"measured ({measurement.source}, peak RSS)"
+    return out
 
 
 def _plan_one(
@@ -215,6 +308,35 @@ def _plan_one(
         output_tokens=req.output_tokens,
         cache_dtype=cache,
     )
+    ledger = ledger_engine(engine, gpu.kind)
+    speed, prompt_label, generation_label = _calibrated_speed(
+        speed,
+        *(
+            speed_calibration_for(
+                req.calibrations,
+                device=req.device_key,
+                engine=ledger,
+                format_family=fmt.family,
+                quantity=quantity,
+            )
+            for quantity in ("prompt_tokens_per_s", "generation_tokens_per_s")
+        ),
+    )
+    measurement = measurement_for(
+        req.measurements, model_id=spec.model_id, format_id=fmt.id
+    )
+    quality = _quality(req, fmt, measurement)
+    artifact = weight_layout(spec, loaded).artifact_bytes
+    sources = {
+        "prompt_tokens_per_s": prompt_label,
+        "ttft_s": prompt_label,
+        "decode_tokens_per_s": generation_label,
+        "total_decode_tokens_per_s": generation_label,
+        "quality": quality["label"],
+        **_size_and_memory_sources(req, measurement, engine=engine, gpus=n),
+    }
+    if sources["artifact_bytes"].startswith("measured") and measurement:
+        artifact = int(measurement.artifact_bytes or artifact)
     cost = estimate_cost(
         speed,
         usd_per_gpu_hour=usd_per_gpu_hour,
@@ -258,7 +380,7 @@ def _plan_one(
         engine=engine,
         parameters=parameter_breakdown(spec).total,
         parameter_breakdown=parameter_breakdown(spec).to_dict(),
-        artifact_bytes=layout.artifact_bytes,
+        artifact_bytes=artifact,
         weights_bytes=layout.weights_bytes,
         kv_cache_bytes=kv_cache_bytes(
             spec,
@@ -307,15 +429,15 @@ def _plan_one(
         price_source=price_source,
         api_cost_usd_per_million_tokens=cost.api_usd_per_million_tokens,
         break_even_tokens_per_month=cost.break_even_tokens_per_month,
-        expected_quality_loss=expected_quality_loss(
-            fmt, measured=_measured_for(req, fmt)
-        ),
+        expected_quality_loss=quality,
         quantization_job=job.to_dict(),
         needs_cuda=fmt.needs_cuda,
         experimental=engine == "vllm" and loaded.family == "gguf",
         warnings=warnings,
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
+        prompt_tokens_per_s=speed.prefill_tokens_per_s,
+        sources=sources,
     )
 
 
@@ -331,13 +453,14 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
         "llama.cpp: all layers offloaded, input embedding in host RAM, flash attention on, "
         "512-token micro-batches",
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
-        "benchmark of this deployment",
+        "benchmark of this deployment, except where a row's source says 'calibrated "
+        "from n runs' (refitted from measurements on this very device)",
         f"cost: the GPUs are rented all {HOURS_PER_MONTH} hours of the month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
-        "quality: published perplexity/KL measurements on a reference model (see each "
-        "source), not measurements of this model",
+        "quality: published perplexity/KL measurements for the model's family and size "
+        "(see each source), unless a row says 'measured' (a job on this very model)",
     ]
     if req.max_quality_loss_pct is None:
         out.append(
