@@ -64,3 +64,34 @@ def test_a_rule_break_is_seen(tmp_path: Path) -> None:
         "def view():\n    from quantjobs.api.serializers import JobOutput\n"
     )
     assert "quantjobs.api.serializers" in _imports(page)
+
+
+# What the planner must not reach into quantjobs for: measurements and the
+# ledger come through planner.measurements, where quantjobs registers itself.
+_MEASUREMENT_READS = (
+    "quantjobs.calibration",
+    "quantjobs.models.CalibrationRecord",
+    "quantjobs.models.JobResult",
+    "quantjobs.selectors.measured_quality_for_model",
+    "quantjobs.selectors.format_measurements_for_model",
+    "quantjobs.projections",
+)
+
+
+@pytest.mark.parametrize(
+    "module", ["planner/services.py", "planner/measurements.py", "planner/selectors.py"]
+)
+def test_planner_services_do_not_import_quantjobs_for_measurements(
+    module: str,
+) -> None:
+    bad = sorted(
+        name
+        for name in _imports(ROOT / module)
+        if any(name == r or name.startswith(f"{r}.") for r in _MEASUREMENT_READS)
+    )
+    assert not bad, f"{module} reads measurements from quantjobs directly: {bad}"
+
+
+def test_the_measurement_registry_imports_nothing_from_quantjobs() -> None:
+    names = _imports(ROOT / "planner" / "measurements.py")
+    assert not [n for n in names if n == "quantjobs" or n.startswith("quantjobs.")]
