@@ -40,11 +40,17 @@ def _model_facts(model_id: str) -> tuple[str, int | None]:
         return "", None
 
 
-def _published_ppl_change(fmt: str) -> float | None:
+def _published_ppl_change(fmt: str, model_id: str = "") -> float | None:
+    """The prior a plan of this model would show: its family's, at its size."""
     try:
-        from planner.engine.quality import expected_quality_loss
+        from planner.engine.quality import expected_quality_loss, quality_family
 
-        value = expected_quality_loss(fmt).get("perplexity_increase_pct")
+        architecture, parameters = _model_facts(model_id)
+        value = expected_quality_loss(
+            fmt,
+            family=quality_family(model_id, "", architecture),
+            parameters=parameters,
+        ).get("perplexity_increase_pct")
         return float(value) if value is not None else None
     except Exception:
         return None
@@ -87,14 +93,22 @@ def _pairs(result: JobResult) -> list[dict[str, Any]]:
             quantity,
             projection.get(str(quantity)),
             metrics.get(str(quantity)),
-            str(projection.get("speed_basis") or ""),
+            str(
+                projection.get(
+                    "prompt_speed_basis"
+                    if quantity == Quantity.PROMPT_TOKENS_PER_S
+                    else "speed_basis"
+                )
+                or projection.get("speed_basis")
+                or ""
+            ),
             projection.get(f"roofline_{quantity}"),
         )
     ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
     if ppl and base:
         add(
             Quantity.PERPLEXITY_CHANGE_PCT,
-            _published_ppl_change(result.format),
+            _published_ppl_change(result.format, result.job.model_id),
             (ppl - base) / base * 100.0,
             "published",
         )

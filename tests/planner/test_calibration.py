@@ -154,7 +154,13 @@ def test_a_plan_labels_every_row_and_applies_the_ledger(
             _cal("prompt_tokens_per_s", 0.25),
         ],
     }
-    row = plan(request(smollm2, **ledger)).results[0]
+    report = plan(request(smollm2, max_quality_loss_pct=10.0, **ledger))
+    row = report.results[0]
+    # The recommendation says where its quality and speed come from, too.
+    assert report.recommendation.format == "gguf-Q4_K_M"
+    reasons = " | ".join(report.recommendation.reasons)
+    assert "measured perplexity increase 6.50% (your job 7)" in reasons
+    assert "(calibrated from 3 runs)" in reasons
     assert row.decode_tokens_per_s == pytest.approx(0.5 * plain.decode_tokens_per_s)
     assert row.prompt_tokens_per_s == pytest.approx(0.25 * plain.prompt_tokens_per_s)
     assert row.ttft_s == pytest.approx(plain.ttft_s / 0.25)
