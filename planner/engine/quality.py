@@ -48,6 +48,14 @@ def _entries() -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(text)["entries"])
 
 
+@cache
+def _by_format() -> dict[str, tuple[dict[str, Any], ...]]:
+    index: dict[str, list[dict[str, Any]]] = {}
+    for e in _entries():
+        index.setdefault(e["format"], []).append(e)
+    return {k: tuple(v) for k, v in index.items()}
+
+
 def _table() -> dict[str, dict[str, Any]]:
     # One entry per format: the first listed (the reference model's).
     table: dict[str, dict[str, Any]] = {}
@@ -63,7 +71,7 @@ def quality_table() -> dict[str, dict[str, Any]]:
 
 def quality_entries(format_id: str) -> list[dict[str, Any]]:
     """Every published entry for one format id (several models and sizes)."""
-    return [e for e in _entries() if e["format"] == format_id]
+    return list(_by_format().get(format_id, ()))
 
 
 def quality_family(model_id: str, name: str = "", architecture: str = "") -> str:
@@ -79,15 +87,11 @@ def quality_family(model_id: str, name: str = "", architecture: str = "") -> str
 def _format_ids(fmt: FormatSpec) -> tuple[list[str], str]:
     """The format ids whose entries describe ``fmt``: its own, else the same family
     and bits at the nearest group size (and a note saying so)."""
-    if any(e["format"] == fmt.id for e in _entries()):
+    if fmt.id in _by_format():
         return [fmt.id], ""
     prefix = re.sub(r"-g-?\d+$", "", fmt.id)
     candidates = sorted(
-        {
-            e["format"]
-            for e in _entries()
-            if re.sub(r"-g-?\d+$", "", e["format"]) == prefix
-        }
+        fid for fid in _by_format() if re.sub(r"-g-?\d+$", "", fid) == prefix
     )
     if not candidates or fmt.group_size is None:
         return [], ""
@@ -196,16 +200,28 @@ def expected_quality_loss(
             kl_divergence=measured.get("kl_divergence"),
             source=str(measured.get("source") or "measured by Quantplan"),
         )
+    # Plans ask for the same (format, family, size) for every GPU and engine.
+    return dict(_published(spec.id, family, parameters))
+
+
+@cache
+def _published(
+    format_id: str, family: str, parameters: int | None
+) -> tuple[tuple[str, Any], ...]:
+    """The published prior for one format, family and size, as dict items."""
+    spec = parse_format(format_id)
     ids, note = _format_ids(spec)
     entries = [e for fid in ids for e in quality_entries(fid)]
     if not entries:
-        return {
-            "perplexity_increase_pct": None,
-            "kl_divergence": None,
-            "source": f"no published measurement for {spec.id}",
-            "kind": PUBLISHED,
-            "basis": "",
-        }
+        return tuple(
+            {
+                "perplexity_increase_pct": None,
+                "kl_divergence": None,
+                "source": f"no published measurement for {spec.id}",
+                "kind": PUBLISHED,
+                "basis": "",
+            }.items()
+        )
     by_family: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         by_family.setdefault(str(e.get("family") or ""), []).append(e)
@@ -232,15 +248,17 @@ def expected_quality_loss(
         source, how = str(e["source"]), ""
     else:
         ppl, kld, source, how = _by_size(chosen, parameters)
-    return {
-        "perplexity_increase_pct": ppl,
-        "kl_divergence": kld,
-        "source": source + note + borrowed,
-        "kind": PUBLISHED,
-        "basis": ", ".join(
-            x for x in (basis, how, "other family" if borrowed else "") if x
-        ),
-    }
+    return tuple(
+        {
+            "perplexity_increase_pct": ppl,
+            "kl_divergence": kld,
+            "source": source + note + borrowed,
+            "kind": PUBLISHED,
+            "basis": ", ".join(
+                x for x in (basis, how, "other family" if borrowed else "") if x
+            ),
+        }.items()
+    )
 
 
 def _optional_number(name: str, value: Any) -> float | None:
