@@ -10,13 +10,24 @@ arguments, plain engine dataclasses out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from planner.engine.calibration import FormatMeasurement, SpeedCalibration
+from planner.engine.calibration import (
+    FormatMeasurement,
+    SpeedCalibration,
+    ledger_engine,
+)
+from planner.engine.catalog import GpuSpec
+from planner.engine.device import (
+    WorkerFingerprint,
+    device_from_fingerprint,
+    device_key,
+)
 
 WORKER_PREFIX = "worker:"
 
@@ -102,3 +113,53 @@ def measuring_device(*, plan_id: str) -> MeasuringDevice | None:
     if not plan_id.startswith(WORKER_PREFIX):
         return None
     return next((d for d in measuring_devices() if d.plan_id == plan_id), None)
+
+
+class UnknownWorker(ValueError):
+    """A plan names ``worker:<hostname>`` and no such worker has announced itself."""
+
+
+def measuring_device_spec(*, plan_id: str) -> tuple[GpuSpec, str] | None:
+    """The device a ``worker:<hostname>`` plan is for and the ledger's key for it;
+    None for any other name (a catalog or custom GPU, never calibrated)."""
+    if not plan_id.startswith(WORKER_PREFIX):
+        return None
+    found = measuring_device(plan_id=plan_id)
+    if found is None:
+        known = ", ".join(d.plan_id for d in measuring_devices())
+        raise UnknownWorker(
+            f"No worker named {plan_id.removeprefix(WORKER_PREFIX)!r} has announced "
+            f"itself; choose one of: {known or 'none yet (start a worker)'}, or a "
+            "catalog GPU."
+        )
+    spec = device_from_fingerprint(WorkerFingerprint.from_dict(found.fingerprint))
+    return dataclasses.replace(spec, id=found.plan_id), device_key(found.fingerprint)
+
+
+def plan_ledger(
+    *,
+    user: AbstractBaseUser | None,
+    model_id: str,
+    gpu: GpuSpec,
+    device: str,
+    engine_name: str,
+    all_measurements: bool,
+) -> dict[str, Any]:
+    """What the ledger knows for a plan, as ``PlanRequest`` fields: this model's
+    measurements (the user's own, or everyone's for the operator's CLI) and the
+    device's speed calibrations."""
+    if all_measurements:
+        measured = measurements_for_model(user=None, model_id=model_id)
+    elif user is not None and user.is_authenticated:
+        measured = measurements_for_model(user=user, model_id=model_id)
+    else:
+        measured = []
+    return {
+        "measurements": tuple(measured),
+        "calibrations": tuple(
+            calibrations_for_device(
+                device=device, engine=ledger_engine(engine_name, gpu.kind)
+            )
+        ),
+        "device_key": device,
+    }

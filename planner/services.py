@@ -6,14 +6,13 @@ holds a rule of its own.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from planner import engine
+from planner import engine, measurements
 from planner.engine.runtime import TENSOR_PARALLEL_SIZES
 from planner.models import Comparison, CustomGpu, Plan
 
@@ -265,36 +264,6 @@ def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
         raise PlanInputError(str(exc), field="gpu") from None
 
 
-def gpu_and_device_resolve(
-    *, gpu: str, user: AbstractBaseUser | None
-) -> tuple[engine.GpuSpec, str]:
-    """The device to plan for and the ledger's name for it: ``worker:<hostname>``
-    is a machine that measures (its fingerprint), anything else a catalog or
-    custom GPU (no ledger name: nothing was measured on it)."""
-    from planner import measurements
-    from planner.engine.device import (
-        WorkerFingerprint,
-        device_from_fingerprint,
-        device_key,
-    )
-
-    name = (gpu or "").strip()
-    if not name.startswith(measurements.WORKER_PREFIX):
-        return gpu_resolve(gpu=name, user=user), ""
-    found = measurements.measuring_device(plan_id=name)
-    if found is None:
-        known = ", ".join(d.plan_id for d in measurements.measuring_devices())
-        raise PlanInputError(
-            f"No worker named {name.removeprefix(measurements.WORKER_PREFIX)!r} has "
-            f"announced itself; choose one of: {known or 'none yet (start a worker)'}, "
-            "or a catalog GPU.",
-            field="gpu",
-        )
-    spec = device_from_fingerprint(WorkerFingerprint.from_dict(found.fingerprint))
-    spec = dataclasses.replace(spec, id=found.plan_id)
-    return spec, device_key(found.fingerprint)
-
-
 def plan_compute(
     *,
     data: PlanInput,
@@ -316,7 +285,11 @@ def plan_compute(
         user=user,
         any_path=any_path,
     )
-    gpu, device = gpu_and_device_resolve(gpu=data.gpu, user=user)
+    try:  # worker:<hostname> is a machine that measures, with a ledger key
+        found = measurements.measuring_device_spec(plan_id=data.gpu.strip())
+    except measurements.UnknownWorker as exc:
+        raise PlanInputError(str(exc), field="gpu") from None
+    gpu, device = found or (gpu_resolve(gpu=data.gpu, user=user), "")
     _check_gpus_per_server(gpus=data.gpus, gpu=gpu)
     for text in data.formats:
         try:
@@ -342,7 +315,7 @@ def plan_compute(
             max_quality_loss_pct=data.max_quality_loss_pct,
             min_tokens_per_s=data.min_tokens_per_s,
             max_ttft_s=data.max_ttft_s,
-            **_ledger(
+            **measurements.plan_ledger(
                 user=user,
                 model_id=spec.model_id,
                 gpu=gpu,
@@ -379,37 +352,6 @@ def _check_gpus_per_server(*, gpus: int | None, gpu: engine.GpuSpec) -> None:
             "leave it empty for the fewest that fit.",
             field="gpus",
         )
-
-
-def _ledger(
-    *,
-    user: AbstractBaseUser | None,
-    model_id: str,
-    gpu: engine.GpuSpec,
-    device: str,
-    engine_name: str,
-    all_measurements: bool,
-) -> dict[str, Any]:
-    """What the ledger knows for a plan: this model's measurements (the user's own,
-    or everyone's for the operator's CLI) and the device's speed calibrations."""
-    from planner import measurements
-    from planner.engine.calibration import ledger_engine
-
-    if all_measurements:
-        measured = measurements.measurements_for_model(user=None, model_id=model_id)
-    elif user is not None and user.is_authenticated:
-        measured = measurements.measurements_for_model(user=user, model_id=model_id)
-    else:
-        measured = []
-    return {
-        "measurements": tuple(measured),
-        "calibrations": tuple(
-            measurements.calibrations_for_device(
-                device=device, engine=ledger_engine(engine_name, gpu.kind)
-            )
-        ),
-        "device_key": device,
-    }
 
 
 def _saved_model_name(data: PlanInput, spec: engine.ModelSpec) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
+from planner.engine.quality import perplexity_change_pct
 from quantjobs.models import (
     Artifact,
     Job,
@@ -153,7 +154,7 @@ def format_measurements_for_model(
             # Plans read quality as loss from the 16-bit model; loss on top of what
             # an already quantized source lost would read as too small.
             if not requantized:
-                change = round((ppl - base) / base * 100.0, 3)
+                change = perplexity_change_pct(ppl, base, ndigits=3)
         context = projection.get("context_tokens")
         found.append(
             FormatMeasurement(
@@ -336,9 +337,7 @@ def result_row(result: Any) -> dict[str, Any]:
         "artifact_bytes": size,
         "projected_artifact_bytes": projection.get("artifact_bytes"),
         "artifact_bytes_diff_pct": compare(projection.get("artifact_bytes"), size),
-        "perplexity_change_pct": round((ppl - base) / base * 100.0, 3)
-        if ppl and base
-        else None,
+        "perplexity_change_pct": perplexity_change_pct(ppl, base, ndigits=3),
         "projected_memory_bytes": projection.get("memory_bytes"),
         "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
     }

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .calibration import (
-    ESTIMATED_MEMORY,
-    ESTIMATED_SIZE,
-    Efficiency,
-    FormatMeasurement,
-    calibrated,
-    ledger_engine,
-    measurement_for,
-    speed_calibration_for,
-)
+from .calibration import ledger_engine, measurement_for, speed_calibration_for
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
+    OWNED_PROVIDER,
     estimate_cost,
     hourly_price_usd,
     quantization_job_estimate,
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
-from .quality import MEASURED, QualityLoss, expected_quality_loss, quality_family
+from .offload import offload_plan
+from .provenance import (
+    calibrated_speed,
+    quality_with_label,
+    size_and_memory_sources,
+)
+from .quality import QualityLoss
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
     Limits,
@@ -53,7 +50,7 @@ from .runtime import (
     max_concurrency,
     max_context_tokens,
 )
-from .speed import SpeedEstimate, estimate_speed
+from .speed import estimate_speed
 from .tensors import parameter_breakdown
 from .weights import weight_layout
 
@@ -118,6 +115,9 @@ class PlanResult:
     warnings: list[str]
     assumptions: list[str]
     unfit_reasons: tuple[str, ...] = ()
+    # llama.cpp on one GPU with layers or experts in host RAM, where the format
+    # does not fit one GPU whole: flags, layer counts and bytes (offload.py).
+    offload: dict[str, Any] | None = None
     prompt_tokens_per_s: float = 0.0  # prefill rate of one request's prompt
     # Where each number comes from: "measured (...)", "calibrated from n runs"
     # or "estimated (...)", keyed by the field it describes.
@@ -175,84 +175,6 @@ def _measured_for(req: PlanRequest, fmt: FormatSpec) -> Mapping[str, Any] | None
     return None
 
 
-def _calibrated_speed(
-    speed: SpeedEstimate, prompt: Efficiency | None, generation: Efficiency | None
-) -> tuple[SpeedEstimate, str, str]:
-    """The roofline speed refitted by this device's ledger, and the two labels."""
-    prefill, prompt_label = calibrated(speed.prefill_tokens_per_s, prompt)
-    decode, generation_label = calibrated(speed.decode_tokens_per_s, generation)
-    pp = prompt.factor if prompt is not None else 1.0
-    tg = generation.factor if generation is not None else 1.0
-    return (
-        dataclasses.replace(
-            speed,
-            prefill_tokens_per_s=prefill,
-            ttft_s=speed.ttft_s / pp,
-            decode_tokens_per_s=decode,
-            total_decode_tokens_per_s=speed.total_decode_tokens_per_s * tg,
-            decode_step_s=speed.decode_step_s / tg,
-        ),
-        prompt_label,
-        generation_label,
-    )
-
-
-def _quality(
-    req: PlanRequest, fmt: FormatSpec, measurement: FormatMeasurement | None
-) -> QualityLoss:
-    """Measured quality of this very model and format, else the published prior
-    for its family and size; ``label`` says which."""
-    legacy = _measured_for(req, fmt)
-    if measurement is not None and measurement.perplexity_increase_pct is not None:
-        legacy = {
-            "perplexity_increase_pct": measurement.perplexity_increase_pct,
-            "kl_divergence": measurement.kl_divergence,
-            "source": measurement.source,
-        }
-    spec = req.model
-    quality = expected_quality_loss(
-        fmt,
-        measured=legacy,
-        family=quality_family(spec.model_id, spec.name, spec.model_type),
-        parameters=parameter_breakdown(spec).total,
-    )
-    if quality["kind"] == MEASURED:
-        quality["label"] = f"measured ({quality['source']})"
-    elif quality.get("perplexity_increase_pct") is None:
-        quality["label"] = f"not estimated ({quality['source']})"
-    else:
-        quality["label"] = f"estimated (published: {quality['source']})"
-    return quality
-
-
-def _size_and_memory_sources(
-    req: PlanRequest,
-    measurement: FormatMeasurement | None,
-    *,
-    engine: str,
-    gpus: int,
-) -> dict[str, str]:
-    """Labels for the file size and the memory per GPU of one row."""
-    out = {"artifact_bytes": ESTIMATED_SIZE, "total_bytes_per_gpu": ESTIMATED_MEMORY}
-    if measurement is None:
-        return out
-    if measurement.artifact_bytes:
-        out["artifact_bytes"] = f"measured ({measurement.source})"
-    # A peak RSS stands for the plan's memory only where it was taken: the same
-    # device, llama.cpp, one sequence at the same context.
-    if (
-        measurement.memory_bytes
-        and req.device_key
-        and measurement.device == req.device_key
-        and engine == "llama.cpp"
-        and gpus == 1
-        and req.concurrency == 1
-        and measurement.memory_context_tokens == req.context_tokens
-    ):
-        out["total_bytes_per_gpu"] = f"measured ({measurement.source}, peak RSS)"
-    return out
-
-
 def _plan_one(
     req: PlanRequest,
     fmt: FormatSpec,
@@ -297,6 +219,13 @@ def _plan_one(
             "not modelled"
         )
     fits = not reasons
+    offload = _one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
+    if offload is not None:
+        warnings.append(
+            f"on one {gpu.name}, llama.cpp can run it with "
+            f"{offload['host_weight_bytes'] / 1e9:.1f} GB of weights in RAM "
+            f"({offload['flags']})"
+        )
     speed = estimate_speed(
         spec,
         loaded,
@@ -309,7 +238,7 @@ def _plan_one(
         cache_dtype=cache,
     )
     ledger = ledger_engine(engine, gpu.kind)
-    speed, prompt_label, generation_label = _calibrated_speed(
+    speed, prompt_label, generation_label = calibrated_speed(
         speed,
         *(
             speed_calibration_for(
@@ -325,7 +254,7 @@ def _plan_one(
     measurement = measurement_for(
         req.measurements, model_id=spec.model_id, format_id=fmt.id
     )
-    quality = _quality(req, fmt, measurement)
+    quality = quality_with_label(req, fmt, measurement, _measured_for(req, fmt))
     artifact = weight_layout(spec, loaded).artifact_bytes
     sources = {
         "prompt_tokens_per_s": prompt_label,
@@ -333,7 +262,7 @@ def _plan_one(
         "decode_tokens_per_s": generation_label,
         "total_decode_tokens_per_s": generation_label,
         "quality": quality["label"],
-        **_size_and_memory_sources(req, measurement, engine=engine, gpus=n),
+        **size_and_memory_sources(req, measurement, engine=engine, gpus=n),
     }
     if sources["artifact_bytes"].startswith("measured") and measurement:
         artifact = int(measurement.artifact_bytes or artifact)
@@ -436,9 +365,48 @@ def _plan_one(
         warnings=warnings,
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
+        offload=offload,
         prompt_tokens_per_s=speed.prefill_tokens_per_s,
         sources=sources,
     )
+
+
+def _one_gpu_offload(
+    req: PlanRequest,
+    loaded: FormatSpec,
+    cache: str,
+    engine: str,
+    *,
+    fits: bool,
+    gpus: int,
+) -> dict[str, Any] | None:
+    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
+    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
+        return None
+    placed = offload_plan(
+        req.model,
+        loaded,
+        req.gpu,
+        context_tokens=req.context_tokens,
+        sequences=req.concurrency,
+        cache_dtype=cache,
+    )
+    if placed is None:
+        return None
+    return {
+        "flags": placed.flags,
+        "gpu_layers": placed.gpu_layers,
+        "cpu_moe_layers": placed.cpu_moe_layers,
+        "gpu_bytes": placed.gpu_bytes,
+        "host_weight_bytes": placed.host_weight_bytes,
+    }
+
+
+def _paid_for(req: PlanRequest) -> str:
+    """'GPUs are rented', 'server is owned': what the month's cost pays for."""
+    unit = req.gpu.unit
+    what = f"{unit}s are" if unit == "GPU" else f"{unit} is"
+    return f"{what} {'owned' if req.provider == OWNED_PROVIDER else 'rented'}"
 
 
 def _report_assumptions(req: PlanRequest) -> list[str]:
@@ -450,12 +418,18 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
         f"{VLLM_MAX_NUM_BATCHED_TOKENS}-token batch, CUDA context and graphs ~1 GiB, all "
         f"within gpu_memory_utilization={req.gpu_memory_utilization:g} (vLLM then "
         "preallocates that whole share for its KV cache)",
-        "llama.cpp: all layers offloaded, input embedding in host RAM, flash attention on, "
-        "512-token micro-batches",
+        (
+            "llama.cpp on the CPU: nothing offloaded (-ngl 0), weights and KV cache in "
+            "RAM, flash attention on, 512-token micro-batches"
+            if req.gpu.kind == "cpu"
+            else "llama.cpp: all layers offloaded, input embedding in host RAM, flash "
+            "attention on, 512-token micro-batches"
+        ),
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
         "benchmark of this deployment, except where a row's source says 'calibrated "
         "from n runs' (refitted from measurements on this very device)",
-        f"cost: the GPUs are rented all {HOURS_PER_MONTH} hours of the month; "
+        f"cost: the {_paid_for(req)} and paid for all {HOURS_PER_MONTH} hours of the "
+        "month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
@@ -500,6 +474,7 @@ def plan(request: PlanRequest) -> PlanReport:
         request.gpu,
         provider=request.provider,
         override_usd_per_hour=request.price_usd_per_hour,
+        usd_per_kwh=request.electricity_usd_per_kwh,
     )
     results = [_plan_one(request, f, cache, api, usd, source) for f in formats]
     limits = Limits(
@@ -508,7 +483,7 @@ def plan(request: PlanRequest) -> PlanReport:
     return PlanReport(
         request=request,
         results=results,
-        recommendation=recommend(results, limits),
+        recommendation=recommend(results, limits, unit=request.gpu.unit),
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )
