@@ -37,6 +37,7 @@ LLAMA_SERVER_FLAGS = {
     "-t", "--threads", "-b", "--batch-size", "-ub", "--ubatch-size", "-sm",
     "--split-mode", "-ts", "--tensor-split", "-mg", "--main-gpu", "-kvu", "--kv-unified",
     "--api-key", "--api-key-file", "--metrics", "--jinja", "-cb", "--cont-batching",
+    # common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors
     "-ncmoe", "--n-cpu-moe", "-cmoe", "--cpu-moe", "-ot", "--override-tensor",
 }  # fmt: skip
 # "-ctk, --cache-type-k TYPE ... allowed values: f32, f16, bf16, q8_0, q4_0, q4_1,
