@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from frontend import capacity_charts
+from frontend.charts import capacity as capacity_charts
 from planner import capacity_services, engine, services
 from planner.engine.finetune import ALL_LINEAR, DEFAULT_TARGETS
 

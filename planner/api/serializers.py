@@ -119,7 +119,15 @@ class PlanReportOutput(serializers.Serializer[Any]):
     gpu = serializers.CharField()
     engine = serializers.CharField()
     results = serializers.ListField(child=serializers.DictField())
-    recommendation = serializers.DictField()
+    recommendation = serializers.DictField(
+        help_text=(
+            "format (or null), reasons (list of strings), why_none (one sentence, "
+            "or null) and rejected: one object per rejected format "
+            "{format, message, reasons: [{code, message, value, limit, unit}]}, "
+            "codes does_not_fit, no_quality_estimate, quality_above_limit, "
+            "speed_below_limit, ttft_above_limit."
+        )
+    )
     pareto = serializers.ListField()
     assumptions = serializers.ListField()
     id = serializers.UUIDField(required=False, help_text="Set when the plan was saved.")

@@ -1,3 +1,4 @@
+# Kept whole: one search (candidates, bound, report) changing now; split it after.
 """Capacity planning: the cheapest deployment that serves a traffic within latency targets.
 
 The search covers GPU type x GPU count x format x engine (vLLM with tensor
@@ -32,8 +33,7 @@ from .latency import (
     step_model,
 )
 from .offload import offload_plan
-from .quality import expected_quality_loss
-from .recommend import DEFAULT_MAX_QUALITY_LOSS_PCT
+from .quality import expected_quality_loss, quality_limit_pct
 from .request import engine_support
 from .runtime import (
     TENSOR_PARALLEL_SIZES,
@@ -643,7 +643,7 @@ def _assumptions(req: CapacityRequest, api: ApiPrice | None) -> list[str]:
         f"{w.billed_hours_per_day:g} h/day and paid for all of them, "
         f"{DAYS_PER_MONTH:.2f} days/month",
         "formats losing more than "
-        f"{req.targets.max_quality_loss_pct if req.targets.max_quality_loss_pct is not None else DEFAULT_MAX_QUALITY_LOSS_PCT:g}"
+        f"{quality_limit_pct(req.targets.max_quality_loss_pct):g}"
         "% perplexity (published estimates) are not recommended",
         (
             f"API compared: {api.provider} {api.model} ({api.date}, {api.source})"
@@ -677,11 +677,7 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
     rate = w.rate_per_s()
     hours = w.billed_hours_per_day * DAYS_PER_MONTH
     tokens_month = w.tokens_served_per_month()
-    max_q = (
-        req.targets.max_quality_loss_pct
-        if req.targets.max_quality_loss_pct is not None
-        else DEFAULT_MAX_QUALITY_LOSS_PCT
-    )
+    max_q = quality_limit_pct(req.targets.max_quality_loss_pct)
     quality: dict[str, float | None] = {}
     for f in formats:
         value = expected_quality_loss(f).get("perplexity_increase_pct")

@@ -1,3 +1,4 @@
+# Kept whole: one concern, config.json to ModelSpec, with each family's rules.
 """A model's shape, read from its Hugging Face ``config.json``.
 
 ``model_spec_from_config`` turns the config of a Llama-style decoder (Llama,
