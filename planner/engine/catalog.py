@@ -1,3 +1,4 @@
+# Kept whole: one concern, the catalog JSON files and the validation of each entry.
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
 Files are read through ``importlib.resources`` once per process (functools.cache);
