@@ -1,4 +1,3 @@
-# Kept whole: one concern, the catalog JSON files and the validation of each entry.
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
 # Kept whole: one reader per catalog file with one validation style; the GPU
