@@ -3,7 +3,10 @@
 Called by ``bench/run_all.py``; ``python -m bench.report`` re-renders alone.
 Sections whose result file is missing say so instead of showing old figures.
 One module per section (``projection``, ``memory``, ``overhead``, ``limit``,
-``evaluation``, ``web``, ``methods``, ``constants``, ``jobs``) over ``_base``.
+``evaluation``, ``web``, ``methods``, ``constants``, ``jobs``) over ``_base``. The
+prose is in ``bench/templates/*.md`` (``string.Template``: ``${name}`` is a value the
+section's Python has formatted); Python loads the results, computes and formats
+the numbers, builds the tables and plots, and picks which paragraphs apply.
 """
 
 from __future__ import annotations
