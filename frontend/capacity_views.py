@@ -93,7 +93,7 @@ def capacity_page(request: HttpRequest) -> HttpResponse:
             target = exc.field if exc.field in form.fields else None
             form.add_error(target, str(exc))
         else:
-            body = report.to_dict()
+            body = capacity_services.capacity_report_body(report=report)
             context["report"] = body
             context["curve_charts"] = capacity_charts.load_curve_charts(body)
     return render(request, "frontend/capacity.html", context)

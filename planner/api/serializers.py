@@ -208,6 +208,9 @@ class CapacityCreateInput(serializers.Serializer[Any]):
     kv_cache_dtype = serializers.ChoiceField(
         choices=["f32", "f16", "bf16", "fp8", "q8_0", "q4_0"], required=False
     )
+    electricity_usd_per_kwh = serializers.FloatField(
+        min_value=0, max_value=10, required=False, allow_null=True
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("model") and attrs.get("config") is None:
@@ -257,6 +260,12 @@ class CapacityReportOutput(serializers.Serializer[Any]):
     curve = serializers.ListField(child=serializers.DictField())
     searched = serializers.IntegerField()
     assumptions = serializers.ListField(child=serializers.CharField())
+    recipes = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Serving recipes of the recommendation (llama.cpp ones carry its "
+        "partial-offload flags)",
+    )
+    recipes_error = serializers.CharField(allow_null=True)
 
 
 class FinetuneCreateInput(serializers.Serializer[Any]):

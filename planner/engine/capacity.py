@@ -109,6 +109,8 @@ class CapacityRequest:
     api_price_id: str | None = None  # None: the cheapest API listed as comparable
     provider: str | None = None
     price_usd_per_hour: float | None = None  # per GPU; overrides the catalog
+    # Owning ("owned" provider): electricity price; None: the stated default.
+    electricity_usd_per_kwh: float | None = None
     max_candidates: int = MAX_CANDIDATES
 
 
@@ -140,6 +142,7 @@ class Candidate:
     warnings: tuple[str, ...] = ()
     llama_cpp_flags: str = ""  # partial offload: -ngl / --n-cpu-moe
     host_bytes: int = 0  # weights kept in host RAM (partial offload)
+    unit: str = "GPU"  # what one device is called: GPU, server (CPU) or machine
 
     @property
     def label(self) -> str:
@@ -278,6 +281,7 @@ def validate_capacity(req: CapacityRequest) -> list[FormatSpec]:
     _positive("min_tokens_per_s", t.min_tokens_per_s)
     _positive("max_quality_loss_pct", t.max_quality_loss_pct, allow_zero=True)
     _positive("price_usd_per_hour", req.price_usd_per_hour, allow_zero=True)
+    _positive("electricity_usd_per_kwh", req.electricity_usd_per_kwh, allow_zero=True)
     if not req.gpus:
         raise CapacityError("gpus: give at least one GPU type")
     try:
@@ -447,6 +451,7 @@ def _evaluate(
     base = Candidate(
         gpu=gpu.id,
         gpu_name=gpu.name,
+        unit=gpu.unit,
         gpus=gpus,
         format=fmt.id,
         engine=engine,
@@ -682,7 +687,10 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
     combos: list[tuple[float, GpuSpec, float | None, str, FormatSpec, str, int]] = []
     for gpu in req.gpus:
         usd, source = hourly_price_usd(
-            gpu, provider=req.provider, override_usd_per_hour=req.price_usd_per_hour
+            gpu,
+            provider=req.provider,
+            override_usd_per_hour=req.price_usd_per_hour,
+            usd_per_kwh=req.electricity_usd_per_kwh,
         )
         counts = [n for n in req.gpu_counts if gpu.kind == "gpu" or n == 1]
         for fmt in formats:
@@ -819,7 +827,7 @@ def _reasons(best: Candidate, meeting: int, rate: float) -> list[str]:
         + (
             f": {best.usd_per_month:,.0f} USD/month"
             if best.usd_per_month is not None
-            else " (no price known: fewest GPUs)"
+            else f" (no price known: fewest {best.unit}s)"
         ),
         f"{best.replicas} replica(s) of {best.gpus}x {best.gpu_name} for "
         f"{rate:g} requests/s; each holds up to {best.concurrency} requests in flight "

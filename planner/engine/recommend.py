@@ -158,8 +158,13 @@ def _unfit_reasons(c: PlanResult) -> list[Reason]:
     return [Reason("does_not_fit", m) for m in messages]
 
 
-def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
-    """The cheapest fitting format within the limits (ties go to better quality)."""
+def recommend(
+    results: Sequence[PlanResult], limits: Limits, *, unit: str = "GPU"
+) -> Recommendation:
+    """The cheapest fitting format within the limits (ties go to better quality).
+
+    ``unit`` names the device in sentences: "GPU", or "server" for a CPU plan.
+    """
     ok: list[PlanResult] = []
     rejected: list[Rejection] = []
     for c in results:
@@ -195,7 +200,7 @@ def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
         )
     else:
         reasons.append(
-            f"fewest GPU-seconds per token among the {len(ok)} formats within the "
+            f"fewest {unit}-seconds per token among the {len(ok)} formats within the "
             "limits (no price known)"
         )
     q = best.quality_loss_pct
