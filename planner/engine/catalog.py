@@ -1,3 +1,4 @@
+# Kept whole: the four catalogs (models, GPUs, prices, sizes) share one reader.
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
 Files are read through ``importlib.resources`` once per process (functools.cache);
