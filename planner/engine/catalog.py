@@ -1,4 +1,3 @@
-# Kept whole: the four catalogs (models, GPUs, prices, sizes) share one reader.
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
 # Kept whole: one reader per catalog file with one validation style; the GPU
