@@ -10,7 +10,7 @@ Usage (from the repository root)::
 Each benchmark runs in its own process (``python bench/NAME.py --json ...``),
 writes its figures to var/bench/results/NAME.json, and can be run alone the same
 way. The report (tables, and PNG plots under docs/bench/) is rendered by
-``bench/report.py`` from those files. A benchmark that fails is reported as
+``bench/report/`` (one module per section) from those files. A benchmark that fails is reported as
 failed, with the tail of its output; the others still run.
 """
 

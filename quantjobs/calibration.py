@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from planner.engine.quality import perplexity_change_pct
 from quantjobs.models import CalibrationRecord, JobResult
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,14 @@ def _pairs(result: JobResult) -> list[dict[str, Any]]:
             str(projection.get("speed_basis") or ""),
             projection.get(f"roofline_{quantity}"),
         )
-    ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
-    if ppl and base:
-        add(
-            Quantity.PERPLEXITY_CHANGE_PCT,
-            _published_ppl_change(result.format),
-            (ppl - base) / base * 100.0,
-            "published",
-        )
+    add(
+        Quantity.PERPLEXITY_CHANGE_PCT,
+        _published_ppl_change(result.format),
+        perplexity_change_pct(
+            metrics.get("perplexity"), metrics.get("base_perplexity")
+        ),
+        "published",
+    )
     add(Quantity.KL_DIVERGENCE, None, metrics.get("kl_divergence"))
     drop = ((metrics.get("task") or {}).get("exact_match_drop") or {}).get("points")
     add(Quantity.EXACT_MATCH_DROP_POINTS, None, drop)

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
+from planner.engine.quality import perplexity_change_pct
 from quantjobs.models import (
     Artifact,
     Job,
@@ -152,7 +153,7 @@ def measured_quality_for_model(
             # what an already quantized source lost, so it would read as too small.
             continue
         measured[fmt] = {
-            "perplexity_increase_pct": round((ppl - base) / base * 100.0, 3),
+            "perplexity_increase_pct": perplexity_change_pct(ppl, base, ndigits=3),
             "kl_divergence": metrics.get("kl_divergence"),
             "kind": "measured",
             "source": f"your job {job_id}",
@@ -307,9 +308,7 @@ def result_row(result: Any) -> dict[str, Any]:
         "artifact_bytes": size,
         "projected_artifact_bytes": projection.get("artifact_bytes"),
         "artifact_bytes_diff_pct": compare(projection.get("artifact_bytes"), size),
-        "perplexity_change_pct": round((ppl - base) / base * 100.0, 3)
-        if ppl and base
-        else None,
+        "perplexity_change_pct": perplexity_change_pct(ppl, base, ndigits=3),
         "projected_memory_bytes": projection.get("memory_bytes"),
         "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
     }

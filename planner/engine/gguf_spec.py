@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .ggml import GGML_TYPES, ggml_tensor_bytes
-from .gguf_rules import GGUF_FILE_TYPES
+from .gguf_types import GGUF_FILE_TYPES
 from .spec import (
     MAX_EXPERTS,
     MAX_HEAD_DIM,

@@ -10,12 +10,14 @@ from typing import Any
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
+    OWNED_PROVIDER,
     estimate_cost,
     hourly_price_usd,
     quantization_job_estimate,
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
+from .offload import offload_plan
 from .quality import QualityLoss, expected_quality_loss
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
@@ -107,6 +109,9 @@ class PlanResult:
     warnings: list[str]
     assumptions: list[str]
     unfit_reasons: tuple[str, ...] = ()
+    # llama.cpp on one GPU with layers or experts in host RAM, where the format
+    # does not fit one GPU whole: flags, layer counts and bytes (offload.py).
+    offload: dict[str, Any] | None = None
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -204,6 +209,13 @@ def _plan_one(
             "not modelled"
         )
     fits = not reasons
+    offload = _one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
+    if offload is not None:
+        warnings.append(
+            f"on one {gpu.name}, llama.cpp can run it with "
+            f"{offload['host_weight_bytes'] / 1e9:.1f} GB of weights in RAM "
+            f"({offload['flags']})"
+        )
     speed = estimate_speed(
         spec,
         loaded,
@@ -316,7 +328,46 @@ def _plan_one(
         warnings=warnings,
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
+        offload=offload,
     )
+
+
+def _one_gpu_offload(
+    req: PlanRequest,
+    loaded: FormatSpec,
+    cache: str,
+    engine: str,
+    *,
+    fits: bool,
+    gpus: int,
+) -> dict[str, Any] | None:
+    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
+    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
+        return None
+    placed = offload_plan(
+        req.model,
+        loaded,
+        req.gpu,
+        context_tokens=req.context_tokens,
+        sequences=req.concurrency,
+        cache_dtype=cache,
+    )
+    if placed is None:
+        return None
+    return {
+        "flags": placed.flags,
+        "gpu_layers": placed.gpu_layers,
+        "cpu_moe_layers": placed.cpu_moe_layers,
+        "gpu_bytes": placed.gpu_bytes,
+        "host_weight_bytes": placed.host_weight_bytes,
+    }
+
+
+def _paid_for(req: PlanRequest) -> str:
+    """'GPUs are rented', 'server is owned': what the month's cost pays for."""
+    unit = req.gpu.unit
+    what = f"{unit}s are" if unit == "GPU" else f"{unit} is"
+    return f"{what} {'owned' if req.provider == OWNED_PROVIDER else 'rented'}"
 
 
 def _report_assumptions(req: PlanRequest) -> list[str]:
@@ -328,11 +379,17 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
         f"{VLLM_MAX_NUM_BATCHED_TOKENS}-token batch, CUDA context and graphs ~1 GiB, all "
         f"within gpu_memory_utilization={req.gpu_memory_utilization:g} (vLLM then "
         "preallocates that whole share for its KV cache)",
-        "llama.cpp: all layers offloaded, input embedding in host RAM, flash attention on, "
-        "512-token micro-batches",
+        (
+            "llama.cpp on the CPU: nothing offloaded (-ngl 0), weights and KV cache in "
+            "RAM, flash attention on, 512-token micro-batches"
+            if req.gpu.kind == "cpu"
+            else "llama.cpp: all layers offloaded, input embedding in host RAM, flash "
+            "attention on, 512-token micro-batches"
+        ),
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
         "benchmark of this deployment",
-        f"cost: the GPUs are rented all {HOURS_PER_MONTH} hours of the month; "
+        f"cost: the {_paid_for(req)} and paid for all {HOURS_PER_MONTH} hours of the "
+        "month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
@@ -377,6 +434,7 @@ def plan(request: PlanRequest) -> PlanReport:
         request.gpu,
         provider=request.provider,
         override_usd_per_hour=request.price_usd_per_hour,
+        usd_per_kwh=request.electricity_usd_per_kwh,
     )
     results = [_plan_one(request, f, cache, api, usd, source) for f in formats]
     limits = Limits(
@@ -385,7 +443,7 @@ def plan(request: PlanRequest) -> PlanReport:
     return PlanReport(
         request=request,
         results=results,
-        recommendation=recommend(results, limits),
+        recommendation=recommend(results, limits, unit=request.gpu.unit),
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )

@@ -57,6 +57,8 @@ class PlanRequest:
     api_price_id: str | None = None
     price_usd_per_hour: float | None = None  # per GPU; overrides the catalog price
     provider: str | None = None
+    # Owning ("owned" provider): electricity price; None: the stated default.
+    electricity_usd_per_kwh: float | None = None
     max_quality_loss_pct: float | None = None
     min_tokens_per_s: float | None = None
     max_ttft_s: float | None = None
@@ -138,6 +140,7 @@ def validate_request(req: PlanRequest) -> tuple[list[FormatSpec], str, ApiPrice 
         "min_tokens_per_s",
         "max_ttft_s",
         "price_usd_per_hour",
+        "electricity_usd_per_kwh",
     ):
         _check_limit(name, getattr(req, name))
     try:

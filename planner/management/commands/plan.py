@@ -76,6 +76,12 @@ class Command(BaseCommand):
             help="Price from this provider only; 'owned' prices a purchase "
             "(depreciation and power) instead of renting.",
         )
+        traffic.add_argument(
+            "--electricity-usd-per-kwh",
+            type=float,
+            default=None,
+            help="Electricity price when owning (--provider owned); default 0.12.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         gpus = options["gpu"] or []
@@ -154,11 +160,12 @@ class Command(BaseCommand):
                 price_usd_per_hour=options["price_usd_per_hour"],
                 provider=options["provider"],
                 kv_cache_dtype=options["kv_cache_dtype"],
+                electricity_usd_per_kwh=options["electricity_usd_per_kwh"],
             )
             report = capacity_services.capacity_compute(data=data, user=None)
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
-        body = report.to_dict()
+        body = capacity_services.capacity_report_body(report=report)
         if options["json"]:
             self.stdout.write(json.dumps(body, indent=2))
             return
