@@ -42,6 +42,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     ("web_load", [], ["--quick"], 900),
     ("quant_methods", ["--preset", "bench"], ["--preset", "quick"], 3600),
     ("job_measurements", [], ["--quick"], 3600),
+    # Builds llama-server once (minutes), then serves at 1/2/4/8 slots.
+    ("serving_load", [], ["--quick"], 2400),
 ]
 LOGS_DIR = BENCH_VAR / "logs"
 RUN_FILE = RESULTS_DIR / "run_all.json"

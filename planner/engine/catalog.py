@@ -1,5 +1,8 @@
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
+# Kept whole: one reader per catalog file with one validation style; the GPU
+schema (prices, purchase, power) is most of it and reads best beside its loader.
+
 Files are read through ``importlib.resources`` once per process (functools.cache);
 their schema is ``data/SCHEMA.md``. ``gpu_spec_from_dict`` also validates a GPU
 that a user describes.

@@ -204,14 +204,24 @@ def recommend(
             "limits (no price known)"
         )
     q = best.quality_loss_pct
-    reasons.append(
-        f"expected perplexity increase {q:.2f}%"
-        if q is not None
-        else "quality not estimated"
-    )
+    quality = best.expected_quality_loss
+    if q is None:
+        reasons.append("quality not estimated")
+    elif quality.get("kind") == "measured":
+        reasons.append(
+            f"measured perplexity increase {q:.2f}% ({quality.get('source')})"
+        )
+    else:
+        basis = quality.get("basis")
+        reasons.append(
+            f"expected perplexity increase {q:.2f}% (published"
+            + (f", {basis}" if basis else "")
+            + ")"
+        )
+    speed_source = best.sources.get("decode_tokens_per_s", "estimated")
     reasons.append(
         f"{best.decode_tokens_per_s:.1f} tokens/s per sequence, "
-        f"time to first token {best.ttft_s:.2f} s"
+        f"time to first token {best.ttft_s:.2f} s ({speed_source})"
     )
     if len(tied) > 1:
         reasons.append(
