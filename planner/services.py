@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from planner import engine, measurements
 from planner.engine.runtime import TENSOR_PARALLEL_SIZES
-from planner.models import Comparison, CustomGpu, Plan
+from planner.models import Comparison, Plan
 
 DEFAULT_FORMATS = (
     "fp16",
@@ -244,20 +244,11 @@ def _model_from_hub(hf_id: str) -> tuple[engine.ModelSpec, str]:
         raise PlanInputError(f"{repo} config.json: {exc}", field="model") from None
 
 
-def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
-    """A catalog GPU, or one the user defined."""
+def gpu_resolve(*, gpu: str) -> engine.GpuSpec:
+    """A GPU (or CPU server) from the catalog, by id."""
     gpu = (gpu or "").strip()
     if not gpu:
         raise PlanInputError("Choose a GPU (or a CPU server).", field="gpu")
-    if user is not None and user.is_authenticated:
-        custom = CustomGpu.objects.filter(user=user, slug=gpu).first()
-        if custom is not None:
-            try:
-                return engine.catalog.gpu_spec_from_dict(
-                    {**custom.spec, "id": custom.slug}
-                )
-            except (ValueError, TypeError) as exc:
-                raise PlanInputError(f"Your GPU {gpu}: {exc}", field="gpu") from None
     try:
         return engine.catalog.get_gpu(gpu)
     except engine.CatalogError as exc:
@@ -289,7 +280,7 @@ def plan_compute(
         found = measurements.measuring_device_spec(plan_id=data.gpu.strip())
     except measurements.UnknownWorker as exc:
         raise PlanInputError(str(exc), field="gpu") from None
-    gpu, device = found or (gpu_resolve(gpu=data.gpu, user=user), "")
+    gpu, device = found or (gpu_resolve(gpu=data.gpu), "")
     _check_gpus_per_server(gpus=data.gpus, gpu=gpu)
     for text in data.formats:
         try:
