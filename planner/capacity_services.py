@@ -82,7 +82,7 @@ def capacity_compute(
     """Run the capacity search; every user error becomes a PlanInputError."""
     spec, _model_id = model_resolve(model=data.model, config=data.config)
     if data.gpus:
-        gpus = [gpu_resolve(gpu=g, user=user) for g in dict.fromkeys(data.gpus)]
+        gpus = [gpu_resolve(gpu=g) for g in dict.fromkeys(data.gpus)]
     else:
         gpus = engine.load_gpus()
     if data.formats is not None:
@@ -147,7 +147,7 @@ def finetune_compute(
 ) -> FinetuneEstimate:
     """Project fine-tuning memory, time and cost; user errors are PlanInputErrors."""
     spec, _model_id = model_resolve(model=data.model, config=data.config)
-    gpu = gpu_resolve(gpu=data.gpu, user=user)
+    gpu = gpu_resolve(gpu=data.gpu)
     usd = data.price_usd_per_hour
     if usd is None:
         usd, _source = engine.hourly_price_usd(gpu)

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from planner.engine.formats import parse_format
-from planner.models import Comparison, CustomGpu, Plan
+from planner.models import Comparison, Plan
 from planner.recipes import (
     Recipe,
     RecipeError,
@@ -43,11 +43,6 @@ def comparison_get_for_user(
 ) -> Comparison:
     """One of the user's comparisons, or 404."""
     return _get_owned(comparison_list_for_user(user=user), comparison_id)
-
-
-def custom_gpu_list_for_user(*, user: AbstractBaseUser) -> QuerySet[CustomGpu]:
-    """GPUs the user defined."""
-    return CustomGpu.objects.filter(user=user)
 
 
 # Serving recipes of a plan or a job, with download URLs: what the API returns and

@@ -66,6 +66,37 @@ def test_a_rule_break_is_seen(tmp_path: Path) -> None:
     assert "quantjobs.api.serializers" in _imports(page)
 
 
+# What the planner must not reach into quantjobs for: measurements and the
+# ledger come through planner.measurements, where quantjobs registers itself.
+_MEASUREMENT_READS = (
+    "quantjobs.calibration",
+    "quantjobs.models.CalibrationRecord",
+    "quantjobs.models.JobResult",
+    "quantjobs.selectors.measured_quality_for_model",
+    "quantjobs.selectors.format_measurements_for_model",
+    "quantjobs.projections",
+)
+
+
+@pytest.mark.parametrize(
+    "module", ["planner/services.py", "planner/measurements.py", "planner/selectors.py"]
+)
+def test_planner_services_do_not_import_quantjobs_for_measurements(
+    module: str,
+) -> None:
+    bad = sorted(
+        name
+        for name in _imports(ROOT / module)
+        if any(name == r or name.startswith(f"{r}.") for r in _MEASUREMENT_READS)
+    )
+    assert not bad, f"{module} reads measurements from quantjobs directly: {bad}"
+
+
+def test_the_measurement_registry_imports_nothing_from_quantjobs() -> None:
+    names = _imports(ROOT / "planner" / "measurements.py")
+    assert not [n for n in names if n == "quantjobs" or n.startswith("quantjobs.")]
+
+
 # A module past this many lines becomes a package (docs/STYLE: "a package instead of
 # a module once a module passes ~500 lines"), or says on one of its first lines why
 # it stays whole.

@@ -187,7 +187,8 @@ def grouped_choices(field: Any, kind: str) -> list[tuple[str, list[dict[str, Any
         def group_of(ident: str) -> str:
             return details.get(ident, ("custom", ""))[0]
 
-        labels = dict(groups) | {"custom": "Your GPUs"}
+        # Not in the catalog: the job workers plans can target (worker:<hostname>).
+        labels = dict(groups) | {"custom": "Your workers (measured machines)"}
     else:
         groups = FORMAT_GROUPS
 

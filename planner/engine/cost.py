@@ -100,6 +100,10 @@ def hourly_price_usd(
     if provider == OWNED_PROVIDER:
         return owned_usd_per_hour(gpu, usd_per_kwh=usd_per_kwh)
     prices = [p for p in gpu.prices if provider is None or p.provider == provider]
+    if not prices and provider is None and gpu.purchase is not None:
+        # Nothing to rent (a Mac, an on-premises box): owning is the only price.
+        owned, source = owned_usd_per_hour(gpu, usd_per_kwh=usd_per_kwh)
+        return owned, f"{source} (no rental price listed)"
     if not prices:
         if provider is not None:
             return None, f"no {provider} price listed for {gpu.name}"

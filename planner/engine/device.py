@@ -121,3 +121,22 @@ def device_from_fingerprint(fingerprint: WorkerFingerprint) -> GpuSpec:
         prices=(),
         source="worker fingerprint",
     )
+
+
+def device_key(fingerprint: Mapping[str, Any] | None) -> str:
+    """A stable name for the hardware a measurement ran on (CPU, threads, build).
+
+    The calibration ledger files measurements under it, and a plan for a
+    worker's device looks its calibrations up under the same name.
+    """
+    if not fingerprint:
+        return ""
+    features = "/".join(llama_cpp_features(str(fingerprint.get("system_info") or "")))
+    parts = [
+        str(fingerprint.get("cpu_model") or "unknown CPU"),
+        f"{fingerprint.get('cores_used') or '?'} threads",
+        features or "no AVX2",
+    ]
+    if fingerprint.get("gpu_name"):
+        parts.append(str(fingerprint["gpu_name"]))
+    return " | ".join(parts)[:300]

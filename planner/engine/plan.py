@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import ledger_engine, measurement_for, speed_calibration_for
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
@@ -18,7 +19,12 @@ from .cost import (
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
 from .offload import offload_plan
-from .quality import QualityLoss, expected_quality_loss
+from .provenance import (
+    calibrated_speed,
+    quality_with_label,
+    size_and_memory_sources,
+)
+from .quality import QualityLoss
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
     Limits,
@@ -112,6 +118,10 @@ class PlanResult:
     # llama.cpp on one GPU with layers or experts in host RAM, where the format
     # does not fit one GPU whole: flags, layer counts and bytes (offload.py).
     offload: dict[str, Any] | None = None
+    prompt_tokens_per_s: float = 0.0  # prefill rate of one request's prompt
+    # Where each number comes from: "measured (...)", "calibrated from n runs"
+    # or "estimated (...)", keyed by the field it describes.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -227,6 +237,35 @@ def _plan_one(
         output_tokens=req.output_tokens,
         cache_dtype=cache,
     )
+    ledger = ledger_engine(engine, gpu.kind)
+    speed, prompt_label, generation_label = calibrated_speed(
+        speed,
+        *(
+            speed_calibration_for(
+                req.calibrations,
+                device=req.device_key,
+                engine=ledger,
+                format_family=fmt.family,
+                quantity=quantity,
+            )
+            for quantity in ("prompt_tokens_per_s", "generation_tokens_per_s")
+        ),
+    )
+    measurement = measurement_for(
+        req.measurements, model_id=spec.model_id, format_id=fmt.id
+    )
+    quality = quality_with_label(req, fmt, measurement, _measured_for(req, fmt))
+    artifact = weight_layout(spec, loaded).artifact_bytes
+    sources = {
+        "prompt_tokens_per_s": prompt_label,
+        "ttft_s": prompt_label,
+        "decode_tokens_per_s": generation_label,
+        "total_decode_tokens_per_s": generation_label,
+        "quality": quality["label"],
+        **size_and_memory_sources(req, measurement, engine=engine, gpus=n),
+    }
+    if sources["artifact_bytes"].startswith("measured") and measurement:
+        artifact = int(measurement.artifact_bytes or artifact)
     cost = estimate_cost(
         speed,
         usd_per_gpu_hour=usd_per_gpu_hour,
@@ -270,7 +309,7 @@ def _plan_one(
         engine=engine,
         parameters=parameter_breakdown(spec).total,
         parameter_breakdown=parameter_breakdown(spec).to_dict(),
-        artifact_bytes=layout.artifact_bytes,
+        artifact_bytes=artifact,
         weights_bytes=layout.weights_bytes,
         kv_cache_bytes=kv_cache_bytes(
             spec,
@@ -319,9 +358,7 @@ def _plan_one(
         price_source=price_source,
         api_cost_usd_per_million_tokens=cost.api_usd_per_million_tokens,
         break_even_tokens_per_month=cost.break_even_tokens_per_month,
-        expected_quality_loss=expected_quality_loss(
-            fmt, measured=_measured_for(req, fmt)
-        ),
+        expected_quality_loss=quality,
         quantization_job=job.to_dict(),
         needs_cuda=fmt.needs_cuda,
         experimental=engine == "vllm" and loaded.family == "gguf",
@@ -329,6 +366,8 @@ def _plan_one(
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
         offload=offload,
+        prompt_tokens_per_s=speed.prefill_tokens_per_s,
+        sources=sources,
     )
 
 
@@ -387,14 +426,15 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
             "attention on, 512-token micro-batches"
         ),
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
-        "benchmark of this deployment",
+        "benchmark of this deployment, except where a row's source says 'calibrated "
+        "from n runs' (refitted from measurements on this very device)",
         f"cost: the {_paid_for(req)} and paid for all {HOURS_PER_MONTH} hours of the "
         "month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
-        "quality: published perplexity/KL measurements on a reference model (see each "
-        "source), not measurements of this model",
+        "quality: published perplexity/KL measurements for the model's family and size "
+        "(see each source), unless a row says 'measured' (a job on this very model)",
     ]
     if req.max_quality_loss_pct is None:
         out.append(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .quality import DEFAULT_MAX_QUALITY_LOSS_PCT as DEFAULT_MAX_QUALITY_LOSS_PCT
-from .quality import quality_limit_pct
+from .quality import exceeds_quality_limit, quality_limit_pct
 
 if TYPE_CHECKING:
     from .plan import PlanResult
@@ -116,7 +116,7 @@ def _limit_failures(c: PlanResult, limits: Limits) -> list[Reason]:
     max_q = quality_limit_pct(limits.max_quality_loss_pct)
     if q is None:
         out.append(Reason("no_quality_estimate", "no quality estimate"))
-    elif q > max_q:
+    elif exceeds_quality_limit(q, limits.max_quality_loss_pct):
         out.append(
             Reason(
                 "quality_above_limit",
@@ -204,14 +204,24 @@ def recommend(
             "limits (no price known)"
         )
     q = best.quality_loss_pct
-    reasons.append(
-        f"expected perplexity increase {q:.2f}%"
-        if q is not None
-        else "quality not estimated"
-    )
+    quality = best.expected_quality_loss
+    if q is None:
+        reasons.append("quality not estimated")
+    elif quality.get("kind") == "measured":
+        reasons.append(
+            f"measured perplexity increase {q:.2f}% ({quality.get('source')})"
+        )
+    else:
+        basis = quality.get("basis")
+        reasons.append(
+            f"expected perplexity increase {q:.2f}% (published"
+            + (f", {basis}" if basis else "")
+            + ")"
+        )
+    speed_source = best.sources.get("decode_tokens_per_s", "estimated")
     reasons.append(
         f"{best.decode_tokens_per_s:.1f} tokens/s per sequence, "
-        f"time to first token {best.ttft_s:.2f} s"
+        f"time to first token {best.ttft_s:.2f} s ({speed_source})"
     )
     if len(tied) > 1:
         reasons.append(

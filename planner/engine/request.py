@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import FormatMeasurement, SpeedCalibration
 from .catalog import ApiPrice, CatalogError, GpuSpec, get_api_price
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import CacheDtypeError, normalize_cache_dtype
@@ -63,6 +64,11 @@ class PlanRequest:
     min_tokens_per_s: float | None = None
     max_ttft_s: float | None = None
     measured: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # From the calibration ledger, looked up by the caller (the engine never
+    # queries): what was measured of this model, and speed fits per device.
+    measurements: Sequence[FormatMeasurement] = ()
+    calibrations: Sequence[SpeedCalibration] = ()
+    device_key: str = ""  # the ledger's name for ``gpu`` (a worker's); "" otherwise
 
 
 def _check_int(name: str, value: object, low: int, high: int, hint: str) -> int:

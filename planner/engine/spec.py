@@ -390,8 +390,9 @@ def _llama4_chunked_layers(
 ) -> tuple[int | None, tuple[bool, ...]]:
     """Llama 4's RoPE layers attend within chunks of ``attention_chunk_size`` tokens.
 
-    llama.cpp keeps their KV cache as a sliding window of that size (its "chunked"
-    SWA type); every ``no_rope_layer_interval``-th layer (NoPE) attends globally.
+    llama.cpp keeps their KV cache as a window of that size (``src/models/llama4.cpp``:
+    LLAMA_SWA_TYPE_CHUNKED, n_swa 8192, "3 chunked - 1 full"); every
+    ``no_rope_layer_interval``-th layer (NoPE) attends globally.
     """
     chunk = _get_opt_int(cfg, ("attention_chunk_size",), maximum=MAX_POSITIONS)
     if chunk is None:

@@ -220,3 +220,13 @@ def test_a_negative_electricity_price_is_refused() -> None:
     )
     with pytest.raises(CapacityError, match="electricity_usd_per_kwh"):
         capacity_search(req)
+
+
+def test_a_device_with_nothing_to_rent_is_priced_by_owning_it() -> None:
+    from planner.engine import get_gpu
+
+    mac = get_gpu("apple-m2-ultra")
+    assert not mac.prices
+    price, why = hourly_price_usd(mac)
+    assert price == hourly_price_usd(mac, provider="owned")[0]
+    assert price is not None and why.endswith("(no rental price listed)")

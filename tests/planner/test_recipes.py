@@ -37,6 +37,7 @@ LLAMA_SERVER_FLAGS = {
     "-t", "--threads", "-b", "--batch-size", "-ub", "--ubatch-size", "-sm",
     "--split-mode", "-ts", "--tensor-split", "-mg", "--main-gpu", "-kvu", "--kv-unified",
     "--api-key", "--api-key-file", "--metrics", "--jinja", "-cb", "--cont-batching",
+    # common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors
     "-ncmoe", "--n-cpu-moe", "-cmoe", "--cpu-moe", "-ot", "--override-tensor",
 }  # fmt: skip
 # "-ctk, --cache-type-k TYPE ... allowed values: f32, f16, bf16, q8_0, q4_0, q4_1,
@@ -769,6 +770,26 @@ def test_it_lists_a_plans_recipes_for_the_chosen_format(api: Any, user: Any) -> 
 
 
 @pytest.mark.django_db
+def test_a_saved_one_gpu_plan_serves_its_partial_offload(api: Any, user: Any) -> None:
+    from planner import services
+
+    data = services.PlanInput(
+        gpu="rtx-4090", model="llama-3.1-70b", formats=("gguf-Q4_K_M",),
+        context_tokens=4096, concurrency=1, engine="llama.cpp", gpus=1,
+    )  # fmt: skip
+    report = services.plan_compute(data=data, user=user)
+    plan = services.plan_save(user=user, name="offload", data=data, report=report)
+    planned = plan.report["results"][0]["offload"]
+
+    body = api.get(f"/api/v1/plans/{plan.pk}/recipes/", {"format": "q4_k_m"}).json()
+
+    recipes = {r["id"]: r["content"] for r in body["recipes"]}
+    assert _value(command_argv(recipes["llama-server"]), "-ngl") == str(
+        planned["gpu_layers"]
+    )
+    assert f"--n_gpu_layers {planned['gpu_layers']}" in recipes["llama-cpp-python"]
+
+
 def test_without_a_format_it_serves_the_plans_recommendation(
     api: Any, user: Any
 ) -> None:
