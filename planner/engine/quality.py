@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from .formats import FormatSpec, parse_format
 
@@ -33,6 +33,8 @@ class QualityLoss(TypedDict):
     kl_divergence: float | None
     source: str
     kind: str  # PUBLISHED or MEASURED
+    basis: NotRequired[str]  # published: the family and size the figure is for
+    label: NotRequired[str]  # set by provenance: how the figure was obtained
 
 
 # Without a quality limit from the user, formats losing more than this are not
@@ -245,7 +247,7 @@ def expected_quality_loss(
             source=str(measured.get("source") or "measured by Quantplan"),
         )
     # Plans ask for the same (format, family, size) for every GPU and engine.
-    return dict(_published(spec.id, family, parameters))
+    return cast(QualityLoss, dict(_published(spec.id, family, parameters)))
 
 
 @cache
