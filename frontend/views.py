@@ -19,7 +19,7 @@ from quantjobs import selectors, services
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import answers_jsonl_response, artifact_response
 from quantjobs.models import Job
-from quantjobs.presenters import result_row
+from quantjobs.presenters import result_row, search_rows
 from quantjobs.sources import source_model
 from quantjobs.uploads import UploadError, calibration_text_store
 
@@ -178,6 +178,8 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
+            search_metric=data.get("search_metric") or "",
+            search_max=data.get("search_max"),
         )
     except services.JobInputError as exc:
         # A hidden field (plan) shows no errors of its own: report it above the form.
@@ -215,6 +217,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "waiting": waiting,
             "log_tail": job.log_lines,
             "outlook": selectors.job_queue_outlook(job=job),
+            "search_rows": search_rows(job.search or {}, terminal=job.is_terminal),
             **recipes,
         },
     )

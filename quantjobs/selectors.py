@@ -161,13 +161,18 @@ def measured_quality_for_model(
 ESTIMATE_HISTORY = 20
 
 
-def job_duration_estimate_s(*, method: str, formats_count: int) -> float | None:
+def job_duration_estimate_s(
+    *, method: str, formats_count: int, job: Job | None = None
+) -> float | None:
     """An estimate of a job's run time: the median seconds per format of the last
-    finished jobs of the same method (any user's), times its number of formats.
-    None while no such job has finished."""
+    finished jobs of the same method (any user's), times its number of formats,
+    plus the importance-matrix time its calibration tokens will take (seconds per
+    calibration token, from the same history). A search counts every candidate:
+    it may stop earlier, so its estimate is an upper bound. None while no such job
+    has finished."""
     from statistics import median
 
-    done = (
+    done = list(
         Job.objects.filter(
             method=method,
             status=Job.Status.SUCCEEDED,
@@ -175,15 +180,75 @@ def job_duration_estimate_s(*, method: str, formats_count: int) -> float | None:
             finished_at__isnull=False,
         )
         .order_by("-finished_at")
-        .values_list("started_at", "finished_at", "formats")[:ESTIMATE_HISTORY]
+        .prefetch_related("results")[:ESTIMATE_HISTORY]
     )
-    per_format = [
-        (end - start).total_seconds() / max(len(formats or []), 1)
-        for start, end, formats in done
-    ]
+    per_format: list[float] = []
+    per_token: list[float] = []
+    for past in done:
+        assert past.started_at is not None and past.finished_at is not None
+        total_s = (past.finished_at - past.started_at).total_seconds()
+        calibration_s = 0.0
+        for result in past.results.all():
+            imatrix = ((result.metrics or {}).get("metadata") or {}).get("imatrix")
+            if imatrix and imatrix.get("tokens") and imatrix.get("seconds"):
+                calibration_s += float(imatrix["seconds"])
+                per_token.append(float(imatrix["seconds"]) / float(imatrix["tokens"]))
+        # A search that stopped early ran fewer formats than it listed.
+        ran = len(past.results.all()) if past.search else len(past.formats or [])
+        per_format.append(max(total_s - calibration_s, 0.0) / max(ran, 1))
     if not per_format:
         return None
-    return median(per_format) * max(formats_count, 1)
+    estimate = median(per_format) * max(formats_count, 1)
+    if job is not None and per_token:
+        imatrix_formats, tokens_each = job_calibration_tokens(job=job)
+        estimate += median(per_token) * tokens_each * imatrix_formats
+    return estimate
+
+
+# Characters per token of English prose, to guess a calibration text's tokens
+# before any tokenizer has seen it (the importance matrix reports the real count).
+CHARS_PER_TOKEN = 4.0
+
+
+def job_calibration_tokens(*, job: Job) -> tuple[int, int]:
+    """(formats of the job that will compute an importance matrix, calibration
+    tokens each will use, estimated from the text's length, its 512-token chunks
+    and the ``imatrix_chunks`` cap)."""
+    if job.method != Job.Method.GGUF:
+        return 0, 0
+    from quantjobs.backends.base import BackendError
+    from quantjobs.backends.gguf.backend import want_imatrix
+    from quantjobs.backends.gguf.ftypes import parse_gguf_format
+
+    options = job.options or {}
+    count = 0
+    for fmt in job.formats or []:
+        try:
+            if want_imatrix(parse_gguf_format(fmt), options.get("imatrix")):
+                count += 1
+        except BackendError:
+            continue
+    if not count:
+        return 0, 0
+    path = options.get("calibration_text_path")
+    chars: int
+    if path:
+        import os
+
+        try:
+            chars = os.stat(path).st_size
+        except OSError:
+            return count, 0
+    else:
+        from quantjobs.evaltext import default_calibration_text
+
+        chars = len(default_calibration_text())
+    n_ctx = int(options.get("imatrix_context_tokens", 512) or 512)
+    chunks = int(chars / CHARS_PER_TOKEN) // n_ctx
+    cap = options.get("imatrix_chunks")
+    if cap:
+        chunks = min(chunks, int(cap))
+    return count, chunks * n_ctx
 
 
 @dataclass(frozen=True)
@@ -199,6 +264,10 @@ class QueueOutlook:
     finish_in_s: float | None  # from now, estimated
     elapsed_s: float | None  # since it started (or ran, once ended)
     waited_s: float  # in the queue before starting (or so far)
+    # A search may stop before its last candidate: its estimate is for all of them.
+    upper_bound: bool = False
+    # Calibration tokens its importance matrices will use (estimated), counted in.
+    calibration_tokens: int = 0
 
 
 def job_queue_outlook(*, job: Job) -> QueueOutlook:
@@ -208,13 +277,18 @@ def job_queue_outlook(*, job: Job) -> QueueOutlook:
 
     now = timezone.now()
     estimate = job_duration_estimate_s(
-        method=job.method, formats_count=len(job.formats or [])
+        method=job.method, formats_count=len(job.formats or []), job=job
     )
     waited = ((job.started_at or now) - job.created_at).total_seconds()
+    imatrix_formats, tokens_each = job_calibration_tokens(job=job)
+    extra = {
+        "upper_bound": bool(job.search),
+        "calibration_tokens": imatrix_formats * tokens_each,
+    }
     workers = sum(1 for w in workers_recent() if job.queue in (w.queues or []))
     running_jobs = list(
         Job.objects.filter(queue=job.queue, status=Job.Status.RUNNING).only(
-            "method", "formats", "started_at"
+            "method", "formats", "options", "started_at"
         )
     )
     if job.status != Job.Status.QUEUED:
@@ -231,16 +305,17 @@ def job_queue_outlook(*, job: Job) -> QueueOutlook:
             finish_in_s=finish_in,
             elapsed_s=job.duration_s,
             waited_s=max(waited, 0.0),
+            **extra,
         )
     ahead = list(
         Job.objects.filter(
             queue=job.queue, status=Job.Status.QUEUED, created_at__lt=job.created_at
-        ).only("method", "formats")
+        ).only("method", "formats", "options")
     )
     work_s: float | None = 0.0
     for other in running_jobs:
         other_s = job_duration_estimate_s(
-            method=other.method, formats_count=len(other.formats or [])
+            method=other.method, formats_count=len(other.formats or []), job=other
         )
         if other_s is None or work_s is None:
             work_s = None
@@ -248,7 +323,7 @@ def job_queue_outlook(*, job: Job) -> QueueOutlook:
         work_s += max(other_s - (other.duration_s or 0.0), 0.0)
     for other in ahead:
         other_s = job_duration_estimate_s(
-            method=other.method, formats_count=len(other.formats or [])
+            method=other.method, formats_count=len(other.formats or []), job=other
         )
         work_s = None if other_s is None or work_s is None else work_s + other_s
     start_in = None if work_s is None or not workers else work_s / workers
@@ -264,6 +339,7 @@ def job_queue_outlook(*, job: Job) -> QueueOutlook:
         else start_in + estimate,
         elapsed_s=None,
         waited_s=max(waited, 0.0),
+        **extra,
     )
 
 
@@ -461,3 +537,42 @@ def queues_without_workers() -> set[str]:
     for worker in workers_recent():
         covered.update(worker.queues or [])
     return {"cpu", "gpu"} - covered
+
+
+def search_findings_for_plan(
+    *, user: AbstractBaseUser, plan_id: Any
+) -> list[dict[str, Any]]:
+    """The answers of finished searches run from a plan, newest first: the plan
+    page states them as measured recommendations."""
+    findings = []
+    jobs = Job.objects.filter(
+        user=user,
+        plan_id=plan_id,
+        status=Job.Status.SUCCEEDED,
+    ).exclude(search={})
+    for job in jobs.order_by("-finished_at"):
+        search = job.search or {}
+        if not search.get("finished"):
+            continue
+        model = job_model(job=job)
+        if search.get("answer"):
+            text = (
+                f"measured: {search['answer']} is the smallest format within "
+                f"{search['label']} on {model.name}"
+            )
+        else:
+            text = f"measured: {search['summary']}"
+        findings.append(
+            {
+                "job_id": str(job.pk),
+                "answer": search.get("answer"),
+                "closest": search.get("closest"),
+                "closest_value": search.get("closest_value"),
+                "label": search.get("label"),
+                "model": model.name,
+                "stand_in_for": model.stand_in_for,
+                "text": text,
+                "finished_at": job.finished_at,
+            }
+        )
+    return findings
