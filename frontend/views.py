@@ -145,7 +145,10 @@ def _job_initial(
         # The plan's own model, not the sample: the user picks a stand-in knowingly.
         initial["source_kind"] = plan_source.kind
         initial["source_ref"] = plan_source.ref
-    for key in ("method", "formats", "source_kind", "source_ref", "plan", "name"):
+    for key in (
+        "method", "formats", "source_kind", "source_ref", "plan", "name",
+        "search_metric", "search_max",
+    ):  # fmt: skip
         if key in request.GET:
             initial[key] = request.GET[key]
     return initial

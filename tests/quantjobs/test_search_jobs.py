@@ -290,3 +290,74 @@ def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
         "measured: selftest-b is the smallest format within KL divergence ≤ 0.05 nats"
         in plan_html
     )
+
+
+def test_a_search_from_a_plan_tries_the_cheapest_on_the_plans_gpus_first(
+    api: Any, user: Any, redis_url: str
+) -> None:
+    from planner.models import Plan
+
+    report = {
+        "gpu": "l4",
+        "results": [
+            {"format": "gguf-Q8_0", "cost_usd_per_hour": 0.8, "fits": True},
+            {"format": "gguf-Q4_K_M", "cost_usd_per_hour": 0.8, "fits": True},
+            {"format": "gguf-Q6_K", "cost_usd_per_hour": 1.6, "fits": True},
+            {"format": "gguf-Q2_K", "cost_usd_per_hour": None, "fits": False},
+        ],
+    }
+    plan = Plan.objects.create(user=user, name="p", model_id="x", report=report)
+    response = _post(
+        api,
+        formats=["gguf-Q2_K", "gguf-Q6_K", "gguf-Q8_0", "gguf-Q4_K_M"],
+        search_metric="kl_divergence",
+        search_max=0.05,
+        plan=str(plan.pk),
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    # Same price: the smaller first; a format that does not fit goes last.
+    assert body["formats"] == ["gguf-Q4_K_M", "gguf-Q8_0", "gguf-Q6_K", "gguf-Q2_K"]
+    assert body["search"]["size_basis"].startswith("cost per hour on l4")
+
+
+def test_the_job_form_refuses_a_negative_bar_on_its_field(
+    logged_in: Any, redis_url: str
+) -> None:
+    from quantjobs.models import Job
+
+    response = logged_in.post(
+        "/jobs/new/",
+        {
+            "method": "gguf",
+            "formats": "",
+            "source_kind": "sample",
+            "search_metric": "perplexity_change_pct",
+            "search_max": "-1",
+        },
+    )
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert "cannot be negative" in errors["search_max"][0]
+    assert not Job.objects.exists()
+
+
+def test_the_job_form_starts_a_search_with_the_default_ladder(
+    logged_in: Any, redis_url: str
+) -> None:
+    from quantjobs.models import Job
+
+    response = logged_in.post(
+        "/jobs/new/",
+        {
+            "method": "gguf",
+            "formats": "",
+            "source_kind": "sample",
+            "search_metric": "kl_divergence",
+            "search_max": "0.05",
+        },
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    job = Job.objects.get()
+    assert job.search["label"] == "KL divergence ≤ 0.05 nats"
+    assert job.formats[0] == "gguf-Q2_K" and len(job.formats) == 6
