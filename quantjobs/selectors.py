@@ -190,7 +190,12 @@ def job_duration_estimate_s(
         calibration_s = 0.0
         for result in past.results.all():
             imatrix = ((result.metrics or {}).get("metadata") or {}).get("imatrix")
-            if imatrix and imatrix.get("tokens") and imatrix.get("seconds"):
+            if (
+                imatrix
+                and imatrix.get("tokens")
+                and imatrix.get("seconds")
+                and not imatrix.get("reused")  # made once, for an earlier format
+            ):
                 calibration_s += float(imatrix["seconds"])
                 per_token.append(float(imatrix["seconds"]) / float(imatrix["tokens"]))
         # A search that stopped early ran fewer formats than it listed.
@@ -211,9 +216,9 @@ CHARS_PER_TOKEN = 4.0
 
 
 def job_calibration_tokens(*, job: Job) -> tuple[int, int]:
-    """(formats of the job that will compute an importance matrix, calibration
-    tokens each will use, estimated from the text's length, its 512-token chunks
-    and the ``imatrix_chunks`` cap)."""
+    """(importance matrices the job will compute, calibration tokens each will use,
+    estimated from the text's length, its 512-token chunks and the
+    ``imatrix_chunks`` cap). One at most: the job's formats share the matrix."""
     if job.method != Job.Method.GGUF:
         return 0, 0
     from quantjobs.backends.base import BackendError
@@ -230,6 +235,7 @@ def job_calibration_tokens(*, job: Job) -> tuple[int, int]:
             continue
     if not count:
         return 0, 0
+    count = 1  # made for the first format that needs it, reused by the others
     path = options.get("calibration_text_path")
     chars: int
     if path:

@@ -94,7 +94,7 @@ def test_the_importance_matrix_time_grows_with_the_calibration_tokens(
     )
 
 
-def test_imatrix_on_counts_it_for_every_quantized_format(
+def test_imatrix_on_counts_one_matrix_shared_by_the_jobs_formats(
     user: Any, history: None, tmp_path: Path
 ) -> None:
     from quantjobs.selectors import job_calibration_tokens
@@ -106,7 +106,9 @@ def test_imatrix_on_counts_it_for_every_quantized_format(
         ["gguf-Q8_0", "gguf-Q4_K_M"],
         options={"calibration_text_path": str(text), "imatrix": "on"},
     )
-    assert job_calibration_tokens(job=job) == (2, 1024)
+    assert job_calibration_tokens(job=job) == (1, 1024)
+    plain = _queued(user, ["gguf-Q8_0", "gguf-Q4_K_M"])
+    assert job_calibration_tokens(job=plain) == (0, 0)
 
 
 def test_a_search_is_estimated_for_all_its_candidates_as_an_upper_bound(
@@ -119,6 +121,26 @@ def test_a_search_is_estimated_for_all_its_candidates_as_an_upper_bound(
     outlook = job_queue_outlook(job=job)
     assert outlook.estimate_s == pytest.approx(300)
     assert outlook.upper_bound
+
+
+def test_a_reused_matrix_is_not_taken_off_the_past_jobs_time_twice(
+    user: Any,
+) -> None:
+    from quantjobs.models import JobResult
+    from quantjobs.selectors import job_duration_estimate_s
+
+    past = _finished(user, ["gguf-IQ4_XS", "gguf-IQ3_XXS"], 300)
+    imatrix = {"tokens": 5120, "seconds": 100.0}
+    JobResult.objects.create(
+        job=past, format="gguf-IQ4_XS", metrics={"metadata": {"imatrix": imatrix}}
+    )
+    JobResult.objects.create(
+        job=past,
+        format="gguf-IQ3_XXS",
+        metrics={"metadata": {"imatrix": {**imatrix, "reused": True}}},
+    )
+    # 300 s - 100 s of one matrix, over 2 formats.
+    assert job_duration_estimate_s(method="gguf", formats_count=1) == pytest.approx(100)
 
 
 def test_a_past_search_that_stopped_early_counts_the_formats_it_ran(
