@@ -6,8 +6,9 @@ check a new worker; the test suite runs it to check the job machinery. Options
 exercise the machinery's edges: ``fail`` (every format) or ``fail_format`` (one
 format) raise a backend error, ``allocate_bytes`` asks for that much memory and
 ``spin_s`` burns CPU time, to check a worker's resource limits;
-``metrics_by_format`` (``{format: {"perplexity": 1.2, "kl_divergence": 0.1}}``)
-makes ``evaluate`` report those numbers, to drive a search's stop rule.
+``metrics_by_format`` (``{format: {"perplexity": 1.2, "kl_divergence": 0.1,
+"exact_match_drop_points": 4}}``) makes ``evaluate`` report those numbers, to
+drive a search's stop rule.
 """
 
 from __future__ import annotations
@@ -105,6 +106,11 @@ class SelftestBackend:
             generation_tokens_per_s=0.0,
             peak_memory_bytes=0,
             load_time_s=0.0,
+            task=(
+                {"exact_match_drop": {"points": wanted["exact_match_drop_points"]}}
+                if "exact_match_drop_points" in wanted
+                else None
+            ),
         )
 
 

@@ -157,7 +157,7 @@ def test_bad_text_files_get_a_clear_error_on_their_field(
 
 
 def _search_job(user: Any, formats: list[str], bar: float, losses: dict[str, float],
-                plan: Any = None) -> Any:  # fmt: skip
+                plan: Any = None, metric: str = "kl_divergence") -> Any:  # fmt: skip
     from planner.engine.search import search_bar
     from quantjobs.models import Job
     from quantjobs.search import new_search
@@ -171,10 +171,10 @@ def _search_job(user: Any, formats: list[str], bar: float, losses: dict[str, flo
         options={
             "steps": 1,
             "step_s": 0,
-            "metrics_by_format": {f: {"kl_divergence": v} for f, v in losses.items()},
+            "metrics_by_format": {f: {metric: v} for f, v in losses.items()},
         },
         search=new_search(
-            search_bar("kl_divergence", bar),
+            search_bar(metric, bar),
             [{"format": f, "projected_bytes": None} for f in formats],
             "the order given",
         ),
@@ -361,3 +361,26 @@ def test_the_job_form_starts_a_search_with_the_default_ladder(
     job = Job.objects.get()
     assert job.search["label"] == "KL divergence ≤ 0.05 nats"
     assert job.formats[0] == "gguf-Q2_K" and len(job.formats) == 6
+
+
+def test_an_exact_match_search_judges_the_drop_in_points(
+    user: Any, clean_media: Path
+) -> None:
+    from quantjobs import runner
+    from quantjobs.models import Job
+
+    job = _search_job(
+        user,
+        ["selftest-a", "selftest-b"],
+        5,
+        {"selftest-a": 12.5, "selftest-b": 0.0},
+        metric="exact_match_drop_points",
+    )
+    runner.execute(job)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert [t["reason"] for t in job.search["trail"]] == [
+        "failed: exact-match drop 12.5 points > 5 points",
+        "passed: exact-match drop 0 points ≤ 5 points",
+    ]
+    assert job.search["answer"] == "selftest-b"
