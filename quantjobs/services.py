@@ -166,7 +166,7 @@ def job_create(
             f"Unknown method {method!r}; choose one of: {', '.join(METHOD_QUEUES)}.",
             field="method",
         )
-    bar = _search_bar(method, search_metric, search_max)
+    bar = _search_bar(search_metric, search_max)
     if bar is not None and not formats:
         from quantjobs.search import DEFAULT_CANDIDATES
 
@@ -279,7 +279,7 @@ def job_create(
     return job
 
 
-def _search_bar(method: str, metric: str, max_value: float | None) -> Any:
+def _search_bar(metric: str, max_value: float | None) -> Any:
     """The validated bar of a search request, or None for a plain job."""
     if not metric and max_value is None:
         return None
