@@ -9,7 +9,8 @@ import pytest
 
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+# Two formats made and measured on a shared 2-core machine: allow for a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.timeout(1800)]
 
 
 def test_a_gguf_search_stops_early_and_keeps_its_trail(
@@ -26,9 +27,9 @@ def test_a_gguf_search_stops_early_and_keeps_its_trail(
             "source_kind": "sample",
             "search_metric": "perplexity_change_pct",
             "search_max": 3,
-            "max_chunks": 6,
-            "bench_prompt_tokens": 64,
-            "bench_generation_tokens": 16,
+            "max_chunks": 4,
+            "bench_prompt_tokens": 32,
+            "bench_generation_tokens": 8,
             "bench_repetitions": 1,
         },
         format="json",
@@ -43,7 +44,7 @@ def test_a_gguf_search_stops_early_and_keeps_its_trail(
             in ("SUCCEEDED", "PARTIAL", "FAILED", "TIMED_OUT")
             and b
         ),
-        timeout_s=900,
+        timeout_s=1700,
         interval_s=1.0,
     )
     assert body["status"] == "SUCCEEDED", (body["error"], body["log"][-20:])
