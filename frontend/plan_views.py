@@ -20,7 +20,7 @@ from frontend.templatetags.quantplan import report_view
 from planner import engine, exports, selectors, services
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
-from quantjobs.selectors import search_findings_for_plan
+from quantjobs.search import search_findings_for_plan
 
 DEFAULT_MODEL = "llama-3-70b"
 DEFAULT_GPU = "a100-80gb"

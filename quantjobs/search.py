@@ -22,6 +22,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
+
 from planner.engine.search import (
     SearchBar,
     SearchError,
@@ -252,6 +254,52 @@ def _keep_only(job: Job, keep: str | None) -> None:
         delete_artifact(artifact)
 
 
+def search_findings_for_plan(
+    *, user: AbstractBaseUser, plan_id: Any
+) -> list[dict[str, Any]]:
+    """The answers of finished searches run from a plan, newest first: the plan
+    page states them as measured recommendations."""
+    from quantjobs.selectors import job_model
+
+    findings = []
+    jobs = Job.objects.filter(
+        user=user,
+        plan_id=plan_id,
+        status=Job.Status.SUCCEEDED,
+    ).exclude(search={})
+    for job in jobs.order_by("-finished_at"):
+        search = job.search or {}
+        if not search.get("finished"):
+            continue
+        model = job_model(job=job)
+        kind = (
+            "cheapest format on the plan's GPUs"
+            if str(search.get("size_basis", "")).startswith("cost")
+            else "smallest format"
+        )
+        if search.get("answer"):
+            text = (
+                f"measured: {search['answer']} is the {kind} within "
+                f"{search['label']} on {model.name}"
+            )
+        else:
+            text = f"measured: {search['summary']}"
+        findings.append(
+            {
+                "job_id": str(job.pk),
+                "answer": search.get("answer"),
+                "closest": search.get("closest"),
+                "closest_value": search.get("closest_value"),
+                "label": search.get("label"),
+                "model": model.name,
+                "stand_in_for": model.stand_in_for,
+                "text": text,
+                "finished_at": job.finished_at,
+            }
+        )
+    return findings
+
+
 __all__ = [
     "DEFAULT_CANDIDATES",
     "SearchError",
@@ -259,6 +307,7 @@ __all__ = [
     "new_search",
     "search_bar_from_input",
     "search_conclude",
+    "search_findings_for_plan",
     "search_record_trial",
     "search_reset",
     "sized_candidates",

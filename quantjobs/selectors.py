@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
+from quantjobs.estimates import job_calibration_tokens
 from quantjobs.models import (
     Artifact,
     Job,
@@ -208,53 +209,6 @@ def job_duration_estimate_s(
         imatrix_formats, tokens_each = job_calibration_tokens(job=job)
         estimate += median(per_token) * tokens_each * imatrix_formats
     return estimate
-
-
-# Characters per token of English prose, to guess a calibration text's tokens
-# before any tokenizer has seen it (the importance matrix reports the real count).
-CHARS_PER_TOKEN = 4.0
-
-
-def job_calibration_tokens(*, job: Job) -> tuple[int, int]:
-    """(importance matrices the job will compute, calibration tokens each will use,
-    estimated from the text's length, its 512-token chunks and the
-    ``imatrix_chunks`` cap). One at most: the job's formats share the matrix."""
-    if job.method != Job.Method.GGUF:
-        return 0, 0
-    from quantjobs.backends.base import BackendError
-    from quantjobs.backends.gguf.backend import want_imatrix
-    from quantjobs.backends.gguf.ftypes import parse_gguf_format
-
-    options = job.options or {}
-    count = 0
-    for fmt in job.formats or []:
-        try:
-            if want_imatrix(parse_gguf_format(fmt), options.get("imatrix")):
-                count += 1
-        except BackendError:
-            continue
-    if not count:
-        return 0, 0
-    count = 1  # made for the first format that needs it, reused by the others
-    path = options.get("calibration_text_path")
-    chars: int
-    if path:
-        import os
-
-        try:
-            chars = os.stat(path).st_size
-        except OSError:
-            return count, 0
-    else:
-        from quantjobs.evaltext import default_calibration_text
-
-        chars = len(default_calibration_text())
-    n_ctx = int(options.get("imatrix_context_tokens", 512) or 512)
-    chunks = int(chars / CHARS_PER_TOKEN) // n_ctx
-    cap = options.get("imatrix_chunks")
-    if cap:
-        chunks = min(chunks, int(cap))
-    return count, chunks * n_ctx
 
 
 @dataclass(frozen=True)
@@ -543,42 +497,3 @@ def queues_without_workers() -> set[str]:
     for worker in workers_recent():
         covered.update(worker.queues or [])
     return {"cpu", "gpu"} - covered
-
-
-def search_findings_for_plan(
-    *, user: AbstractBaseUser, plan_id: Any
-) -> list[dict[str, Any]]:
-    """The answers of finished searches run from a plan, newest first: the plan
-    page states them as measured recommendations."""
-    findings = []
-    jobs = Job.objects.filter(
-        user=user,
-        plan_id=plan_id,
-        status=Job.Status.SUCCEEDED,
-    ).exclude(search={})
-    for job in jobs.order_by("-finished_at"):
-        search = job.search or {}
-        if not search.get("finished"):
-            continue
-        model = job_model(job=job)
-        if search.get("answer"):
-            text = (
-                f"measured: {search['answer']} is the smallest format within "
-                f"{search['label']} on {model.name}"
-            )
-        else:
-            text = f"measured: {search['summary']}"
-        findings.append(
-            {
-                "job_id": str(job.pk),
-                "answer": search.get("answer"),
-                "closest": search.get("closest"),
-                "closest_value": search.get("closest_value"),
-                "label": search.get("label"),
-                "model": model.name,
-                "stand_in_for": model.stand_in_for,
-                "text": text,
-                "finished_at": job.finished_at,
-            }
-        )
-    return findings

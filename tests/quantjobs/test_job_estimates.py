@@ -97,7 +97,7 @@ def test_the_importance_matrix_time_grows_with_the_calibration_tokens(
 def test_imatrix_on_counts_one_matrix_shared_by_the_jobs_formats(
     user: Any, history: None, tmp_path: Path
 ) -> None:
-    from quantjobs.selectors import job_calibration_tokens
+    from quantjobs.estimates import job_calibration_tokens
 
     text = tmp_path / "t.txt"
     text.write_text("x" * 4096)
