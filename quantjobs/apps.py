@@ -8,3 +8,17 @@ class QuantjobsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "quantjobs"
+
+    def ready(self) -> None:
+        """Offer the ledger to plans: the planner reads it without importing us."""
+        from planner.measurements import (
+            register_calibration_source,
+            register_device_source,
+            register_measurement_source,
+        )
+        from quantjobs.calibration import speed_calibrations
+        from quantjobs.selectors import format_measurements_for_model, measuring_devices
+
+        register_measurement_source(format_measurements_for_model)
+        register_calibration_source(speed_calibrations)
+        register_device_source(measuring_devices)

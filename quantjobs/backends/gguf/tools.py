@@ -37,7 +37,12 @@ _CMAKE_FLAGS = (
     "-DBUILD_SHARED_LIBS=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_SERVER=OFF",
+    # On for llama-server (bench/serving_load.py); a target is built only when
+    # asked for, so the other tools cost nothing more. No web UI: it would be
+    # fetched from the network or built with npm, and the benchmark needs none.
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
@@ -85,7 +90,7 @@ def _fetch_llama_cpp_source(root: Path, log: LogFn, timeout_s: float) -> Path:
     return ensure_llama_cpp_source(log, timeout_s=timeout_s)
 
 
-_TOOLS = ("llama-perplexity", "llama-imatrix")
+_TOOLS = ("llama-perplexity", "llama-imatrix", "llama-server")
 
 
 def ensure_llama_tool(
@@ -93,7 +98,7 @@ def ensure_llama_tool(
 ) -> Path:
     """Path of a llama.cpp tool built from the same llama.cpp as llama-cpp-python.
 
-    ``name`` is ``llama-perplexity`` or ``llama-imatrix``. Built once with cmake
+    ``name`` is ``llama-perplexity``, ``llama-imatrix`` or ``llama-server``. Built once with cmake
     (that target only) and cached under ``~/.cache/quantplan/llama-perplexity/``
     (``QUANTPLAN_CACHE_DIR`` overrides); about 4 minutes on 2 cores the first time.
     """
