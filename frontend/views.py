@@ -18,6 +18,7 @@ from frontend.models import ApiToken
 from quantjobs import selectors, services
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import answers_jsonl_response, artifact_response
+from quantjobs.estimates import job_queue_outlook
 from quantjobs.models import Job
 from quantjobs.presenters import result_row, search_rows
 from quantjobs.sources import source_model
@@ -219,7 +220,7 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "results": results,
             "waiting": waiting,
             "log_tail": job.log_lines,
-            "outlook": selectors.job_queue_outlook(job=job),
+            "outlook": job_queue_outlook(job=job),
             "search_rows": search_rows(job.search or {}, terminal=job.is_terminal),
             **recipes,
         },

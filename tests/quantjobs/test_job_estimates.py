@@ -58,7 +58,7 @@ def _queued(user: Any, formats: list[str], **extra: Any) -> Any:
 def test_a_type_without_an_importance_matrix_costs_no_calibration_time(
     user: Any, history: None
 ) -> None:
-    from quantjobs.selectors import job_queue_outlook
+    from quantjobs.estimates import job_queue_outlook
 
     outlook = job_queue_outlook(job=_queued(user, ["gguf-Q8_0"]))
     assert outlook.estimate_s == pytest.approx(100)
@@ -68,7 +68,7 @@ def test_a_type_without_an_importance_matrix_costs_no_calibration_time(
 def test_the_importance_matrix_time_grows_with_the_calibration_tokens(
     user: Any, history: None, tmp_path: Path
 ) -> None:
-    from quantjobs.selectors import job_queue_outlook
+    from quantjobs.estimates import job_queue_outlook
 
     small = tmp_path / "small.txt"
     small.write_text("x" * 4096)  # 1,024 tokens at 4 characters a token: 2 chunks
@@ -114,7 +114,7 @@ def test_imatrix_on_counts_one_matrix_shared_by_the_jobs_formats(
 def test_a_search_is_estimated_for_all_its_candidates_as_an_upper_bound(
     user: Any, history: None
 ) -> None:
-    from quantjobs.selectors import job_queue_outlook
+    from quantjobs.estimates import job_queue_outlook
 
     search = {"metric": "kl_divergence", "max": 0.05, "candidates": []}
     job = _queued(user, ["gguf-Q4_K_M", "gguf-Q6_K", "gguf-Q8_0"], search=search)
@@ -126,8 +126,8 @@ def test_a_search_is_estimated_for_all_its_candidates_as_an_upper_bound(
 def test_a_reused_matrix_is_not_taken_off_the_past_jobs_time_twice(
     user: Any,
 ) -> None:
+    from quantjobs.estimates import job_duration_estimate_s
     from quantjobs.models import JobResult
-    from quantjobs.selectors import job_duration_estimate_s
 
     past = _finished(user, ["gguf-IQ4_XS", "gguf-IQ3_XXS"], 300)
     imatrix = {"tokens": 5120, "seconds": 100.0}
@@ -146,8 +146,8 @@ def test_a_reused_matrix_is_not_taken_off_the_past_jobs_time_twice(
 def test_a_past_search_that_stopped_early_counts_the_formats_it_ran(
     user: Any,
 ) -> None:
+    from quantjobs.estimates import job_duration_estimate_s
     from quantjobs.models import JobResult
-    from quantjobs.selectors import job_duration_estimate_s
 
     past = _finished(
         user,

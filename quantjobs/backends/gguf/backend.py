@@ -240,37 +240,6 @@ def want_imatrix(target: GgufType, choice: object) -> bool:
     return choice == "on" or recommended
 
 
-def _imatrix_cache(
-    shared: Path | None, base: Path, text: str, n_ctx: int, chunks: object
-) -> tuple[Path, Path] | None:
-    """(values .npz, meta .json) of the importance matrix for this base, text and
-    chunking in the job's shared folder; None when formats share nothing."""
-    if shared is None:
-        return None
-    import hashlib
-
-    key = hashlib.sha256(
-        f"{base.name}\0{n_ctx}\0{chunks}\0{text}".encode()
-    ).hexdigest()[:16]
-    return shared / f"imatrix-{key}.npz", shared / f"imatrix-{key}.json"
-
-
-def _imatrix_store(
-    paths: tuple[Path, Path], values: dict[str, Any], meta: dict[str, Any]
-) -> None:
-    """Keep a computed importance matrix for the job's later formats (the meta file,
-    written last and renamed into place, marks it complete)."""
-    import numpy as np
-
-    values_path, meta_path = paths
-    partial = values_path.with_name(f".{values_path.stem}.partial.npz")
-    np.savez(partial, **values)
-    os.replace(partial, values_path)
-    partial_meta = meta_path.with_name(f".{meta_path.name}.partial")
-    partial_meta.write_text(json.dumps(meta))
-    os.replace(partial_meta, meta_path)
-
-
 def _check_family(model_dir: Path) -> None:
     """Refuse a family the GGUF path is not proven on (job creation checks first)."""
     from quantjobs.backends.families import unsupported_reason
@@ -498,41 +467,21 @@ class GgufBackend:
         progress: ProgressFn,
         log: LogFn,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from quantjobs.backends.gguf.imatrix import compute_imatrix
+        from quantjobs.backends.gguf.imatrix import shared_imatrix
         from quantjobs.evaltext import default_calibration_text
 
-        text = request.calibration_text or default_calibration_text()
-        n_ctx = int(request.options.get("imatrix_context_tokens", 512))
         chunks = request.options.get("imatrix_chunks")
-        # The job's formats share one base and one text: a later format (every
-        # candidate of a search with imatrix on) reuses the matrix made first.
-        cached = _imatrix_cache(request.shared_dir, base, text, n_ctx, chunks)
-        if cached is not None and cached[1].is_file():
-            import numpy as np
-
-            with np.load(cached[0]) as stored:
-                values = {name: stored[name] for name in stored.files}
-            meta = {**json.loads(cached[1].read_text()), "reused": True}
-            log(
-                f"using the importance matrix made for an earlier format of this job "
-                f"({meta['tokens']:,} calibration tokens)"
-            )
-            progress(1.0, "imatrix")
-            return values, meta
-        result = compute_imatrix(
-            base, text, n_ctx=n_ctx, max_chunks=int(chunks) if chunks else None,
-            threads=threads, progress=progress, log=log,
-        )  # fmt: skip
-        meta = {
-            "matrices": len(result.values),
-            "chunks": result.chunks,
-            "tokens": result.tokens,
-            "seconds": round(result.seconds, 3),
-            "source": "request" if request.calibration_text else "built-in",
-        }
-        if cached is not None:
-            _imatrix_store(cached, result.values, meta)
-        return result.values, meta
+        return shared_imatrix(
+            base,
+            request.calibration_text or default_calibration_text(),
+            n_ctx=int(request.options.get("imatrix_context_tokens", 512)),
+            max_chunks=int(chunks) if chunks else None,
+            threads=threads,
+            shared=request.shared_dir,
+            source="request" if request.calibration_text else "built-in",
+            progress=progress,
+            log=log,
+        )
 
     # -- evaluation ----------------------------------------------------------
 

@@ -52,11 +52,8 @@ def test_a_later_format_of_the_job_reuses_the_importance_matrix(tmp_path: Path) 
     import numpy as np
 
     from quantjobs.backends.base import QuantizeRequest
-    from quantjobs.backends.gguf.backend import (
-        GgufBackend,
-        _imatrix_cache,
-        _imatrix_store,
-    )
+    from quantjobs.backends.gguf.backend import GgufBackend
+    from quantjobs.backends.gguf.imatrix import imatrix_cache, imatrix_store
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -71,10 +68,10 @@ def test_a_later_format_of_the_job_reuses_the_importance_matrix(tmp_path: Path) 
         options={"imatrix": "on"},
         shared_dir=shared,
     )
-    paths = _imatrix_cache(shared, base, text, 512, None)
+    paths = imatrix_cache(shared, base, text, 512, None)
     assert paths is not None
     stored = {"blk.0.attn_k.weight": np.arange(4, dtype=np.float32)}
-    _imatrix_store(paths, stored, {"tokens": 1024, "chunks": 2, "seconds": 3.0})
+    imatrix_store(paths, stored, {"tokens": 1024, "chunks": 2, "seconds": 3.0})
     lines: list[str] = []
     # No llama.cpp call: the base file does not even exist.
     values, meta = GgufBackend()._imatrix(
@@ -84,7 +81,7 @@ def test_a_later_format_of_the_job_reuses_the_importance_matrix(tmp_path: Path) 
     assert meta == {"tokens": 1024, "chunks": 2, "seconds": 3.0, "reused": True}
     assert "1,024 calibration tokens" in lines[0]
     # Another text, context or chunk cap is another matrix.
-    assert _imatrix_cache(shared, base, text + ".", 512, None) != paths
-    assert _imatrix_cache(shared, base, text, 256, None) != paths
-    assert _imatrix_cache(shared, base, text, 512, 2) != paths
-    assert _imatrix_cache(None, base, text, 512, None) is None
+    assert imatrix_cache(shared, base, text + ".", 512, None) != paths
+    assert imatrix_cache(shared, base, text, 256, None) != paths
+    assert imatrix_cache(shared, base, text, 512, 2) != paths
+    assert imatrix_cache(None, base, text, 512, None) is None
