@@ -5,12 +5,16 @@ matplotlib figures saved under docs/bench/."""
 from __future__ import annotations
 
 import json
+import string
 import time
+from pathlib import Path
 from typing import Any
 
 from bench._common import RESULTS_DIR, ROOT
 
 PLOTS_DIR = ROOT / "docs" / "bench"
+# The report's prose, as string.Template files ($name is a value Python formats).
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 GIB = 1 << 30
 
 
@@ -72,3 +76,9 @@ def save_figure(fig: Any, name: str) -> str:
 
     plt.close(fig)
     return f"bench/{name}"
+
+
+def prose(name: str, **values: str) -> str:
+    """bench/templates/<name>.md filled with already formatted values (all required)."""
+    text = (TEMPLATES_DIR / f"{name}.md").read_text(encoding="utf-8")
+    return string.Template(text).substitute(values)

@@ -4,35 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report._base import load_result, md_table, run_line, verdict
+from bench.report._base import load_result, md_table, prose, run_line, verdict
+
+TITLE = "## 5. Evaluation speed and agreement with llama.cpp's `llama-perplexity`"
 
 
 def section_eval(goals: list[list[str]]) -> str:
     r = load_result("eval_agreement")
-    out = ["## 5. Evaluation speed and agreement with llama.cpp's `llama-perplexity`\n"]
     if r is None:
         goals.append(["5. eval agreement", "0.5% / 1.1x", "not run", "n/a"])
-        return out[0] + "\nNot run.\n"
+        return f"{TITLE}\n\nNot run.\n"
     d = r["data"]
-    out.append(run_line(r) + "\n")
     if "unavailable" in d:
         goals.append(
             ["5. eval agreement", "0.5% / 1.1x", "llama-perplexity missing", "n/a"]
         )
-        return (
-            "\n".join(out)
-            + f"\nllama-perplexity is not available: {d['unavailable']}\n"
-        )
+        return prose("evaluation_unavailable", when=run_line(r), why=d["unavailable"])
     s = d["summary"]
-    out.append(
-        "`bench/eval_agreement.py`. Same files (sample F16 and Q4_K_M), same text "
-        f"(`default_eval_text()`), n_ctx {d['n_ctx']}, "
-        f"{d['chunks'] or 'all'} chunks, 2 threads; llama.cpp's tool is "
-        f"`{Path(d['binary']).name}` built from the llama.cpp that llama-cpp-python "
-        "vendors (`ensure_llama_perplexity`). Each side in its own fresh process, "
-        f"{d['rounds']} round(s) alternating, best time. *Pass* = Quantplan's time after "
-        "its imports; *process* = its whole process including the Python start-up.\n"
-    )
     rows = []
     worst_err = 0.0
     worst_ratio = 0.0
@@ -77,8 +65,7 @@ def section_eval(goals: list[list[str]]) -> str:
                 *timing,
             ]  # fmt: skip
         )
-    out.append(
-        md_table(
+    table = md_table(
             [
                 "figure",
                 "Quantplan",
@@ -90,7 +77,6 @@ def section_eval(goals: list[list[str]]) -> str:
             ],
             rows,
         )  # fmt: skip
-    )
     notes = []
     without = []
     for t, x in s["ppl"].items():
@@ -101,20 +87,24 @@ def section_eval(goals: list[list[str]]) -> str:
                 f"{t} {lsm:.2f} s of {x['ours_pass_s']:.2f} s (llama-perplexity in all: "
                 f"{x['llama_cpp_s']:.2f} s)"
             )
+    scoring = ""
     if notes:
-        out.append(
-            "\nWhere Quantplan's perplexity pass spends its time besides llama.cpp's "
-            "decode: the scoring of each chunk's "
-            f"{d['n_ctx'] // 2} x vocabulary logits (numpy, log-sum-exp and the "
-            "target's logit only, row blocks spread over the job's threads as "
-            "llama-perplexity spreads its own) takes " + "; ".join(notes) + ". "
-            "Without that step the pass would take "
-            f"{min(without):.2f}–{max(without):.2f}x llama-perplexity's time.\n"
+        scoring = prose(
+            "evaluation_scoring",
+            half_ctx=str(d["n_ctx"] // 2),
+            notes="; ".join(notes),
+            ratio_min=f"{min(without):.2f}",
+            ratio_max=f"{max(without):.2f}",
         )
-    out.append(
-        "\nThe KLD timing compares `evaluate_gguf` (both models in one process, "
-        "generation cut to 1 token) with two `llama-perplexity` processes "
-        "(`--kl-divergence-base` on F16, then `--kl-divergence` on Q4_K_M).\n"
+    text = prose(
+        "evaluation",
+        when=run_line(r),
+        n_ctx=str(d["n_ctx"]),
+        chunks=str(d["chunks"] or "all"),
+        binary=Path(d["binary"]).name,
+        rounds=str(d["rounds"]),
+        table=table,
+        scoring=scoring,
     )
     goals.append(
         [
@@ -124,4 +114,4 @@ def section_eval(goals: list[list[str]]) -> str:
             verdict(worst_err <= 0.5 and worst_ratio <= 1.1),
         ]
     )
-    return "\n".join(out) + "\n"
+    return text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report._base import load_result, md_table, verdict
+from bench.report._base import load_result, md_table, prose, verdict
 
 
 def section_job_measurements(goals: list[list[str]]) -> str:
@@ -38,18 +38,25 @@ def section_job_measurements(goals: list[list[str]]) -> str:
          f"{m['job_peak_memory_bytes'] / 2**20:.1f}", f"{m['tg_ratio']:.2f}"]
         for m in memory
     ]  # fmt: skip
-    return "\n".join(
-        [
-            title,
-            "`bench/job_measurements.py`: the job child itself (what a worker runs), "
-            "on the sample. Speed is measured as llama-bench does, in a fresh serving "
-            "process (warm-up, pp/tg, repetitions, median); memory is that process's "
-            "peak RSS. " + " ".join(r.get("notes", [])) + "\n",
-            md_table(["job", "pp tok/s (median)", "tg tok/s (median)", "load before / after"],
-                   rows, "rrrr"),
-            "",
-            md_table(["format", "n_ctx", "serving peak MiB", "projected MiB", "error",
-                    "job peak MiB", "tg measured / roofline"], mem_rows, "lrrrrrr"),
-            "",
-        ]
-    )  # fmt: skip
+    return prose(
+        "jobs",
+        notes=" ".join(r.get("notes", [])),
+        repeat_table=md_table(
+            ["job", "pp tok/s (median)", "tg tok/s (median)", "load before / after"],
+            rows,
+            "rrrr",
+        ),
+        memory_table=md_table(
+            [
+                "format",
+                "n_ctx",
+                "serving peak MiB",
+                "projected MiB",
+                "error",
+                "job peak MiB",
+                "tg measured / roofline",
+            ],
+            mem_rows,
+            "lrrrrrr",
+        ),  # fmt: skip
+    )

@@ -8,11 +8,14 @@ from bench._common import MIB
 from bench.report._base import (
     load_result,
     md_table,
+    prose,
     pyplot,
     run_line,
     save_figure,
     verdict,
 )
+
+TITLE = "## 2. Projected vs measured on this machine: GGUF size, memory, speed"
 
 
 def plot_memory(d: dict[str, Any]) -> str:
@@ -76,28 +79,10 @@ def plot_decode(d: dict[str, Any], limit: dict[str, Any] | None) -> str:
 
 def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
     r = load_result("gguf_memory")
-    out = ["## 2. Projected vs measured on this machine: GGUF size, memory, speed\n"]
     if r is None:
         goals.append(["2. GGUF size / memory", "within 5%", "not run", "n/a"])
-        return out[0] + "\nNot run.\n"
+        return f"{TITLE}\n\nNot run.\n"
     d = r["data"]
-    out.append(run_line(r) + "\n")
-    out.append(
-        "`bench/gguf_memory.py`. Each type of the sample was produced once with "
-        "Quantplan's GGUF backend (Q4_1 sample → F16 base → each type) into "
-        "`var/bench/gguf/`. Memory: a fresh process per measurement loads the file with "
-        "llama.cpp through `LlamaSession` (mmap on, CPU, 2 threads, n_batch = "
-        "min(n_ctx, 2048), n_ubatch 512), prefills up to 512 tokens of the evaluation "
-        "text and decodes; its peak RSS (`VmHWM`) is compared with `estimate_memory(spec, "
-        "fmt, get_gpu('cpu-generic-ddr5'), engine='llama.cpp', gpus=1, context_tokens=N, "
-        "sequences=1).total_bytes_per_gpu` (on a CPU with this machine's AVX-512, which "
-        "decides what llama.cpp repacks). The same process without a model (Python + "
-        "numpy + llama_cpp imported, backend initialised) peaks at "
-        f"**{d['baseline_rss'] / MIB:.1f} MiB** in this run; the engine's process "
-        f"allowance is `LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES` = "
-        f"{d['engine_constants']['LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES'] / MIB:.0f} MiB "
-        "(that process plus what loading leaves resident).\n"
-    )
     size_rows = []
     size_ok = True
     for t in d["types"]:
@@ -111,12 +96,9 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                 f"{t['tensor_bytes']:,}",
             ]
         )
-    out.append("### File size\n")
-    out.append(
-        md_table(
-            ["type", "file bytes", "artifact_bytes()", "error", "tensor-data bytes"],
-            size_rows,
-        )
+    size_table = md_table(
+        ["type", "file bytes", "artifact_bytes()", "error", "tensor-data bytes"],
+        size_rows,
     )
     mem_rows = []
     worst_raw = 0.0
@@ -137,15 +119,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                     f"{(c['peak_rss'] - c['rss_loaded']) / MIB:.1f} / {c['projected_compute'] / MIB:.1f}",
                 ]
             )
-    out.append("\n### Peak RSS (MiB) vs projection\n")
-    out.append(
-        "Error = (projected − measured) / measured. The last four columns set "
-        "llama.cpp's own buffers from its load log (the mapped file, the copy it "
-        "re-lays out for its CPU kernels, the KV cache) and the compute memory a run "
-        "touched (peak RSS minus the RSS after loading) next to the engine's terms.\n"
-    )
-    out.append(
-        md_table(
+    memory_table = md_table(
             [
                 "type",
                 "n_ctx",
@@ -159,8 +133,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
             ],
             mem_rows,
         )  # fmt: skip
-    )
-    out.append(f"\n![memory]({plot_memory(d)})\n")
+    memory_plot = plot_memory(d)
     goals.append(
         [
             "2a. GGUF file size vs artifact_bytes",
@@ -178,19 +151,8 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
         ]
     )
     prop = d.get("fit") or {}
+    parts = ""
     if prop:
-        out.append("\n### Where the measured memory goes (MiB)\n")
-        out.append(
-            "*Load extra* = RSS after loading the model and creating the context, minus "
-            "the bare process and llama.cpp's model and KV buffers (vocabulary, graph "
-            "reservation, bookkeeping). *Run extra* = peak RSS minus the RSS after load: "
-            "the part of the compute buffer that prefill and decode actually touched. "
-            "*Fitted* = the engine's weights + the repack copy + the engine's KV + "
-            f"{prop['fitted_cpu_host_overhead_bytes'] / MIB:.0f} MiB + "
-            f"{prop['fitted_cpu_compute_share']:.2f} x the reserved compute buffer: the "
-            "engine's formula with constants re-fitted on this run (see *Engine "
-            "constants against this run*).\n"
-        )
         rows = []
         for q in prop["parts"]:
             rows.append(
@@ -200,8 +162,11 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                  f"{q['load_extra'] / MIB:.1f}", f"{q['run_extra'] / MIB:.1f}",
                  f"{q['fitted_estimate'] / MIB:.1f}", f"{q['fitted_err_pct']:+.1f}%"]
             )  # fmt: skip
-        out.append(
-            md_table(
+        parts = prose(
+            "memory_parts",
+            fitted_host_mib=f"{prop['fitted_cpu_host_overhead_bytes'] / MIB:.0f}",
+            fitted_share=f"{prop['fitted_cpu_compute_share']:.2f}",
+            parts_table=md_table(
                 [
                     "type",
                     "n_ctx",
@@ -216,7 +181,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                     "error",
                 ],
                 rows,
-            )  # fmt: skip
+            ),  # fmt: skip
         )
 
     spd_rows = []
@@ -231,16 +196,7 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
                 f"{t['decode_tokens_per_s'] / t['bandwidth_limit_tokens_per_s']:.2f}",
             ]
         )
-    out.append("\n### Decode tokens/s\n")
-    out.append(
-        "Best of the runs at n_ctx 512 (prompt ≤ 512 tokens, then "
-        "greedy decode). *Roofline* is `estimate_speed` for `cpu-generic-ddr5` with "
-        "this machine's core count and the read bandwidth measured in this run "
-        f"({d['bandwidth']['read_bytes_per_s'] / 1e9:.1f} GB/s, "
-        f"{d['bandwidth']['read_kernel']}).\n"
-    )
-    out.append(
-        md_table(
+    speed_table = md_table(
             [
                 "type",
                 "measured tok/s",
@@ -251,6 +207,17 @@ def section_memory(goals: list[list[str]], limit: dict[str, Any] | None) -> str:
             ],
             spd_rows,
         )  # fmt: skip
+    return prose(
+        "memory",
+        when=run_line(r),
+        baseline_mib=f"{d['baseline_rss'] / MIB:.1f}",
+        host_mib=f"{d['engine_constants']['LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES'] / MIB:.0f}",
+        size_table=size_table,
+        memory_table=memory_table,
+        memory_plot=memory_plot,
+        parts=parts,
+        read_gbs=f"{d['bandwidth']['read_bytes_per_s'] / 1e9:.1f}",
+        read_kernel=str(d["bandwidth"]["read_kernel"]),
+        speed_table=speed_table,
+        decode_plot=plot_decode(d, limit),
     )
-    out.append(f"\n![decode]({plot_decode(d, limit)})\n")
-    return "\n".join(out) + "\n"

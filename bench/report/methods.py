@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report._base import load_result, md_table, pyplot, run_line, save_figure
+from bench.report._base import (
+    load_result,
+    md_table,
+    prose,
+    pyplot,
+    run_line,
+    save_figure,
+)
 from planner.engine.quality import perplexity_change_pct
+
+TITLE = "## 7. Quantization methods on the same model and text"
 
 
 def plot_methods(rows: list[dict[str, Any]]) -> str:
@@ -35,26 +44,10 @@ def plot_methods(rows: list[dict[str, Any]]) -> str:
 
 def section_methods(goals: list[list[str]]) -> str:
     r = load_result("quant_methods")
-    out = ["## 7. Quantization methods on the same model and text\n"]
     if r is None:
         goals.append(["7. methods table", "table", "not run", "n/a"])
-        return out[0] + "\nNot run.\n"
+        return f"{TITLE}\n\nNot run.\n"
     d = r["data"]
-    out.append(run_line(r) + "\n")
-    out.append(
-        "`bench/quant_methods.py --preset "
-        f"{d['preset']}`. The sample GGUF is converted to a float16 Hugging Face "
-        "directory (the reference); RTN, AWQ (autoawq) and GPTQ (ours) quantize it with "
-        f"calibration text disjoint from the evaluation text (GPTQ {d['calibration']}, AWQ "
-        f"{d['awq_calibration']} samples x tokens), and the GGUF backend produces each "
-        "type from the same directory. Every row is scored on the same held-out tokens "
-        f"({d['eval']}, {d['threads']} threads): torch rows by `torch_eval` against the "
-        "float16 model, GGUF rows by llama.cpp against their own F16 GGUF (the same "
-        "weights). *MB* counts every file of the artifact (a torch checkpoint "
-        "directory includes its tokenizer and config, ~3.6 MB); *projected MB* is "
-        "`artifact_bytes` (the weights file). *Time* is the quantization alone; the "
-        "evaluation time is shown apart.\n"
-    )
     from planner.engine import get_model, parameter_breakdown
 
     params = parameter_breakdown(get_model("smollm2-135m-instruct").spec)
@@ -83,45 +76,53 @@ def section_methods(goals: list[list[str]]) -> str:
                 + (f", calib {row['calibration']}" if row.get("calibration") else ""),
             ]
         )
-    out.append(
-        md_table(
-            [
-                "format",
-                "MB",
-                "bits/weight",
-                "projected MB",
-                "KLD",
-                "PPL (change)",
-                "top-1",
-                "quantize s",
-                "evaluate s",
-                "measured by",
-            ],
-            rows,
-            "lrrrrrrrrl",
-        )
-    )
-    out.append(
-        "\n*Bits/weight* = 8 x artifact bytes / "
-        f"{params.total:,} parameters, everything included. Two things about this "
-        "model shape the table: the AWQ, GPTQ and RTN checkpoints keep the tied "
-        f"embedding / output matrix ({params.embedding:,} weights, "
-        f"{2 * params.embedding / 1e6:.0f} MB) in float16, as those formats do, so "
-        "their int4 is ~7 bits/weight overall; and the hidden size 576 is not a "
-        "multiple of 256, so llama.cpp gives most matrices of the K-quant types a "
-        "fallback type (Q4_K_M is mostly Q5_0 here, which is why it beats Q4_0 and "
-        "roughly matches Q5_K_M). On a 7B model both effects shrink.\n"
+    table = md_table(
+        [
+            "format",
+            "MB",
+            "bits/weight",
+            "projected MB",
+            "KLD",
+            "PPL (change)",
+            "top-1",
+            "quantize s",
+            "evaluate s",
+            "measured by",
+        ],
+        rows,
+        "lrrrrrrrrl",
     )
     good = [x for x in d["rows"] if "error" not in x]
+    reference = ""
     if good:
-        out.append(
-            f"\nReference perplexity: torch float16 "
-            f"{next((x['base_ppl'] for x in good if x['measured_by'] == 'torch'), float('nan')):.3f}, "
-            f"llama.cpp F16 "
-            f"{next((x['base_ppl'] for x in good if x['measured_by'] == 'llama.cpp'), float('nan')):.3f}.\n"
+        reference = prose(
+            "methods_reference",
+            torch_ppl=f"{_base_ppl(good, 'torch'):.3f}",
+            llama_ppl=f"{_base_ppl(good, 'llama.cpp'):.3f}",
+            plot=plot_methods(good),
         )
-        out.append(f"\n![methods]({plot_methods(good)})\n")
+    text = prose(
+        "methods",
+        when=run_line(r),
+        preset=str(d["preset"]),
+        calibration=str(d["calibration"]),
+        awq_calibration=str(d["awq_calibration"]),
+        eval=str(d["eval"]),
+        threads=str(d["threads"]),
+        table=table,
+        parameters=f"{params.total:,}",
+        embedding=f"{params.embedding:,}",
+        embedding_mb=f"{2 * params.embedding / 1e6:.0f}",
+        reference=reference,
+    )
     goals.append(
         ["7. methods table", "size, KLD, PPL change, time", f"{len(good)} rows", "n/a"]
     )
-    return "\n".join(out) + "\n"
+    return text
+
+
+def _base_ppl(rows: list[dict[str, Any]], measured_by: str) -> float:
+    """The reference perplexity the rows measured by ``measured_by`` were set against."""
+    return next(
+        (x["base_ppl"] for x in rows if x["measured_by"] == measured_by), float("nan")
+    )

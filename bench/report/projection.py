@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from bench.report._base import load_result, md_table, run_line, verdict
+from bench.report._base import load_result, md_table, prose, run_line, verdict
 
 
 def section_projection(goals: list[list[str]]) -> str:
     r = load_result("projection_truth")
-    out = ["## 1. Projection truth: artifact sizes vs published files\n"]
     if r is None:
         goals.append(
             ["1. size projection", "median <= 0.5%, max <= 2%", "not run", "n/a"]
         )
-        return out[0] + "\nNot run.\n"
+        return "## 1. Projection truth: artifact sizes vs published files\n\nNot run.\n"
     d = r["data"]
     s = d["summary"]
     clean = s["files_without_known"]
@@ -25,12 +24,6 @@ def section_projection(goals: list[list[str]]) -> str:
             f"(n={clean['n']}, {len(d['known_different'])} known exclusions)",
             verdict(ok),
         ]
-    )
-    out.append(run_line(r) + "\n")
-    out.append(
-        "`bench/projection_truth.py`: `planner.engine.artifact_bytes` for every row of "
-        "`planner/engine/data/published_sizes.json` (real files on Hugging Face and "
-        "llama.cpp's published tensor sizes) against the published byte count.\n"
     )
     rows = []
     for label, key in (
@@ -51,40 +44,37 @@ def section_projection(goals: list[list[str]]) -> str:
                 x["worst"],
             ]
         )
-    out.append(
-        md_table(
-            ["rows", "n", "median abs error", "max abs error", "worst row"],
-            rows,
-            "lrrrl",
-        )
-    )
-    out.append(
-        "\n**Known exclusions** (files built differently from today's llama.cpp, the same "
-        "list `tests/planner/test_catalog.py` skips):\n"
-    )
+    exclusions = []
     for file, why in d["known_different"].items():
         err = next((x["err"] for x in d["rows"] if x["file"] == file), None)
         shown = f"{err:+.2f}%" if err is not None else "n/a"
-        out.append(f"- `{file}`: {shown}, {why}")
+        exclusions.append(f"- `{file}`: {shown}, {why}\n")
     big = sorted(
         (x for x in d["rows"] if x["err"] is not None and abs(x["err"]) > 0.1),
         key=lambda x: -abs(x["err"]),
     )
-    out.append("\nEvery row with an error above 0.1%:\n")
-    out.append(
-        md_table(
+    big_rows = [
+        [
+            x["model"],
+            x["format"],
+            f"{x['published']:,}",
+            f"{x['projected']:,}",
+            f"{x['err']:+.3f}%" + (" (known)" if x["known_different"] else ""),
+        ]
+        for x in big
+    ]
+    return prose(
+        "projection",
+        when=run_line(r),
+        summary_table=md_table(
+            ["rows", "n", "median abs error", "max abs error", "worst row"],
+            rows,
+            "lrrrl",
+        ),
+        exclusions="".join(exclusions),
+        error_table=md_table(
             ["model", "format", "published bytes", "projected bytes", "error"],
-            [
-                [
-                    x["model"],
-                    x["format"],
-                    f"{x['published']:,}",
-                    f"{x['projected']:,}",
-                    f"{x['err']:+.3f}%" + (" (known)" if x["known_different"] else ""),
-                ]
-                for x in big
-            ],  # fmt: skip
+            big_rows,
             "llrrr",
-        )
+        ),
     )
-    return "\n".join(out) + "\n"

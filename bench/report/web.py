@@ -8,11 +8,14 @@ from typing import Any
 from bench.report._base import (
     load_result,
     md_table,
+    prose,
     pyplot,
     run_line,
     save_figure,
     verdict,
 )
+
+TITLE = "## 6. Web: `POST /api/v1/plans/` under 50 concurrent clients"
 
 
 def plot_web(d: dict[str, Any]) -> str:
@@ -46,23 +49,10 @@ def plot_web(d: dict[str, Any]) -> str:
 
 def section_web(goals: list[list[str]]) -> str:
     r = load_result("web_load")
-    out = ["## 6. Web: `POST /api/v1/plans/` under 50 concurrent clients\n"]
     if r is None:
         goals.append(["6. plan speed", "< 5 ms / < 200 ms", "not run", "n/a"])
-        return out[0] + "\nNot run.\n"
+        return f"{TITLE}\n\nNot run.\n"
     d = r["data"]
-    out.append(run_line(r) + "\n")
-    out.append(
-        "`bench/web_load.py`. gunicorn with `deploy/gunicorn.conf.py` "
-        f"({d['gunicorn_workers']} gthread workers x {d['gunicorn_threads']} threads) on "
-        "127.0.0.1, settings `bench.settings_bench` (the product's URLconf plus two bare "
-        "DRF views from `bench/urls_bench.py`), a fresh SQLite database. "
-        f"{d['clients']} aiohttp clients in one process (on the same 2 cores) send "
-        f"requests back to back, {d['rounds']} x {d['duration_s']:.0f} s per endpoint "
-        "after a 1 s warm-up, endpoints alternating; the table shows each endpoint's "
-        "best round (the worst p99 is in the JSON). The plan request is "
-        f"`{json.dumps(d['plan_body'])}` (not saved).\n"
-    )
     names = list(d["summary"])
     plan_name = names[2]
     rows = []
@@ -86,8 +76,7 @@ def section_web(goals: list[list[str]]) -> str:
                 else ratio,
             ]
         )
-    out.append(
-        md_table(
+    endpoint_table = md_table(
             [
                 "endpoint",
                 "req/s",
@@ -99,13 +88,7 @@ def section_web(goals: list[list[str]]) -> str:
             ],
             rows,
         )  # fmt: skip
-    )
-    out.append(f"\n![web]({plot_web(d)})\n")
     sp = d["plan_speed"]
-    out.append(
-        f"\n`bench/plan_speed.py` (engine only, model `{sp['model']}`; baseline "
-        f"`json.dumps` of one result = {sp['baseline_ms']:.4f} ms in the same process):\n"
-    )
     rows = []
     one_ok = matrix_ok = True
     for row in sp["rows"]:
@@ -123,7 +106,21 @@ def section_web(goals: list[list[str]]) -> str:
                 "yes" if ok else "**no**",
             ]  # fmt: skip
         )
-    out.append(md_table(["case", "ms", "x baseline", "target ms", "met"], rows))
+    text = prose(
+        "web",
+        when=run_line(r),
+        workers=str(d["gunicorn_workers"]),
+        threads=str(d["gunicorn_threads"]),
+        clients=str(d["clients"]),
+        rounds=str(d["rounds"]),
+        duration_s=f"{d['duration_s']:.0f}",
+        plan_body=json.dumps(d["plan_body"]),
+        endpoint_table=endpoint_table,
+        plot=plot_web(d),
+        model=str(sp["model"]),
+        baseline_ms=f"{sp['baseline_ms']:.4f}",
+        speed_table=md_table(["case", "ms", "x baseline", "target ms", "met"], rows),
+    )
     s = d["summary"]
     goals.append(
         [
@@ -140,4 +137,4 @@ def section_web(goals: list[list[str]]) -> str:
     goals.append(["6c. full matrix (cold caches)", "< 200 ms",
                   f"{sp['rows'][2]['ms']:.0f} ms ({sp['formats']} formats x {sp['gpus']} GPUs)",
                   verdict(matrix_ok)])  # fmt: skip
-    return "\n".join(out) + "\n"
+    return text

@@ -33,7 +33,12 @@ from .latency import (
     step_model,
 )
 from .offload import offload_plan
-from .quality import expected_quality_loss, quality_family, quality_limit_pct
+from .quality import (
+    exceeds_quality_limit,
+    expected_quality_loss,
+    quality_family,
+    quality_limit_pct,
+)
 from .request import engine_support
 from .runtime import (
     TENSOR_PARALLEL_SIZES,
@@ -678,7 +683,7 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
     rate = w.rate_per_s()
     hours = w.billed_hours_per_day * DAYS_PER_MONTH
     tokens_month = w.tokens_served_per_month()
-    max_q = quality_limit_pct(req.targets.max_quality_loss_pct)
+    max_q_pct = req.targets.max_quality_loss_pct
     quality: dict[str, float | None] = {}
     # Priors for this model's family and size, as plans use them.
     family = quality_family(req.model.model_id, req.model.name, req.model.model_type)
@@ -702,7 +707,7 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
         for fmt in formats:
             engine = _engine_for(fmt, gpu)
             q = quality[fmt.id]
-            if engine is None or q is None or q > max_q:
+            if engine is None or q is None or exceeds_quality_limit(q, max_q_pct):
                 continue
             for n in counts:
                 floor = n * usd * hours if usd is not None else math.inf

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .quality import DEFAULT_MAX_QUALITY_LOSS_PCT as DEFAULT_MAX_QUALITY_LOSS_PCT
-from .quality import quality_limit_pct
+from .quality import exceeds_quality_limit, quality_limit_pct
 
 if TYPE_CHECKING:
     from .plan import PlanResult
@@ -116,7 +116,7 @@ def _limit_failures(c: PlanResult, limits: Limits) -> list[Reason]:
     max_q = quality_limit_pct(limits.max_quality_loss_pct)
     if q is None:
         out.append(Reason("no_quality_estimate", "no quality estimate"))
-    elif q > max_q:
+    elif exceeds_quality_limit(q, limits.max_quality_loss_pct):
         out.append(
             Reason(
                 "quality_above_limit",

@@ -367,3 +367,24 @@ def test_a_capacity_search_on_cpus_says_server() -> None:
     assert report.recommendation is not None
     assert report.recommendation.unit == "server"
     assert "fewest servers" in report.reasons[0]
+
+
+def test_rejections_are_structured_with_a_code_and_the_numbers(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(llama3_8b, h100, formats=["bf16", "gguf-Q2_K"], min_tokens_per_s=1e6)
+    )
+    rec = report.recommendation
+    assert rec.format is None
+    by_format = {r.format: r for r in rec.rejected}
+    assert set(by_format) == {"bf16", "gguf-Q2_K"}
+    speed = next(x for x in by_format["bf16"].reasons if x.code == "speed_below_limit")
+    assert speed.limit == 1e6 and speed.value is not None and speed.value < 1e6
+    assert speed.unit == "tokens/s"
+    codes = {x.code for x in by_format["gguf-Q2_K"].reasons}
+    assert "quality_above_limit" in codes
+    # The sentence API users read is made of the same rejections.
+    for r in rec.rejected:
+        assert r.message in (rec.why_none or "")
+    assert rec.to_dict()["rejected"][0]["reasons"][0]["code"]

@@ -179,3 +179,28 @@ def test_a_plan_for_a_70b_uses_its_own_size_and_family(
     assert "70.6B" in q4.sources["quality"]
     small = plan(PlanRequest(model=smollm2, gpu=h100, formats=["awq-4bit-g128"]))
     assert "Llama-2-7B" in small.results[0].sources["quality"]
+
+
+def test_the_perplexity_change_is_one_rule_and_never_divides_by_zero() -> None:
+    from planner.engine.quality import perplexity_change_pct
+
+    assert perplexity_change_pct(10.5, 10.0) == pytest.approx(5.0)
+    assert perplexity_change_pct(9.0, 10.0) == pytest.approx(-10.0)
+    assert perplexity_change_pct(10.123456, 10.0, ndigits=3) == 1.235
+    assert perplexity_change_pct(None, 10.0) is None
+    assert perplexity_change_pct(10.0, 0.0) is None
+
+
+def test_the_quality_limit_defaults_and_an_unknown_loss_is_not_over_it() -> None:
+    from planner.engine.quality import (
+        DEFAULT_MAX_QUALITY_LOSS_PCT,
+        exceeds_quality_limit,
+        quality_limit_pct,
+    )
+
+    assert quality_limit_pct(None) == DEFAULT_MAX_QUALITY_LOSS_PCT
+    assert quality_limit_pct(1.5) == 1.5
+    assert exceeds_quality_limit(DEFAULT_MAX_QUALITY_LOSS_PCT + 0.1, None)
+    assert not exceeds_quality_limit(DEFAULT_MAX_QUALITY_LOSS_PCT, None)
+    assert exceeds_quality_limit(2.0, 1.5)
+    assert not exceeds_quality_limit(None, 0.0)
