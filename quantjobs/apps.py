@@ -8,3 +8,10 @@ class QuantjobsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "quantjobs"
+
+    def ready(self) -> None:
+        # The planner plans uploads and local files through these readers; it never
+        # imports quantjobs (docs/architecture.md).
+        from quantjobs.plan_sources import plan_sources_register
+
+        plan_sources_register()
