@@ -152,7 +152,7 @@ def ensure_hf(
     """Torch methods need a Hugging Face directory: convert a GGUF source first."""
     if kind == "hf":
         return path
-    from quantjobs.backends.hf_convert import convert_cached
+    from quantjobs.backends.gguf_to_hf import convert_cached
 
     # The conversion is deterministic: cached by the GGUF's content hash, built in
     # a private folder and renamed into place so concurrent jobs never see half.
