@@ -317,8 +317,8 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 if reference["warning"]:
                     reporter.log(f"Warning: {reference['warning']}")
         artifact = quantized.artifact_path
-        # The publisher (quantjobs.artifacts) hashes what it stores; a digest the
-        # backend already made of this very file is passed on to be checked there.
+        # A digest the backend already made of this very file is passed on, so the
+        # publisher (quantjobs.artifacts) does not hash it again.
         known_sha256 = quantized.metadata.get("sha256")
         if artifact.is_dir():
             reporter.progress(1.0, "Packing the model directory")
