@@ -162,7 +162,8 @@ class Stack:
             cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+        # Five workers import Django at once: on 2 shared cores that can take minutes.
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             if self.web_proc.poll() is not None:
                 raise RuntimeError(
@@ -170,7 +171,7 @@ class Stack:
                 )
             try:
                 with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/healthz", timeout=2
+                    f"http://127.0.0.1:{port}/healthz", timeout=10
                 ):
                     return time.perf_counter() - t0
             except (

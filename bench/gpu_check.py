@@ -1,3 +1,4 @@
+# Kept whole: one prepared script carried to a GPU machine and run as a file.
 """The GPU check: run where a GPU is lent, write what was measured into docs/measurements.md.
 
     python bench/gpu_check.py [--out docs/measurements.md] [--quick]
@@ -13,8 +14,19 @@ measured GPU memory and tokens/s beside the planner's projection for that GPU.
    when llama-cpp-python was built with CUDA, else on the host CPU, as labelled).
 3. The planner's projection for the same model, format and context on the detected
    GPU (catalog entry by name, else a GPU spec built from nvidia-smi's memory).
+4. Serving under load (issue 15): the sample served by llama.cpp's ``llama-server``
+   built with CUDA (``-ngl 999``) at 1, 2, 4 and 8 slots under the bounded
+   closed-loop load of ``bench/serving_load.py``; TTFT and time per output token
+   against ``planner.engine.latency`` for the detected GPU, error per point.
+   The server is built once from the vendored llama.cpp sources with
+   ``-DGGML_CUDA=ON`` for this GPU's architecture (needs nvcc; ``--llama-server``
+   takes a ready binary instead).
 
-On a machine without CUDA it stops with a clear message (exit 2) and writes nothing.
+    python bench/gpu_check.py --serving-only [--llama-server PATH] [--quick]
+    python bench/gpu_check.py --dry-run [--gpu-name "NVIDIA H200"]   # no GPU needed
+
+On a machine without CUDA it stops with a clear message (exit 2) and writes nothing;
+``--dry-run`` prints what it would run and the model's figures for ``--gpu-name``.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -272,17 +285,208 @@ def write_report(
         handle.write("\n".join(lines))
 
 
-def main() -> int:
-    """Run the GPU check and write the report."""
+CUDA_CMAKE_FLAGS = (
+    "-DGGML_CUDA=ON",
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DGGML_CCACHE=OFF",
+)
+
+
+def cuda_server_build_steps(src: Path, build: Path, arch: str) -> list[list[str]]:
+    """cmake steps that build llama-server with CUDA for one architecture."""
+    return [
+        ["cmake", "-S", str(src), "-B", str(build), *CUDA_CMAKE_FLAGS,
+         f"-DCMAKE_CUDA_ARCHITECTURES={arch}"],
+        ["cmake", "--build", str(build), "--target", "llama-server", "-j",
+         str(os.cpu_count() or 4)],
+    ]  # fmt: skip
+
+
+def compute_capability() -> str:
+    """The first GPU's compute capability as CMake wants it ('90' for 9.0)."""
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip().splitlines()[0]  # fmt: skip
+    return out.strip().replace(".", "")
+
+
+def ensure_cuda_llama_server(log: Any = _log) -> Path:
+    """llama-server built with CUDA from the vendored sources (cached)."""
+    import importlib.metadata
+    import shutil
+
+    from quantjobs.backends.gguf.llama_cpp_source import (
+        cache_root,
+        ensure_llama_cpp_source,
+    )
+
+    arch = compute_capability()
+    version = importlib.metadata.version("llama-cpp-python")
+    root = cache_root() / "llama-server-cuda" / f"{version}-sm{arch}"
+    binary = root / "build" / "bin" / "llama-server"
+    if binary.is_file():
+        return binary
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
+        raise RuntimeError(
+            "nvcc not found: llama-server cannot be built with CUDA here; pass "
+            "--llama-server PATH to a CUDA build."
+        )
+    src = ensure_llama_cpp_source(log)
+    for step in cuda_server_build_steps(src, root / "build", arch):
+        log("running " + " ".join(step[:4]) + " ...")
+        done = subprocess.run(step, capture_output=True, text=True, timeout=3000)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise RuntimeError("building llama-server failed: " + " | ".join(tail))
+    return binary
+
+
+def serving_settings(args: argparse.Namespace) -> Any:
+    """bench/serving_load.py's settings for a GPU: every layer on the GPU."""
+    from bench.serving_load import LoadSettings
+
+    slots = tuple(int(x) for x in str(args.slots).split(",") if x.strip())
+    s = LoadSettings(
+        prompt_tokens=args.prompt,
+        output_tokens=args.output,
+        requests_per_client=2 if args.quick else args.requests,
+        threads=args.threads,
+        gpu_layers=999,
+        slots=slots,
+    )
+    s.check()
+    return s
+
+
+def run_serving(gpu: Any, binary: Path, s: Any) -> list[dict[str, Any]]:
+    """Serve the sample with the CUDA llama-server and compare with the model."""
+    from bench.serving_load import SAMPLE, compare, model_points, print_table, serve_all
+    from quantjobs.samples import sample_path
+
+    measured = serve_all(binary, sample_path(SAMPLE), s, _log)
+    rows = compare(measured, model_points(gpu, s))
+    print_table(rows, _log)
+    return rows
+
+
+def write_serving_report(
+    out: Path, gpu_name: str, s: Any, rows: list[dict[str, Any]]
+) -> None:
+    """Append the serving-under-load table to docs/measurements.md."""
+    lines = [
+        f"## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {gpu_name}: "
+        "llama-server under load",
+        "",
+        f"Sample SmolLM2-135M Q4_1 served by llama-server (CUDA, -ngl 999), "
+        f"{s.prompt_tokens} prompt / {s.output_tokens} output tokens, "
+        f"{s.requests_per_client} requests per client, closed loop with staggered "
+        "starts (`bench/serving_load.py`). Error = (model - measured) / measured.",
+        "",
+        "| slots | TTFT ms | model | error | TPOT ms | model | error |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['slots']} | {r['measured_ttft_mean_s'] * 1e3:.1f} | "
+            f"{r['model_ttft_mean_s'] * 1e3:.1f} | {r['error_ttft_mean_s_pct']:+.0f}% | "
+            f"{r['measured_tpot_mean_s'] * 1e3:.2f} | "
+            f"{r['model_tpot_mean_s'] * 1e3:.2f} | {r['error_tpot_mean_s_pct']:+.0f}% |"
+        )
+    lines += ["", "```json", json.dumps(rows, indent=1, default=str), "```", ""]
+    if not out.exists():
+        out.write_text(
+            "# Measurements on GPU machines\n\nEach section is one run of "
+            "`bench/gpu_check.py` on a lent GPU.\n\n"
+        )
+    with out.open("a") as handle:
+        handle.write("\n".join(lines))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "measurements.md")
     parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--serving-only", action="store_true", help="only the llama-server check"
+    )
+    parser.add_argument(
+        "--no-serving", action="store_true", help="skip the llama-server check"
+    )
+    parser.add_argument(
+        "--llama-server", type=Path, default=None, help="a CUDA llama-server binary"
+    )
+    parser.add_argument("--prompt", type=int, default=128)
+    parser.add_argument("--output", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--slots", default="1,2,4,8")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan; needs no GPU"
+    )
+    parser.add_argument(
+        "--gpu-name", default="NVIDIA H200", help="the GPU a --dry-run plans for"
+    )
+    return parser.parse_args(argv)
+
+
+def dry_run(args: argparse.Namespace, s: Any) -> int:
+    """What the check would run, and the model's serving figures for --gpu-name."""
+    from bench.serving_load import SAMPLE, model_points, server_command
+    from quantjobs.samples import sample_path
+
+    gpu = catalog_gpu(args.gpu_name, 0)
+    _log(f"GPU {args.gpu_name!r} → catalog {gpu.id}")
+    steps = []
+    if not args.serving_only:
+        steps += ["AWQ int4 g64 on CUDA", "GGUF Q4_K_M (llama.cpp)"]
+    if not args.no_serving:
+        steps.append("llama-server (CUDA) under load")
+    _log("would run: " + "; ".join(steps))
+    if not args.no_serving:
+        binary = args.llama_server or Path(
+            "<cache>/llama-server-cuda/build/bin/llama-server"
+        )
+        for n in s.slots:
+            cmd = server_command(binary, sample_path(SAMPLE), slots=n, port=0, s=s)
+            _log("  " + " ".join(cmd))
+        for n, point in model_points(gpu, s).items():
+            _log(
+                f"  model, {n} slots: TTFT {point['ttft_mean_s'] * 1e3:.2f} ms, "
+                f"TPOT {point['tpot_mean_s'] * 1e3:.3f} ms"
+            )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the GPU check and write the report."""
+    args = parse_args(argv)
+    if args.serving_only and args.no_serving:
+        print("--serving-only and --no-serving exclude each other.", file=sys.stderr)
+        return 2
+    try:
+        s = serving_settings(args)
+    except ValueError as exc:
+        print(f"gpu_check: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        return dry_run(args, s)
     import torch
 
     if not torch.cuda.is_available():
         print(
-            "No CUDA device: bench/gpu_check.py runs on a GPU machine.", file=sys.stderr
+            "No CUDA device: bench/gpu_check.py runs on a GPU machine "
+            "(--dry-run prints its plan anywhere).",
+            file=sys.stderr,
         )
         return 2
     from quantjobs.backends.child import calibration_text
@@ -291,19 +495,24 @@ def main() -> int:
     name, memory = gpu_name_and_memory()
     gpu = catalog_gpu(name, memory)
     _log(f"GPU: {name} ({memory / 2**30:.0f} GiB) → catalog {gpu.id}")
-    text, calibration = default_eval_text(), calibration_text({})
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        awq = run_awq(work, text, calibration, args.quick)
-        gguf = run_gguf(work, text, args.quick)
-    write_report(
-        args.out,
-        name,
-        awq,
-        gguf,
-        projection(gpu, "awq-4bit-g64", "vllm"),
-        projection(gpu, "gguf-Q4_K_M", "llama.cpp"),
-    )
+    if not args.serving_only:
+        text, calibration = default_eval_text(), calibration_text({})
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            awq = run_awq(work, text, calibration, args.quick)
+            gguf = run_gguf(work, text, args.quick)
+        write_report(
+            args.out,
+            name,
+            awq,
+            gguf,
+            projection(gpu, "awq-4bit-g64", "vllm"),
+            projection(gpu, "gguf-Q4_K_M", "llama.cpp"),
+        )
+    if not args.no_serving:
+        binary = args.llama_server or ensure_cuda_llama_server()
+        rows = run_serving(gpu, binary, s)
+        write_serving_report(args.out, name, s, rows)
     _log(f"wrote {args.out}")
     return 0
 

@@ -12,14 +12,21 @@ process a worker runs for a job), on the bundled sample:
    the serving process's peak RSS vs the engine's projection for this worker's
    device (built from its fingerprint). Goal: within 5%.
 3. *Speed vs projection*: the same jobs' pp/tg medians vs the roofline for the
-   fingerprinted device, as a ratio (not calibrated here: the calibration
-   ledger is what would fit it).
+   fingerprinted device, as a ratio.
+4. *Calibrated*: the three identical jobs are what the calibration ledger would
+   hold for this device (measured / roofline per job); the ledger's refit
+   (``planner.engine.calibration.fit_efficiency``, ``calibrated``: the median
+   ratio once there are 3 runs) gives the calibrated projection of a fresh job
+   -- the Q4_K_M job of step 2 -- held against what that job measured (goal:
+   within 15% on generation tok/s). The other types get the same family factor
+   (the ledger fits one per device, engine and format family) and are shown too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,10 +47,15 @@ from bench._common import (  # noqa: E402
     load_str,
     pct,
 )
+from quantjobs.backends.gguf.serving import PRIORITY_ENV  # noqa: E402
 
 
 def run_job(
-    formats: list[str], options: dict[str, Any], work: Path, cache: Path
+    formats: list[str],
+    options: dict[str, Any],
+    work: Path,
+    cache: Path,
+    priority: str = "",
 ) -> list[dict[str, Any]]:
     """Run the job child once; return its result events."""
     work.mkdir(parents=True, exist_ok=True)
@@ -60,8 +72,12 @@ def run_job(
     }
     path = work / "request.json"
     path.write_text(json.dumps(request))
+    env = dict(os.environ)
+    if priority:
+        env[PRIORITY_ENV] = priority
     done = subprocess.run(
         [sys.executable, "-m", "quantjobs.backends.child", str(path)],
+        env=env,
         capture_output=True,
         text=True,
         cwd=str(ROOT),
@@ -106,16 +122,64 @@ def projected(fmt: str, ctx: int, serving: dict[str, Any], fp: dict[str, Any]) -
     return memory, pp, tg
 
 
+def calibration_check(
+    rec: Recorder, repeat: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ledger's refit from the three jobs, held against the fresh jobs."""
+    from planner.engine.calibration import calibrated, fit_efficiency
+
+    out: dict[str, Any] = {}
+    for key in ("tg", "pp"):
+        eff = fit_efficiency(
+            [r[f"{key}_median"] / r[f"roofline_{key}"] for r in repeat]
+        )
+        if eff is None:
+            continue
+        fresh = []
+        for row in rows:
+            value, label = calibrated(row[f"projected_{key}"], eff)
+            fresh.append(
+                {
+                    "format": row["format"],
+                    "ctx": row["ctx"],
+                    "measured": row[f"{key}_median"],
+                    "calibrated": value,
+                    "err_pct": pct(row[f"{key}_median"], value),
+                }
+            )
+        out[key] = {"factor": eff.factor, "runs": eff.runs, "label": label,
+                    "fresh": fresh}  # fmt: skip
+        same = [f for f in fresh if f["format"] == "gguf-Q4_K_M"]
+        shown = ", ".join(
+            f"ctx {f['ctx']}: measured {f['measured']:.1f}, calibrated "
+            f"{f['calibrated']:.1f} tok/s ({f['err_pct']:+.1f}%)"
+            for f in same
+        )
+        worst = max((abs(f["err_pct"]) for f in fresh), default=0.0)
+        rec.note(
+            f"{key}: {label}, factor {eff.factor:.3f} (roofline x factor); fresh "
+            f"Q4_K_M jobs {shown or 'not run'}; every type: worst {worst:.1f}% "
+            f"(goal for tg 15%; {load_str()})"
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Three identical jobs, then every type at two contexts; print the ratios."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(ap)
     ap.add_argument("--types", default=",".join(GGUF_BENCH_TYPES[1:]))
+    ap.add_argument(
+        "--realtime",
+        action="store_true",
+        help=f"{PRIORITY_ENV}=realtime for the jobs' serving measurement",
+    )
     args = ap.parse_args(argv)
     rec = Recorder("job_measurements", quick=args.quick)
 
     from quantjobs.backends.fingerprint import fingerprint
 
+    priority = "realtime" if args.realtime else ""
     fp = fingerprint(THREADS)
     rec.note(
         f"worker fingerprint: {fp['cpu_model']}, {fp['cores_used']} threads, "
@@ -137,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat: list[dict[str, Any]] = []
     for i in range(3):
         with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
-            (result,) = run_job(["gguf-Q4_K_M"], base, Path(tmp), cache)
+            (result,) = run_job(["gguf-Q4_K_M"], base, Path(tmp), cache, priority)
         serving = result["metrics"]["serving"]
         row = {
             "run": i + 1,
@@ -149,7 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             "load_after": serving["load_average_after"],
             "peak_memory_bytes": result["metrics"]["peak_memory_bytes"],
             "job_peak_memory_bytes": result["metrics"]["job_peak_memory_bytes"],
+            "priority": serving.get("priority", "normal"),
+            "tg_cpu_share": serving["generation"].get("runs_cpu_share", []),
+            "pp_cpu_share": serving["prompt"].get("runs_cpu_share", []),
         }
+        _, row["roofline_pp"], row["roofline_tg"] = projected(
+            "gguf-Q4_K_M", base["context_tokens"], serving, fp
+        )
         repeat.append(row)
         print(
             f"job {i + 1}: {serving['prompt']['test']} {row['pp_median']:.1f} tok/s "
@@ -159,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(min {serving['generation']['min_tokens_per_s']:.1f}, max "
             f"{serving['generation']['max_tokens_per_s']:.1f}); serving peak "
             f"{row['peak_memory_bytes'] / MIB:.1f} MiB, job peak "
-            f"{row['job_peak_memory_bytes'] / MIB:.1f} MiB ({load_str()})",
+            f"{row['job_peak_memory_bytes'] / MIB:.1f} MiB; CPU share of the tg "
+            f"runs {', '.join(f'{c:.2f}' for c in row['tg_cpu_share'])}, "
+            f"{row['priority']} priority ({load_str()})",
             flush=True,
         )
     pp_ratio = max(r["pp_median"] for r in repeat) / min(r["pp_median"] for r in repeat)
@@ -173,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     # 2-3. every type at two contexts, in the job itself
     types = [t for t in args.types.split(",") if t]
     if args.quick:
-        types = types[:3]
+        # Q4_K_M stays: it is the fresh job the calibration is held against.
+        types = [t for t in types if t in ("Q8_0", "Q4_K_M", "Q2_K")] or types[:3]
     rows: list[dict[str, Any]] = []
     for ctx in (512, 2048):
         with tempfile.TemporaryDirectory(prefix="qp-bench-") as tmp:
@@ -182,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 {**base, "context_tokens": ctx},
                 Path(tmp),
                 cache,
+                priority,
             )
         for result in results:
             serving = result["metrics"]["serving"]
@@ -217,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(rows)} (type, context) pairs (goal 5%)"
     )
     rec.data["memory"] = rows
+    rec.data["calibration"] = calibration_check(rec, repeat, rows)
     rec.write(args.json)
     return 0
 

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from planner.engine.quality import perplexity_change_pct  # noqa: E402
 from quantjobs.backends import load_backend  # noqa: E402
 from quantjobs.backends.base import (  # noqa: E402
     BackendError,
@@ -242,7 +243,7 @@ def main() -> None:
             rows.append({"format": fmt, "method": method, "error": str(exc)})
             continue
         rows.append({"format": fmt, "method": method, **row.__dict__})
-        delta = 100 * (row.ppl / row.base_ppl - 1)
+        delta = perplexity_change_pct(row.ppl, row.base_ppl) or 0.0
         print(
             f"{row.label:34} {row.artifact_bytes / 1e6:7.1f} {row.kld:8.4f} "
             f"{row.ppl:8.3f} {delta:7.2f} {row.top1:6.3f} {row.quantize_s:7.0f}  "

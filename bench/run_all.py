@@ -10,7 +10,7 @@ Usage (from the repository root)::
 Each benchmark runs in its own process (``python bench/NAME.py --json ...``),
 writes its figures to var/bench/results/NAME.json, and can be run alone the same
 way. The report (tables, and PNG plots under docs/bench/) is rendered by
-``bench/report.py`` from those files. A benchmark that fails is reported as
+``bench/report/`` (one module per section) from those files. A benchmark that fails is reported as
 failed, with the tail of its output; the others still run.
 """
 
@@ -42,6 +42,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str], int]] = [
     ("web_load", [], ["--quick"], 900),
     ("quant_methods", ["--preset", "bench"], ["--preset", "quick"], 3600),
     ("job_measurements", [], ["--quick"], 3600),
+    # Builds llama-server once (minutes), then serves at 1/2/4/8 slots.
+    ("serving_load", [], ["--quick"], 2400),
 ]
 LOGS_DIR = BENCH_VAR / "logs"
 RUN_FILE = RESULTS_DIR / "run_all.json"

@@ -1,306 +1,527 @@
-"""Serve the sample model with continuous batching at 1, 2, 4 and 8 slots and hold
-the measured latency against the batched latency model.
+# Kept whole: one benchmark script run as a file; server, load and model are read together.
+"""Serve the sample with llama.cpp's own server at 1, 2, 4 and 8 slots under a bounded
+load on loopback, and hold TTFT and time per output token against the latency model.
 
-The server loop is llama-server's (tools/server): every step decodes one token
-for each running slot and adds waiting prompt tokens up to ``n_batch`` (chunked
-prefill) in one ``llama_decode``, with a unified KV cache and one sequence id per
-slot; it is driven here through llama.cpp's C API in one process, with a bounded
-closed-loop load generator (``slots`` clients, each sending its next request as
-soon as the previous one ends, ``requests`` each). No HTTP: the figures are the
-engine's, not a web stack's.
+    python bench/serving_load.py [--prompt 128 --output 32 --requests 4] [--json PATH]
 
-The model side is ``planner.engine.latency`` with a device that describes this
-machine, calibrated from two single-sequence measurements taken first (one
-decode step, one 512-token prefill micro-batch); 2, 4 and 8 slots are then
-predictions. Run ``python bench/serving_load.py [--prompt 128 --output 32]``.
+The server is ``llama-server``, built from the llama.cpp sources of the pinned
+llama-cpp-python (``tests/llama_tools.py``'s ``ensure_llama_tool``, as the
+``llama-perplexity`` cross-check is built; ``--server PATH`` takes another build).
+One server per slot count: ``-np N`` slots over one unified KV cache, continuous
+batching, ``n_batch`` 2048 / ``n_ubatch`` 512 (llama-server's defaults), 2 threads,
+no prompt cache. The load generator is closed-loop and bounded: ``N`` clients on
+``N`` slots, each sending ``--requests`` requests of ``--prompt`` random tokens,
+``--output`` greedy tokens (``ignore_eos``), streamed over HTTP on 127.0.0.1. The
+clients start ``1/N`` of a request's duration apart, so arrivals are spread as in
+a steady state (left together, equal requests would start and finish in lockstep
+and every prompt would wait for all the others). Measured on 2 CPU cores
+(2026-12-02) they drift back into step anyway: a 128-token prompt takes ~0.5 s,
+requests that arrive meanwhile are batched into the next step, and TTFT then
+grows with the slots (0.7 s at 1 slot, 3.9 s at 8) while TPOT stays near a pure
+decode step -- a convoy the steady-state model does not describe (see the report). TTFT = first streamed token
+minus the send time, at the client; time per output token = (last - first token)
+/ (output - 1), per request; the server's own ``timings`` are kept beside them.
+
+The model side is ``planner.engine.latency.load_point`` for a device built from
+this worker's fingerprint (``quantjobs.backends.fingerprint``: CPU, threads,
+llama.cpp instruction sets, measured read bandwidth) by ``device_from_fingerprint``
+-- the device a job on this worker is planned for, not one fitted to these runs.
+The error per point is (model - measured) / measured; goal: within 20%.
+
+``--check`` prints what would run (server command lines, load, model device) and
+exits without building or serving: bench/gpu_check.py reuses this module with a
+CUDA build (``--gpu-layers``).
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
+import http.client
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
 SLOTS = (1, 2, 4, 8)
+SAMPLE = "smollm2-135m-instruct-q4_1"
+SAMPLE_MODEL_ID = "smollm2-135m-instruct"
+SAMPLE_FORMAT = "gguf-Q4_1"
+GOAL_PCT = 20.0
+N_BATCH = 2048  # llama-server's defaults
+N_UBATCH = 512
+READY_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """One benchmark run: what each request asks for and how many there are."""
+
+    prompt_tokens: int = 128
+    output_tokens: int = 32
+    requests_per_client: int = 4
+    threads: int = 2
+    gpu_layers: int = 0
+    slots: tuple[int, ...] = SLOTS
+
+    def check(self) -> None:
+        """Refuse settings that cannot be measured, saying which to change."""
+        if not 1 <= self.prompt_tokens <= 4096:
+            raise ValueError("--prompt must be between 1 and 4096 tokens.")
+        if not 2 <= self.output_tokens <= 1024:
+            raise ValueError("--output must be between 2 and 1024 tokens.")
+        if not 1 <= self.requests_per_client <= 100:
+            raise ValueError("--requests must be between 1 and 100 per client.")
+        if not 1 <= self.threads <= 256:
+            raise ValueError("--threads must be between 1 and 256.")
+        if not self.slots or any(not 1 <= n <= 64 for n in self.slots):
+            raise ValueError("--slots must list slot counts between 1 and 64.")
+
+    @property
+    def context_per_slot(self) -> int:
+        """Tokens of KV cache per slot: the request, rounded up to 256."""
+        need = self.prompt_tokens + self.output_tokens + 8
+        return -(-need // 256) * 256
+
+
+def server_command(
+    binary: str | Path, model: str | Path, *, slots: int, port: int, s: LoadSettings
+) -> list[str]:
+    """llama-server's command line for ``slots`` slots on 127.0.0.1:``port``."""
+    return [
+        str(binary),
+        "-m", str(model),
+        "--host", "127.0.0.1", "--port", str(port),
+        "-np", str(slots), "--kv-unified",
+        "-c", str(slots * s.context_per_slot),
+        "-b", str(N_BATCH), "-ub", str(N_UBATCH),
+        "-t", str(s.threads), "-tb", str(s.threads),
+        "-ngl", str(s.gpu_layers),
+        "--cache-ram", "0",  # no host prompt cache: every prompt is computed
+        "--no-webui",
+    ]  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class Server:
-    """One model, one context with ``slots`` sequences, llama-server's step loop."""
+    """A running llama-server process (started, waited for, stopped by us)."""
 
-    def __init__(self, path: str, *, slots: int, n_ctx: int, threads: int) -> None:
-        import llama_cpp as ll
-
-        self.ll = ll
-        ll.llama_backend_init()
-        mp = ll.llama_model_default_params()
-        mp.n_gpu_layers = 0
-        self.model = ll.llama_model_load_from_file(path.encode(), mp)
-        vocab = ll.llama_model_get_vocab(self.model)
-        self.n_vocab = int(ll.llama_vocab_n_tokens(vocab))
-        cp = ll.llama_context_default_params()
-        cp.n_ctx = n_ctx
-        cp.n_batch = 2048
-        cp.n_ubatch = 512
-        cp.n_seq_max = slots
-        cp.kv_unified = True
-        cp.n_threads = threads
-        cp.n_threads_batch = threads
-        cp.no_perf = True
-        self.ctx = ll.llama_init_from_model(self.model, cp)
-        self.mem = ll.llama_get_memory(self.ctx)
-        self.batch = ll.llama_batch_init(2048, 0, 1)
-        self.n_batch = 2048
-
-    def decode(self, items: list[tuple[int, int, int, bool]]) -> float:
-        """Run one step of (token, position, sequence, wants logits); its seconds."""
-        b = self.batch
-        for i, (tok, pos, seq, logits) in enumerate(items):
-            b.token[i] = tok
-            b.pos[i] = pos
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = 1 if logits else 0
-        b.n_tokens = len(items)
-        t0 = time.perf_counter()
-        rc = self.ll.llama_decode(self.ctx, b)
-        if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc}")
-        return time.perf_counter() - t0
-
-    def argmax(self, i: int) -> int:
-        """Greedy token of output row ``i``."""
-        ptr = self.ll.llama_get_logits_ith(self.ctx, i)
-        row = np.ctypeslib.as_array(
-            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
+    def __init__(self, cmd: list[str], port: int, log_path: Path) -> None:
+        self.port = port
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        return int(row.argmax())
 
-    def forget(self, seq: int) -> None:
-        """Drop a finished sequence's KV cache."""
-        self.ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until ``/health`` answers 200 (the model is loaded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"llama-server exited with {self.proc.returncode}: "
+                    + self.log_tail()
+                )
+            try:
+                status, _ = get_json(self.port, "/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"llama-server not ready after {timeout_s:.0f} s")
 
-    def close(self) -> None:
-        """Free the context and model."""
-        self.ll.llama_batch_free(self.batch)
-        self.ll.llama_free(self.ctx)
-        self.ll.llama_model_free(self.model)
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the server's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Terminate it (SIGTERM, then SIGKILL after 10 s)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
 
 
-def serve(
-    server: Server, *, slots: int, prompt: int, output: int, requests: int
-) -> dict[str, float]:
-    """Closed loop: ``slots`` clients, ``requests`` each; TTFT and TPOT percentiles."""
-    rng = np.random.default_rng(slots)
-    todo = [requests] * slots
-    state: list[dict[str, object] | None] = [None] * slots
-    ttfts: list[float] = []
-    tpots: list[float] = []
+def get_json(port: int, path: str) -> tuple[int, Any]:
+    """GET ``path`` from the server; (status, parsed body or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, None
+    finally:
+        conn.close()
 
-    def start(s: int) -> None:
-        todo[s] -= 1
-        toks = [int(t) for t in rng.integers(100, server.n_vocab - 100, prompt)]
-        state[s] = {"prompt": toks, "fed": 0, "out": 0, "t0": time.perf_counter()}
 
-    for s in range(slots):
-        start(s)
-    while any(st is not None for st in state):
-        items: list[tuple[int, int, int, bool]] = []
-        rows: list[tuple[int, int]] = []  # (slot, batch row) that get logits
-        for s, st in enumerate(state):
-            if st is not None and st["fed"] == prompt:
-                rows.append((s, len(items)))
-                items.append((int(st["last"]), prompt + int(st["out"]) - 1, s, True))
-        for s, st in enumerate(state):
-            if st is None or int(st["fed"]) >= prompt:
+def n_vocab_of(port: int) -> int:
+    """The model's vocabulary size, from ``/v1/models`` (llama-server's meta)."""
+    _, body = get_json(port, "/v1/models")
+    for entry in (body or {}).get("data", []):
+        meta = entry.get("meta") or {}
+        if meta.get("n_vocab"):
+            return int(meta["n_vocab"])
+    raise RuntimeError("llama-server did not report n_vocab")
+
+
+@dataclass
+class RequestTiming:
+    """What one client saw of one request, and what the server said it took."""
+
+    ttft_s: float
+    tpot_s: float
+    tokens: int
+    server: dict[str, Any] = field(default_factory=dict)
+
+
+def completion(port: int, prompt: list[int], output: int) -> RequestTiming:
+    """One streamed ``/completion``: greedy, ``output`` tokens, no prompt cache."""
+    body = json.dumps(
+        {
+            "prompt": prompt,
+            "n_predict": output,
+            "temperature": 0.0,
+            "top_k": 1,
+            "ignore_eos": True,
+            "cache_prompt": False,
+            "stream": True,
+        }
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
+    try:
+        t0 = time.perf_counter()
+        conn.request("POST", "/completion", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"/completion answered {resp.status}: {resp.read()!r}")
+        first = last = 0.0
+        tokens = 0
+        server: dict[str, Any] = {}
+        for raw in resp:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
                 continue
-            room = server.n_batch - len(items)
-            if room <= 0:
+            now = time.perf_counter()
+            event = json.loads(line[5:])
+            if event.get("content") or event.get("tokens") or event.get("stop"):
+                if not first:
+                    first = now
+                last = now
+            if event.get("stop"):
+                server = event.get("timings") or {}
+                tokens = int(
+                    server.get("predicted_n") or event.get("tokens_predicted") or 0
+                )
                 break
-            fed = int(st["fed"])
-            take = min(room, prompt - fed)
-            toks = st["prompt"]
-            assert isinstance(toks, list)
-            for j in range(fed, fed + take):
-                last = j == prompt - 1
-                if last:
-                    rows.append((s, len(items)))
-                items.append((toks[j], j, s, last))
-            st["fed"] = fed + take
-        server.decode(items)
-        now = time.perf_counter()
-        for s, row in rows:
-            st = state[s]
-            assert st is not None
-            st["last"] = server.argmax(row)
-            st["out"] = int(st["out"]) + 1
-            if st["out"] == 1:
-                st["t1"] = now
-                ttfts.append(now - float(st["t0"]))  # type: ignore[arg-type]
-            if st["out"] == output:
-                tpots.append((now - float(st["t1"])) / max(1, output - 1))  # type: ignore[arg-type]
-                server.forget(s)
-                state[s] = None
-                if todo[s] > 0:
-                    start(s)
-    q = statistics.quantiles
+    finally:
+        conn.close()
+    if not first:
+        raise RuntimeError("the server streamed no token")
+    n = tokens or output
+    return RequestTiming(first - t0, (last - first) / max(1, n - 1), n, server)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, -(-int(q * len(ordered)) // 100) - 1))
+    return float(ordered[rank])
+
+
+def run_load(
+    port: int, *, slots: int, s: LoadSettings, n_vocab: int, stagger_s: float
+) -> dict[str, Any]:
+    """Closed loop: ``slots`` clients, ``requests_per_client`` each, staggered starts."""
+    import numpy as np
+
+    timings: list[RequestTiming] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        rng = np.random.default_rng(1000 * slots + i)
+        time.sleep(i * stagger_s / slots)
+        for _ in range(s.requests_per_client):
+            prompt = [int(t) for t in rng.integers(100, n_vocab - 100, s.prompt_tokens)]
+            try:
+                t = completion(port, prompt, s.output_tokens)
+            except (OSError, RuntimeError, ValueError) as exc:
+                with lock:
+                    errors.append(str(exc))
+                return
+            with lock:
+                timings.append(t)
+
+    t0 = time.perf_counter()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(slots)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    if errors or not timings:
+        raise RuntimeError(f"{len(errors)} requests failed: {errors[:1]}")
+    ttft = [t.ttft_s for t in timings]
+    tpot = [t.tpot_s for t in timings]
+    server_tpot = [
+        float(t.server["predicted_per_token_ms"]) / 1e3
+        for t in timings
+        if t.server.get("predicted_per_token_ms")
+    ]
     return {
         "slots": slots,
-        "ttft_mean_s": statistics.fmean(ttfts),
-        "ttft_p95_s": q(ttfts, n=20)[-1] if len(ttfts) > 1 else ttfts[0],
-        "tpot_mean_s": statistics.fmean(tpots),
-        "tpot_p95_s": q(tpots, n=20)[-1] if len(tpots) > 1 else tpots[0],
-        "requests": len(tpots),
+        "requests": len(timings),
+        "wall_s": wall,
+        "output_tokens_per_s": sum(t.tokens for t in timings) / wall,
+        "ttft_mean_s": statistics.fmean(ttft),
+        "ttft_p50_s": percentile(ttft, 50),
+        "ttft_p95_s": percentile(ttft, 95),
+        "tpot_mean_s": statistics.fmean(tpot),
+        "tpot_p50_s": percentile(tpot, 50),
+        "tpot_p95_s": percentile(tpot, 95),
+        "server_tpot_mean_s": statistics.fmean(server_tpot) if server_tpot else None,
     }
 
 
-def calibrate(server: Server, *, prompt: int) -> tuple[float, float]:
-    """(one decode step in s, prefill tokens/s) of a single sequence."""
-    rng = np.random.default_rng(0)
-    toks = [int(t) for t in rng.integers(100, server.n_vocab - 100, 512)]
-    server.decode([(t, j, 0, j == 511) for j, t in enumerate(toks)])  # warm-up
-    server.forget(0)
-    times = []
-    for _ in range(3):
-        times.append(server.decode([(t, j, 0, j == 511) for j, t in enumerate(toks)]))
-        server.forget(0)
-    prefill = min(times)
-    server.decode([(toks[0], 0, 0, True)])
-    steps = []
-    for j in range(1, 33):
-        steps.append(server.decode([(toks[j], j, 0, True)]))
-    server.forget(0)
-    return statistics.median(steps), 512 / prefill
+def model_device(fingerprint: dict[str, Any]) -> Any:
+    """The device a job on this worker is planned for (from its fingerprint)."""
+    from planner.engine.device import WorkerFingerprint, device_from_fingerprint
+
+    return device_from_fingerprint(WorkerFingerprint.from_dict(fingerprint))
 
 
 def model_points(
-    step_1_s: float, prefill_tps: float, *, prompt: int, output: int
+    device: Any,
+    s: LoadSettings,
+    *,
+    model_id: str = SAMPLE_MODEL_ID,
+    fmt: str = SAMPLE_FORMAT,
 ) -> dict[int, dict[str, float]]:
-    """The latency model's TTFT and TPOT for a device calibrated on this machine."""
-    from planner.engine import get_model, parse_format
-    from planner.engine.catalog import gpu_spec_from_dict
-    from planner.engine.latency import (
-        CPU_LAYER_FLOOR_S,
-        CPU_STEP_OVERHEAD_S,
-        load_point,
-        step_model,
-    )
-    from planner.engine.speed import CPU_BANDWIDTH_EFFICIENCY, CPU_PREFILL_MFU
-    from planner.engine.tensors import parameter_breakdown
+    """The latency model's TTFT and time per output token at each slot count.
 
-    spec = get_model("smollm2-135m-instruct").spec
-    fmt = parse_format("gguf-Q4_1")
-    flops_per_token = 2 * parameter_breakdown(spec).matmul_per_token
-    # Prefill throughput -> peak FLOP/s; the single decode step minus its floor ->
-    # bandwidth (the step reads the weights once).
-    peak = prefill_tps * flops_per_token / CPU_PREFILL_MFU
-    probe = gpu_spec_from_dict(
-        {
-            "id": "this-machine",
-            "kind": "cpu",
-            "memory_bytes": 8 << 30,
-            "memory_bandwidth_bytes_per_s": 1e11,
-            "tflops": {"fp32": peak / 1e12},
-        }
-    )
-    m = step_model(spec, fmt, probe, engine="llama.cpp", gpus=1)
-    floor = spec.num_layers * CPU_LAYER_FLOOR_S + CPU_STEP_OVERHEAD_S
-    read_s = max(step_1_s - floor, step_1_s * 0.2)
-    bandwidth = m.dense_bytes / read_s / CPU_BANDWIDTH_EFFICIENCY
-    device = gpu_spec_from_dict(
-        {
-            "id": "this-machine",
-            "kind": "cpu",
-            "memory_bytes": 8 << 30,
-            "memory_bandwidth_bytes_per_s": bandwidth,
-            "tflops": {"fp32": peak / 1e12},
-        }
-    )
-    m = step_model(spec, fmt, device, engine="llama.cpp", gpus=1)
-    out = {}
-    for n in SLOTS:
-        p = load_point(m, concurrency=n, prompt_tokens=prompt, output_tokens=output)
+    Mean figures are ``load_point`` (requests in flight = slots); the p95 figures
+    are those of exactly ``slots`` in flight with a whole step to wait for (a
+    closed loop never has more in flight than it has clients).
+    """
+    from planner.engine import get_model, parse_format
+    from planner.engine.latency import _tpot, _ttft, load_point, step_model
+
+    spec = get_model(model_id).spec
+    m = step_model(spec, parse_format(fmt), device, engine="llama.cpp", gpus=1)
+    p, o = s.prompt_tokens, s.output_tokens
+    out: dict[int, dict[str, float]] = {}
+    for n in s.slots:
+        point = load_point(m, concurrency=n, prompt_tokens=p, output_tokens=o)
         out[n] = {
-            "ttft_mean_s": p.ttft_s,
-            "ttft_p95_s": p.ttft_p95_s,
-            "tpot_mean_s": p.tpot_s,
-            "tpot_p95_s": p.tpot_p95_s,
+            "ttft_mean_s": point.ttft_s,
+            "tpot_mean_s": point.tpot_s,
+            "ttft_p95_s": _ttft(m, n, p, o, 1.0),
+            "tpot_p95_s": _tpot(m, n, p, o),
+            "output_tokens_per_s": point.output_tokens_per_s,
         }
     return out
 
 
-def measure(
-    *, prompt: int = 128, output: int = 32, requests: int = 4, threads: int = 2
-) -> dict[str, object]:
-    """Calibrate, serve at each slot count, and compare with the model."""
-    from quantjobs.samples import sample_path
-
-    path = str(sample_path("smollm2-135m-instruct-q4_1"))
-    server = Server(path, slots=max(SLOTS), n_ctx=max(SLOTS) * 512, threads=threads)
-    try:
-        step_1, prefill_tps = calibrate(server, prompt=prompt)
-        measured = [
-            serve(server, slots=n, prompt=prompt, output=output, requests=requests)
-            for n in SLOTS
-        ]
-    finally:
-        server.close()
-    model = model_points(step_1, prefill_tps, prompt=prompt, output=output)
+def compare(
+    measured: list[dict[str, Any]], model: dict[int, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """Rows of measured vs model with the error of each, in % of the measurement."""
     rows = []
     for m in measured:
         n = int(m["slots"])
-        row: dict[str, float] = {"slots": n}
-        for key in ("ttft_mean_s", "tpot_mean_s", "ttft_p95_s", "tpot_p95_s"):
+        row: dict[str, Any] = {"slots": n, "requests": m["requests"]}
+        for key in (
+            "ttft_mean_s",
+            "tpot_mean_s",
+            "ttft_p95_s",
+            "tpot_p95_s",
+            "output_tokens_per_s",
+        ):
             row[f"measured_{key}"] = m[key]
             row[f"model_{key}"] = model[n][key]
             row[f"error_{key}_pct"] = (model[n][key] - m[key]) / m[key] * 100
+        row["server_tpot_mean_s"] = m.get("server_tpot_mean_s")
+        row["load_average"] = m.get("load_average")
         rows.append(row)
-    return {
-        "calibration": {"decode_step_s": step_1, "prefill_tokens_per_s": prefill_tps},
-        "prompt_tokens": prompt,
-        "output_tokens": output,
-        "rows": rows,
-    }
+    return rows
 
 
-def main() -> None:
-    """Print the comparison table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompt", type=int, default=128)
-    parser.add_argument("--output", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    r = measure(
-        prompt=args.prompt,
-        output=args.output,
-        requests=args.requests,
-        threads=args.threads,
+def serve_all(
+    binary: str | Path, model: str | Path, s: LoadSettings, log: Any = print
+) -> list[dict[str, Any]]:
+    """One fresh server per slot count, a warm-up request, then the bounded load."""
+    measured = []
+    with tempfile.TemporaryDirectory(prefix="qp-serving-") as tmp:
+        for n in s.slots:
+            port = free_port()
+            cmd = server_command(binary, model, slots=n, port=port, s=s)
+            server = Server(cmd, port, Path(tmp) / f"server-{n}.log")
+            try:
+                server.wait_ready()
+                n_vocab = n_vocab_of(port)
+                # Warm-up, and one request's duration for the stagger.
+                rng = [(7 * i) % (n_vocab - 200) + 100 for i in range(s.prompt_tokens)]
+                completion(port, rng, s.output_tokens)
+                t0 = time.perf_counter()
+                completion(port, rng[::-1], s.output_tokens)
+                one = time.perf_counter() - t0
+                result = run_load(port, slots=n, s=s, n_vocab=n_vocab, stagger_s=one)
+            except Exception:
+                log(f"llama-server log: {server.log_tail(8)}")
+                raise
+            finally:
+                server.stop()
+            result["load_average"] = list(os.getloadavg())
+            measured.append(result)
+            log(
+                f"{n} slots: {result['requests']} requests, TTFT mean "
+                f"{result['ttft_mean_s'] * 1e3:.1f} ms (p95 "
+                f"{result['ttft_p95_s'] * 1e3:.1f}), TPOT mean "
+                f"{result['tpot_mean_s'] * 1e3:.2f} ms (p95 "
+                f"{result['tpot_p95_s'] * 1e3:.2f}, server "
+                f"{(result['server_tpot_mean_s'] or 0) * 1e3:.2f}), "
+                f"{result['output_tokens_per_s']:.1f} tok/s; load avg "
+                f"{result['load_average'][0]:.2f}"
+            )
+    return measured
+
+
+def print_table(rows: list[dict[str, Any]], log: Any = print) -> None:
+    """The comparison, one line per slot count."""
+    log(
+        f"{'slots':>5} {'TTFT ms':>9} {'model':>8} {'err%':>6} {'p95':>8} {'model':>8} "
+        f"{'err%':>6} {'TPOT ms':>8} {'model':>7} {'err%':>6} {'p95':>7} {'model':>7} "
+        f"{'err%':>6}"
     )
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return
-    print(f"calibration: {r['calibration']}")
-    print(
-        f"{'slots':>5} {'TTFT meas':>10} {'model':>8} {'err%':>6} "
-        f"{'TPOT meas ms':>13} {'model':>8} {'err%':>6}"
-    )
-    for row in r["rows"]:  # type: ignore[attr-defined]
-        print(
-            f"{row['slots']:>5.0f} {row['measured_ttft_mean_s']:>10.3f} "
-            f"{row['model_ttft_mean_s']:>8.3f} {row['error_ttft_mean_s_pct']:>6.0f} "
-            f"{row['measured_tpot_mean_s'] * 1e3:>13.2f} "
-            f"{row['model_tpot_mean_s'] * 1e3:>8.2f} {row['error_tpot_mean_s_pct']:>6.0f}"
+    for r in rows:
+        log(
+            f"{r['slots']:>5} {r['measured_ttft_mean_s'] * 1e3:>9.1f} "
+            f"{r['model_ttft_mean_s'] * 1e3:>8.1f} {r['error_ttft_mean_s_pct']:>+6.0f} "
+            f"{r['measured_ttft_p95_s'] * 1e3:>8.1f} {r['model_ttft_p95_s'] * 1e3:>8.1f} "
+            f"{r['error_ttft_p95_s_pct']:>+6.0f} "
+            f"{r['measured_tpot_mean_s'] * 1e3:>8.2f} {r['model_tpot_mean_s'] * 1e3:>7.2f} "
+            f"{r['error_tpot_mean_s_pct']:>+6.0f} {r['measured_tpot_p95_s'] * 1e3:>7.2f} "
+            f"{r['model_tpot_p95_s'] * 1e3:>7.2f} {r['error_tpot_p95_s_pct']:>+6.0f}"
         )
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (shared with bench/gpu_check.py's serving check)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompt", type=int, default=128, help="prompt tokens per request")
+    ap.add_argument("--output", type=int, default=32, help="output tokens per request")
+    ap.add_argument("--requests", type=int, default=4, help="requests per client")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--slots", default=",".join(map(str, SLOTS)))
+    ap.add_argument("--gpu-layers", type=int, default=0, help="-ngl (0: CPU)")
+    ap.add_argument("--server", type=Path, default=None, help="a llama-server binary")
+    ap.add_argument("--check", action="store_true", help="print the plan, run nothing")
+    ap.add_argument("--quick", action="store_true", help="2 requests per client")
+    ap.add_argument("--json", type=Path, default=None, help="result file to write")
+    return ap.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> LoadSettings:
+    """LoadSettings from the parsed command line (checked)."""
+    try:
+        slots = tuple(int(x) for x in str(args.slots).split(",") if x.strip())
+    except ValueError:
+        raise ValueError(
+            "--slots must be a comma-separated list of integers."
+        ) from None
+    s = LoadSettings(
+        prompt_tokens=args.prompt,
+        output_tokens=args.output,
+        requests_per_client=2 if args.quick else args.requests,
+        threads=args.threads,
+        gpu_layers=args.gpu_layers,
+        slots=slots,
+    )
+    s.check()
+    return s
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve, measure, compare; print the table (and write JSON with --json)."""
+    from bench._common import Recorder, load_str
+
+    args = parse_args(argv)
+    try:
+        s = settings_from(args)
+    except ValueError as exc:
+        print(f"serving_load: {exc}", file=sys.stderr)
+        return 2
+    from quantjobs.samples import sample_path
+
+    model = sample_path(SAMPLE)
+    if args.check:
+        binary = args.server or "llama-server"
+        for n in s.slots:
+            print(" ".join(server_command(binary, model, slots=n, port=0, s=s)))
+        print(f"load: {s}")
+        return 0
+    rec = Recorder("serving_load", quick=args.quick)
+    from quantjobs.backends.fingerprint import fingerprint
+    from tests.llama_tools import ensure_llama_tool
+
+    binary = args.server or ensure_llama_tool("llama-server", rec.note)
+    fp = fingerprint(s.threads)
+    device = model_device(fp)
+    rec.note(f"model device: {device.name}; {load_str()}")
+    measured = serve_all(binary, model, s)
+    rows = compare(measured, model_points(device, s))
+    print_table(rows)
+    worst = max(
+        max(abs(r["error_ttft_mean_s_pct"]), abs(r["error_tpot_mean_s_pct"]))
+        for r in rows
+    )
+    rec.note(
+        f"llama-server vs latency model, mean TTFT and TPOT at {list(s.slots)} "
+        f"slots: worst error {worst:.0f}% (goal {GOAL_PCT:.0f}%; {load_str()})"
+    )
+    rec.data.update(
+        {
+            "settings": s.__dict__ | {"slots": list(s.slots)},
+            "fingerprint": fp,
+            "device": device.name,
+            "rows": rows,
+            "worst_mean_error_pct": worst,
+        }
+    )
+    rec.write(args.json)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

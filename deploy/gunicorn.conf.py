@@ -44,3 +44,10 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss "%(a)s"'
+
+
+def post_worker_init(worker: object) -> None:
+    """Warm each worker (views imported, catalogs read) before its first request."""
+    from config.warmup import warm
+
+    warm()

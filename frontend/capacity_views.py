@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from frontend import capacity_charts
+from frontend.charts import capacity as capacity_charts
 from planner import capacity_services, engine, services
 from planner.engine.finetune import ALL_LINEAR, DEFAULT_TARGETS
 
@@ -93,7 +93,7 @@ def capacity_page(request: HttpRequest) -> HttpResponse:
             target = exc.field if exc.field in form.fields else None
             form.add_error(target, str(exc))
         else:
-            body = report.to_dict()
+            body = capacity_services.capacity_report_body(report=report)
             context["report"] = body
             context["curve_charts"] = capacity_charts.load_curve_charts(body)
     return render(request, "frontend/capacity.html", context)

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from frontend import charts
 from frontend.forms import PlanForm
 from frontend.templatetags.quantplan import report_view
-from planner import engine, exports, selectors, services
+from planner import engine, exports, measurements, selectors, services
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -44,6 +44,11 @@ MAX_SHARE_URL_CHARS = 8000
 
 def _choices() -> dict[str, list[tuple[str, str]]]:
     gpus = [(g.id, g.name) for g in engine.catalog.load_gpus()]
+    # Machines that measure: a plan for one of them uses its calibrated speeds.
+    gpus += [
+        (d.plan_id, f"Worker {d.hostname} (its own CPU, calibrated by its runs)")
+        for d in measurements.measuring_devices()
+    ]
     formats = [(f.id, f.label) for f in engine.list_formats()]
     prices = [
         (p.id, f"{p.provider} {p.model}") for p in engine.catalog.load_api_prices()

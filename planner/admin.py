@@ -1,11 +1,11 @@
-"""Operators' view of saved plans and users' GPUs (read-only; plans may be deleted)."""
+"""Operators' view of saved plans (read-only; plans may be deleted)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdmin
-from planner.models import CustomGpu, Plan
+from planner.models import Plan
 
 
 @admin.register(Plan)
@@ -17,13 +17,4 @@ class PlanAdmin(ReadOnlyAdmin):
     list_filter = ("created_at",)
     search_fields = ("=id", "name", "model_id", "user__username")
     date_hierarchy = "created_at"
-    list_select_related = ("user",)
-
-
-@admin.register(CustomGpu)
-class CustomGpuAdmin(ReadOnlyAdmin):
-    """GPUs and prices users defined."""
-
-    list_display = ("__str__", "user")
-    search_fields = ("user__username",)
     list_select_related = ("user",)

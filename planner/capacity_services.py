@@ -27,6 +27,7 @@ from planner.engine.finetune import (
     FinetuneRequest,
     estimate_finetune,
 )
+from planner.recipes import RecipeError, recipes_for_capacity_candidate
 from planner.services import PlanInputError, gpu_resolve, model_resolve
 
 
@@ -53,6 +54,26 @@ class CapacityInput:
     provider: str | None = None
     price_usd_per_hour: float | None = None
     kv_cache_dtype: str = "f16"
+    electricity_usd_per_kwh: float | None = None  # owning: None is the default
+
+
+def capacity_report_body(*, report: CapacityReport) -> dict[str, Any]:
+    """The report as JSON, with the serving recipes of its recommendation.
+
+    A partial-offload recommendation's llama.cpp recipes carry its ``-ngl`` /
+    ``--n-cpu-moe`` flags. ``recipes_error`` says why there are none, if so.
+    """
+    body = report.to_dict()
+    body["recipes"], body["recipes_error"] = [], None
+    rec = body.get("recommendation")
+    if rec:
+        try:
+            body["recipes"] = recipes_for_capacity_candidate(
+                body, rec, source="Quantplan capacity search"
+            )
+        except RecipeError as exc:
+            body["recipes_error"] = str(exc)
+    return body
 
 
 def capacity_compute(
@@ -61,7 +82,7 @@ def capacity_compute(
     """Run the capacity search; every user error becomes a PlanInputError."""
     spec, _model_id = model_resolve(model=data.model, config=data.config)
     if data.gpus:
-        gpus = [gpu_resolve(gpu=g, user=user) for g in dict.fromkeys(data.gpus)]
+        gpus = [gpu_resolve(gpu=g) for g in dict.fromkeys(data.gpus)]
     else:
         gpus = engine.load_gpus()
     if data.formats is not None:
@@ -93,6 +114,7 @@ def capacity_compute(
         api_price_id=data.api_price,
         provider=data.provider,
         price_usd_per_hour=data.price_usd_per_hour,
+        electricity_usd_per_kwh=data.electricity_usd_per_kwh,
     )
     try:
         return capacity_search(request)
@@ -125,7 +147,7 @@ def finetune_compute(
 ) -> FinetuneEstimate:
     """Project fine-tuning memory, time and cost; user errors are PlanInputErrors."""
     spec, _model_id = model_resolve(model=data.model, config=data.config)
-    gpu = gpu_resolve(gpu=data.gpu, user=user)
+    gpu = gpu_resolve(gpu=data.gpu)
     usd = data.price_usd_per_hour
     if usd is None:
         usd, _source = engine.hourly_price_usd(gpu)

@@ -34,6 +34,11 @@ CSV_COLUMNS = (
     "break_even_tokens_per_month",
     "perplexity_increase_pct",
     "quality_kind",
+    # Where the numbers come from (results[].sources): estimated, calibrated from
+    # n runs, or measured.
+    "speed_source",
+    "quality_source",
+    "memory_source",
 )
 
 
@@ -55,6 +60,7 @@ def plans_to_csv(*, reports: Sequence[dict[str, Any]]) -> str:
         rec_format = rec.get("format") if isinstance(rec, dict) else None
         for row in report.get("results") or []:
             quality = row.get("expected_quality_loss") or {}
+            sources = row.get("sources") or {}
             values = {
                 key: row.get(key)
                 for key in CSV_COLUMNS
@@ -66,6 +72,9 @@ def plans_to_csv(*, reports: Sequence[dict[str, Any]]) -> str:
                 recommended=row.get("format") == rec_format,
                 perplexity_increase_pct=quality.get("perplexity_increase_pct"),
                 quality_kind=quality.get("kind"),
+                speed_source=sources.get("decode_tokens_per_s"),
+                quality_source=sources.get("quality"),
+                memory_source=sources.get("total_bytes_per_gpu"),
             )
             writer.writerow({k: "" if v is None else v for k, v in values.items()})
     return out.getvalue()

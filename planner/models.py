@@ -1,4 +1,4 @@
-"""Saved plans and the GPUs and prices users add themselves."""
+"""Saved plans and comparisons."""
 
 from __future__ import annotations
 
@@ -52,25 +52,3 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-class CustomGpu(models.Model):
-    """An accelerator a user defined (or a catalog GPU with their own price)."""
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="custom_gpus"
-    )
-    slug = models.SlugField(max_length=64)
-    spec = models.JSONField(default=dict)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["slug"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["user", "slug"], name="one_custom_gpu_per_slug"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return self.slug

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.urls import reverse
 
 from planner.engine.formats import parse_format
-from planner.models import Comparison, CustomGpu, Plan
+from planner.models import Comparison, Plan
 from planner.recipes import (
     Recipe,
     RecipeError,
@@ -56,11 +56,6 @@ def comparison_get_for_user(
 ) -> Comparison:
     """One of the user's comparisons, or 404."""
     return get_owned(comparison_list_for_user(user=user), comparison_id)
-
-
-def custom_gpu_list_for_user(*, user: AbstractBaseUser) -> QuerySet[CustomGpu]:
-    """GPUs the user defined."""
-    return CustomGpu.objects.filter(user=user)
 
 
 # Serving recipes of a plan (and, through quantjobs.recipes, of a job), with

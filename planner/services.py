@@ -12,9 +12,9 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from planner import engine
+from planner import engine, measurements
 from planner.engine.runtime import TENSOR_PARALLEL_SIZES
-from planner.models import Comparison, CustomGpu, Plan
+from planner.models import Comparison, Plan
 
 DEFAULT_FORMATS = (
     "fp16",
@@ -225,20 +225,11 @@ def _model_from_hub(hf_id: str) -> tuple[engine.ModelSpec, str]:
         raise PlanInputError(f"{repo} config.json: {exc}", field="model") from None
 
 
-def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
-    """A catalog GPU, or one the user defined."""
+def gpu_resolve(*, gpu: str) -> engine.GpuSpec:
+    """A GPU (or CPU server) from the catalog, by id."""
     gpu = (gpu or "").strip()
     if not gpu:
         raise PlanInputError("Choose a GPU (or a CPU server).", field="gpu")
-    if user is not None and user.is_authenticated:
-        custom = CustomGpu.objects.filter(user=user, slug=gpu).first()
-        if custom is not None:
-            try:
-                return engine.catalog.gpu_spec_from_dict(
-                    {**custom.spec, "id": custom.slug}
-                )
-            except (ValueError, TypeError) as exc:
-                raise PlanInputError(f"Your GPU {gpu}: {exc}", field="gpu") from None
     try:
         return engine.catalog.get_gpu(gpu)
     except engine.CatalogError as exc:
@@ -246,12 +237,17 @@ def gpu_resolve(*, gpu: str, user: AbstractBaseUser | None) -> engine.GpuSpec:
 
 
 def plan_compute(
-    *, data: PlanInput, user: AbstractBaseUser | None, any_path: bool = False
+    *,
+    data: PlanInput,
+    user: AbstractBaseUser | None,
+    any_path: bool = False,
+    all_measurements: bool = False,
 ) -> engine.PlanReport:
     """Run the engine for a plan input; every user error becomes a PlanInputError.
 
-    ``any_path`` lets the operator's ``manage.py plan`` read a GGUF anywhere;
-    requests from users read only the local model folders.
+    ``any_path`` lets the operator's ``manage.py plan`` read a GGUF anywhere, and
+    ``all_measurements`` use every user's measurements; requests from users read
+    only the local model folders and their own measurements.
     """
     spec, _model_id = model_resolve(
         model=data.model,
@@ -261,7 +257,11 @@ def plan_compute(
         user=user,
         any_path=any_path,
     )
-    gpu = gpu_resolve(gpu=data.gpu, user=user)
+    try:  # worker:<hostname> is a machine that measures, with a ledger key
+        found = measurements.measuring_device_spec(plan_id=data.gpu.strip())
+    except measurements.UnknownWorker as exc:
+        raise PlanInputError(str(exc), field="gpu") from None
+    gpu, device = found or (gpu_resolve(gpu=data.gpu), "")
     _check_gpus_per_server(gpus=data.gpus, gpu=gpu)
     for text in data.formats:
         try:
@@ -287,7 +287,14 @@ def plan_compute(
             max_quality_loss_pct=data.max_quality_loss_pct,
             min_tokens_per_s=data.min_tokens_per_s,
             max_ttft_s=data.max_ttft_s,
-            measured=_measured_quality(user=user, model_id=_model_id),
+            **measurements.plan_ledger(
+                user=user,
+                model_id=spec.model_id,
+                gpu=gpu,
+                device=device,
+                engine_name=data.engine,
+                all_measurements=all_measurements,
+            ),
         )
         return engine.plan(request)
     except engine.PlanError as exc:
@@ -317,17 +324,6 @@ def _check_gpus_per_server(*, gpus: int | None, gpu: engine.GpuSpec) -> None:
             "leave it empty for the fewest that fit.",
             field="gpus",
         )
-
-
-def _measured_quality(
-    *, user: AbstractBaseUser | None, model_id: str
-) -> dict[str, Any]:
-    """Quality the user measured for this model, to replace published estimates."""
-    if user is None or not user.is_authenticated:
-        return {}
-    from quantjobs.selectors import measured_quality_for_model
-
-    return measured_quality_for_model(user=user, model_id=model_id)
 
 
 def _saved_model_name(data: PlanInput, spec: engine.ModelSpec) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
+from planner.engine.quality import perplexity_change_pct
 from quantjobs.models import CalibrationRecord, JobResult
 
 logger = logging.getLogger(__name__)
@@ -22,19 +23,9 @@ SPEED_QUANTITIES = (Quantity.PROMPT_TOKENS_PER_S, Quantity.GENERATION_TOKENS_PER
 
 def device_key(fingerprint: dict[str, Any] | None) -> str:
     """A stable name for the hardware a measurement ran on (CPU, threads, build)."""
-    if not fingerprint:
-        return ""
-    from planner.engine.device import llama_cpp_features
+    from planner.engine.device import device_key as engine_device_key
 
-    features = "/".join(llama_cpp_features(str(fingerprint.get("system_info") or "")))
-    parts = [
-        str(fingerprint.get("cpu_model") or "unknown CPU"),
-        f"{fingerprint.get('cores_used') or '?'} threads",
-        features or "no AVX2",
-    ]
-    if fingerprint.get("gpu_name"):
-        parts.append(str(fingerprint["gpu_name"]))
-    return " | ".join(parts)[:300]
+    return engine_device_key(fingerprint)
 
 
 def _model_facts(model_id: str) -> tuple[str, int | None]:
@@ -50,11 +41,17 @@ def _model_facts(model_id: str) -> tuple[str, int | None]:
         return "", None
 
 
-def _published_ppl_change(fmt: str) -> float | None:
+def _published_ppl_change(fmt: str, model_id: str = "") -> float | None:
+    """The prior a plan of this model would show: its family's, at its size."""
     try:
-        from planner.engine.quality import expected_quality_loss
+        from planner.engine.quality import expected_quality_loss, quality_family
 
-        value = expected_quality_loss(fmt).get("perplexity_increase_pct")
+        architecture, parameters = _model_facts(model_id)
+        value = expected_quality_loss(
+            fmt,
+            family=quality_family(model_id, "", architecture),
+            parameters=parameters,
+        ).get("perplexity_increase_pct")
         return float(value) if value is not None else None
     except Exception:
         return None
@@ -97,17 +94,25 @@ def _pairs(result: JobResult) -> list[dict[str, Any]]:
             quantity,
             projection.get(str(quantity)),
             metrics.get(str(quantity)),
-            str(projection.get("speed_basis") or ""),
+            str(
+                projection.get(
+                    "prompt_speed_basis"
+                    if quantity == Quantity.PROMPT_TOKENS_PER_S
+                    else "speed_basis"
+                )
+                or projection.get("speed_basis")
+                or ""
+            ),
             projection.get(f"roofline_{quantity}"),
         )
-    ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
-    if ppl and base:
-        add(
-            Quantity.PERPLEXITY_CHANGE_PCT,
-            _published_ppl_change(result.format),
-            (ppl - base) / base * 100.0,
-            "published",
-        )
+    add(
+        Quantity.PERPLEXITY_CHANGE_PCT,
+        _published_ppl_change(result.format, result.job.model_id),
+        perplexity_change_pct(
+            metrics.get("perplexity"), metrics.get("base_perplexity")
+        ),
+        "published",
+    )
     add(Quantity.KL_DIVERGENCE, None, metrics.get("kl_divergence"))
     drop = ((metrics.get("task") or {}).get("exact_match_drop") or {}).get("points")
     add(Quantity.EXACT_MATCH_DROP_POINTS, None, drop)
@@ -166,6 +171,38 @@ def speed_efficiency(
         baseline__gt=0,
     ).values_list("measured", "baseline")
     return fit_efficiency([m / b for m, b in rows])
+
+
+def speed_calibrations(*, device: str, engine: str) -> list[Any]:
+    """Every speed efficiency the ledger supports for one device and engine
+    (``planner.engine.calibration.SpeedCalibration``), for plans."""
+    from planner.engine.calibration import SpeedCalibration, fit_efficiency
+
+    if not device:
+        return []
+    ratios: dict[tuple[str, str], list[float]] = {}
+    rows = CalibrationRecord.objects.filter(
+        device_key=device,
+        engine=engine,
+        quantity__in=[str(q) for q in SPEED_QUANTITIES],
+        baseline__gt=0,
+    ).values_list("format_family", "quantity", "measured", "baseline")
+    for family, quantity, measured, baseline in rows:
+        ratios.setdefault((family, quantity), []).append(measured / baseline)
+    found = []
+    for (family, quantity), values in sorted(ratios.items()):
+        efficiency = fit_efficiency(values)
+        if efficiency is not None:
+            found.append(
+                SpeedCalibration(
+                    device=device,
+                    engine=engine,
+                    format_family=family,
+                    quantity=quantity,
+                    efficiency=efficiency,
+                )
+            )
+    return found
 
 
 def calibration_records_for_user(*, user: AbstractBaseUser) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.urls import reverse
 
+from planner.engine.quality import perplexity_change_pct
 from quantjobs.backends.reference import from_metrics as reference_from_metrics
 from quantjobs.models import JobResult
 from quantjobs.projections import compare
@@ -22,7 +23,7 @@ def result_row(instance: JobResult, *, request: Any = None) -> dict[str, Any]:
     peak = metrics.get("peak_memory_bytes")
     ppl = metrics.get("perplexity")
     base = metrics.get("base_perplexity")
-    loss = round((ppl - base) / base * 100.0, 3) if ppl and base else None
+    loss = perplexity_change_pct(ppl, base, ndigits=3)
     download = None
     if artifact is not None:
         path = reverse("api-artifact-download", args=[artifact.pk])

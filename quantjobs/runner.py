@@ -1,3 +1,4 @@
+# Kept whole: the one place that decides a job's fate, reworked now with the lifecycle.
 """The job runner: the one place that decides a job's fate.
 
 The child (``quantjobs.backends.child``) runs in its own process group so that a

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.http import Http404
 
+from planner.engine.quality import perplexity_change_pct
 from planner.selectors import get_owned
 from quantjobs.models import (
     Artifact,
@@ -101,49 +102,85 @@ def workers_recent(*, within_s: float = 120) -> QuerySet[WorkerHeartbeat]:
     )
 
 
-def measured_quality_for_model(
-    *, user: AbstractBaseUser, model_id: str
-) -> dict[str, Any]:
-    """The user's latest measured quality per format for a catalog model, from jobs
-    measured against the unquantized model (never a dequantized quantized source)."""
+def format_measurements_for_model(
+    *, user: AbstractBaseUser | None, model_id: str
+) -> list[Any]:
+    """What jobs measured of one model, per result, oldest first, for plans
+    (``planner.measurements``): the user's own jobs, or every user's for
+    ``user=None`` (the operator's ``manage.py plan``).
+
+    Quality only from jobs measured against the unquantized model (never a
+    dequantized quantized source); file size and serving memory always.
+    """
+    from planner.engine.calibration import FormatMeasurement
     from quantjobs.backends.reference import from_metrics as reference_from_metrics
+    from quantjobs.calibration import device_key
     from quantjobs.models import JobResult
     from quantjobs.sources import source_model
 
-    measured: dict[str, Any] = {}
-    results = (
-        JobResult.objects.filter(
-            job__user=user,
-            job__model_id=model_id,
-            job__status__in=list(Job.KEEPS_ARTIFACTS),
-        )
-        .order_by("created_at")
-        .select_related("job")
+    if user is not None and not user.is_authenticated:
+        return []
+    # Every plan asks, and most users have measured nothing: a bare EXISTS answers
+    # them for a fraction of the cost of the query below (issue 14, point 7).
+    if user is not None and not JobResult.objects.filter(job__user=user).exists():
+        return []
+    results = JobResult.objects.filter(
+        job__model_id=model_id, job__status__in=list(Job.KEEPS_ARTIFACTS)
     )
-    for result in results:
+    if user is not None:
+        results = results.filter(job__user=user)
+    found = []
+    for result in results.order_by("created_at").select_related("job", "artifact"):
         metrics = result.metrics or {}
+        projection = result.projection or {}
         ppl, base = metrics.get("perplexity"), metrics.get("base_perplexity")
-        if not ppl or not base:
-            continue
-        reference = reference_from_metrics(metrics)
-        requantized = (
-            reference.get("quantized_source")
-            if reference is not None
-            else source_model(
-                kind=result.job.source_kind, ref=result.job.source_ref
-            ).quantization
+        change = None
+        if ppl and base:
+            reference = reference_from_metrics(metrics)
+            requantized = (
+                reference.get("quantized_source")
+                if reference is not None
+                else source_model(
+                    kind=result.job.source_kind, ref=result.job.source_ref
+                ).quantization
+            )
+            # Plans read quality as loss from the 16-bit model; loss on top of what
+            # an already quantized source lost would read as too small.
+            if not requantized:
+                change = perplexity_change_pct(ppl, base, ndigits=3)
+        context = projection.get("context_tokens")
+        found.append(
+            FormatMeasurement(
+                model_id=model_id,
+                format=result.format,
+                source=f"{'your ' if user is not None else ''}job {result.job_id}",
+                perplexity_increase_pct=change,
+                kl_divergence=metrics.get("kl_divergence")
+                if change is not None
+                else None,
+                artifact_bytes=result.artifact.size_bytes if result.artifact else None,
+                memory_bytes=metrics.get("peak_memory_bytes"),
+                memory_context_tokens=int(context) if context else None,
+                device=device_key(projection.get("fingerprint")),
+            )
         )
-        if requantized:
-            # Plans read quality as loss from the 16-bit model; this is loss on top of
-            # what an already quantized source lost, so it would read as too small.
-            continue
-        measured[result.format] = {
-            "perplexity_increase_pct": round((ppl - base) / base * 100.0, 3),
-            "kl_divergence": metrics.get("kl_divergence"),
-            "kind": "measured",
-            "source": f"your job {result.job_id}",
-        }
-    return measured
+    return found
+
+
+def measuring_devices() -> list[Any]:
+    """Every worker that announced a fingerprint, as a device plans can target."""
+    from planner.measurements import MeasuringDevice
+
+    devices = []
+    for hostname, caps in WorkerHeartbeat.objects.values_list(
+        "hostname", "capabilities"
+    ):
+        fingerprint = (
+            (caps or {}).get("fingerprint") if isinstance(caps, dict) else None
+        )
+        if isinstance(fingerprint, dict) and fingerprint:
+            devices.append(MeasuringDevice(hostname=hostname, fingerprint=fingerprint))
+    return devices
 
 
 # How many finished jobs of a method the duration estimate looks back on.
@@ -293,9 +330,7 @@ def result_row(result: Any) -> dict[str, Any]:
         "artifact_bytes": size,
         "projected_artifact_bytes": projection.get("artifact_bytes"),
         "artifact_bytes_diff_pct": compare(projection.get("artifact_bytes"), size),
-        "perplexity_change_pct": round((ppl - base) / base * 100.0, 3)
-        if ppl and base
-        else None,
+        "perplexity_change_pct": perplexity_change_pct(ppl, base, ndigits=3),
         "projected_memory_bytes": projection.get("memory_bytes"),
         "memory_diff_pct": compare(projection.get("memory_bytes"), peak),
     }

@@ -1,3 +1,4 @@
+# Kept whole: job writes change now with the job lifecycle (issue 17.1); split later.
 """Writes for jobs: create, cancel, rerun, execute, reap. Views and tasks call these.
 
 Dependencies point one way: tasks → services → runner → (broker, artifacts, models).

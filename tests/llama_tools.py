@@ -3,8 +3,8 @@
 For tests and benchmarks only (no job runs them): ``llama-perplexity`` is the
 independent cross-check of our perplexity scoring (tests/quantjobs/backends/
 test_llama_eval.py, bench/eval_agreement.py) and ``llama-imatrix`` of our
-importance matrices (test_gguf_imatrix.py). Neither ships in the wheel, so
-they are built once with cmake from the llama.cpp inside the pinned
+importance matrices (test_gguf_imatrix.py); ``llama-server`` is what
+bench/serving_load.py loads. None ships in the wheel, so they are built once with cmake from the llama.cpp inside the pinned
 llama-cpp-python sdist (about 4 minutes on 2 cores) and cached; the sources are
 the extraction the converter uses too (see llama_cpp_source).
 """
@@ -33,7 +33,12 @@ _CMAKE_FLAGS = (
     "-DBUILD_SHARED_LIBS=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_SERVER=OFF",
+    # On for llama-server (bench/serving_load.py); a target is built only when
+    # asked for, so the other tools cost nothing more. No web UI: it would be
+    # fetched from the network or built with npm, and the benchmark needs none.
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_APP=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
@@ -81,7 +86,7 @@ def _fetch_llama_cpp_source(root: Path, log: LogFn, timeout_s: float) -> Path:
     return ensure_llama_cpp_source(log, timeout_s=timeout_s)
 
 
-_TOOLS = ("llama-perplexity", "llama-imatrix")
+_TOOLS = ("llama-perplexity", "llama-imatrix", "llama-server")
 
 
 def ensure_llama_tool(
@@ -89,7 +94,7 @@ def ensure_llama_tool(
 ) -> Path:
     """Path of a llama.cpp tool built from the same llama.cpp as llama-cpp-python.
 
-    ``name`` is ``llama-perplexity`` or ``llama-imatrix``. Built once with cmake
+    ``name`` is ``llama-perplexity``, ``llama-imatrix`` or ``llama-server``. Built once with cmake
     (that target only) and cached under ``~/.cache/quantplan/llama-perplexity/``
     (``QUANTPLAN_CACHE_DIR`` overrides); about 4 minutes on 2 cores the first time.
     """

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeString
 
 from frontend import charts
+from planner.engine.recommend import NO_FORMAT_MEETS_LIMITS
 
 register = template.Library()
 
@@ -79,6 +80,21 @@ def _short_gpu(name: str) -> str:
     return name
 
 
+def _rejections(rec: Any) -> list[dict[str, Any]]:
+    """The recommendation's rejected formats, each with its list of reasons."""
+    rejected = rec.get("rejected") if isinstance(rec, dict) else None
+    if not isinstance(rejected, list):
+        return []
+    return [
+        {
+            "format": str(r.get("format") or ""),
+            "reasons": [x for x in r.get("reasons") or [] if isinstance(x, dict)],
+        }
+        for r in rejected
+        if isinstance(r, dict)
+    ]
+
+
 @register.simple_tag
 def report_view(report: dict[str, Any]) -> dict[str, Any]:
     """What the report template shows at a glance, derived from the report dict."""
@@ -90,8 +106,9 @@ def report_view(report: dict[str, Any]) -> dict[str, Any]:
         (rows[0].get("gpu_name") if rows else None) or report.get("gpu") or ""
     )
     why_none = (rec.get("why_none") or "") if isinstance(rec, dict) else ""
-    head, _, rest = why_none.partition(": ")
-    rejected = [part.strip() for part in rest.split(" | ") if part.strip()]
+    rejected = _rejections(rec)
+    # A plan saved before rejections were structured shows its sentence whole.
+    why_none_head = NO_FORMAT_MEETS_LIMITS if why_none and rejected else why_none
     kind = _gpu_details().get(str(report.get("gpu") or ""), ("gpu", ""))[0]
     # A CPU server holds the model in RAM: it is a server, not a GPU.
     unit = "server" if kind == "cpu" else "GPU"
@@ -112,7 +129,7 @@ def report_view(report: dict[str, Any]) -> dict[str, Any]:
         "best": best,
         "rec_format": rec_format,
         "reasons": list(rec.get("reasons") or []) if isinstance(rec, dict) else [],
-        "why_none_head": head if rest else why_none,
+        "why_none_head": why_none_head,
         "rejected": rejected,
         "pareto": list(report.get("pareto") or []),
         "has_api": any(
@@ -170,7 +187,8 @@ def grouped_choices(field: Any, kind: str) -> list[tuple[str, list[dict[str, Any
         def group_of(ident: str) -> str:
             return details.get(ident, ("custom", ""))[0]
 
-        labels = dict(groups) | {"custom": "Your GPUs"}
+        # Not in the catalog: the job workers plans can target (worker:<hostname>).
+        labels = dict(groups) | {"custom": "Your workers (measured machines)"}
     else:
         groups = FORMAT_GROUPS
 

@@ -119,7 +119,15 @@ class PlanReportOutput(serializers.Serializer[Any]):
     gpu = serializers.CharField()
     engine = serializers.CharField()
     results = serializers.ListField(child=serializers.DictField())
-    recommendation = serializers.DictField()
+    recommendation = serializers.DictField(
+        help_text=(
+            "format (or null), reasons (list of strings), why_none (one sentence, "
+            "or null) and rejected: one object per rejected format "
+            "{format, message, reasons: [{code, message, value, limit, unit}]}, "
+            "codes does_not_fit, no_quality_estimate, quality_above_limit, "
+            "speed_below_limit, ttft_above_limit."
+        )
+    )
     pareto = serializers.ListField()
     assumptions = serializers.ListField()
     id = serializers.UUIDField(required=False, help_text="Set when the plan was saved.")
@@ -200,6 +208,9 @@ class CapacityCreateInput(serializers.Serializer[Any]):
     kv_cache_dtype = serializers.ChoiceField(
         choices=["f32", "f16", "bf16", "fp8", "q8_0", "q4_0"], required=False
     )
+    electricity_usd_per_kwh = serializers.FloatField(
+        min_value=0, max_value=10, required=False, allow_null=True
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs.get("model") and attrs.get("config") is None:
@@ -249,6 +260,12 @@ class CapacityReportOutput(serializers.Serializer[Any]):
     curve = serializers.ListField(child=serializers.DictField())
     searched = serializers.IntegerField()
     assumptions = serializers.ListField(child=serializers.CharField())
+    recipes = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Serving recipes of the recommendation (llama.cpp ones carry its "
+        "partial-offload flags)",
+    )
+    recipes_error = serializers.CharField(allow_null=True)
 
 
 class FinetuneCreateInput(serializers.Serializer[Any]):

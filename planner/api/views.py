@@ -141,7 +141,7 @@ class CapacityApi(APIView):
             )
         except services.PlanInputError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
-        return Response(report.to_dict())
+        return Response(capacity_services.capacity_report_body(report=report))
 
 
 class FinetuneApi(APIView):

@@ -33,12 +33,12 @@ from .formats import FormatError, FormatSpec, list_formats, parse_format
 from .ggml import GGML_TYPES, GgmlType
 from .gguf_file import gguf_file_bytes
 from .gguf_rules import (
-    GGUF_FILE_TYPES,
     gguf_bits_per_weight,
     gguf_fallback_count,
     gguf_tensor_types,
 )
 from .gguf_spec import GgufTensor, model_spec_from_gguf
+from .gguf_types import GGUF_FILE_TYPES
 from .kv_cache import CACHE_DTYPES, CacheDtypeError, kv_cache_bytes
 from .plan import PlanError, PlanReport, PlanRequest, PlanResult, clear_caches, plan
 from .quality import expected_quality_loss, measured_quality, quality_table

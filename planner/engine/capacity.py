@@ -1,3 +1,4 @@
+# Kept whole: one search (candidates, bound, report) changing now; split it after.
 """Capacity planning: the cheapest deployment that serves a traffic within latency targets.
 
 The search covers GPU type x GPU count x format x engine (vLLM with tensor
@@ -32,8 +33,12 @@ from .latency import (
     step_model,
 )
 from .offload import offload_plan
-from .quality import expected_quality_loss
-from .recommend import DEFAULT_MAX_QUALITY_LOSS_PCT
+from .quality import (
+    exceeds_quality_limit,
+    expected_quality_loss,
+    quality_family,
+    quality_limit_pct,
+)
 from .request import engine_support
 from .runtime import (
     TENSOR_PARALLEL_SIZES,
@@ -43,6 +48,7 @@ from .runtime import (
     valid_tensor_parallel,
 )
 from .spec import ModelSpec
+from .tensors import parameter_breakdown
 
 DAYS_PER_MONTH = 365 / 12
 MAX_REQUESTS_PER_S = 1e6
@@ -109,6 +115,8 @@ class CapacityRequest:
     api_price_id: str | None = None  # None: the cheapest API listed as comparable
     provider: str | None = None
     price_usd_per_hour: float | None = None  # per GPU; overrides the catalog
+    # Owning ("owned" provider): electricity price; None: the stated default.
+    electricity_usd_per_kwh: float | None = None
     max_candidates: int = MAX_CANDIDATES
 
 
@@ -140,6 +148,7 @@ class Candidate:
     warnings: tuple[str, ...] = ()
     llama_cpp_flags: str = ""  # partial offload: -ngl / --n-cpu-moe
     host_bytes: int = 0  # weights kept in host RAM (partial offload)
+    unit: str = "GPU"  # what one device is called: GPU, server (CPU) or machine
 
     @property
     def label(self) -> str:
@@ -278,6 +287,7 @@ def validate_capacity(req: CapacityRequest) -> list[FormatSpec]:
     _positive("min_tokens_per_s", t.min_tokens_per_s)
     _positive("max_quality_loss_pct", t.max_quality_loss_pct, allow_zero=True)
     _positive("price_usd_per_hour", req.price_usd_per_hour, allow_zero=True)
+    _positive("electricity_usd_per_kwh", req.electricity_usd_per_kwh, allow_zero=True)
     if not req.gpus:
         raise CapacityError("gpus: give at least one GPU type")
     try:
@@ -447,6 +457,7 @@ def _evaluate(
     base = Candidate(
         gpu=gpu.id,
         gpu_name=gpu.name,
+        unit=gpu.unit,
         gpus=gpus,
         format=fmt.id,
         engine=engine,
@@ -638,7 +649,7 @@ def _assumptions(req: CapacityRequest, api: ApiPrice | None) -> list[str]:
         f"{w.billed_hours_per_day:g} h/day and paid for all of them, "
         f"{DAYS_PER_MONTH:.2f} days/month",
         "formats losing more than "
-        f"{req.targets.max_quality_loss_pct if req.targets.max_quality_loss_pct is not None else DEFAULT_MAX_QUALITY_LOSS_PCT:g}"
+        f"{quality_limit_pct(req.targets.max_quality_loss_pct):g}"
         "% perplexity (published estimates) are not recommended",
         (
             f"API compared: {api.provider} {api.model} ({api.date}, {api.source})"
@@ -672,27 +683,31 @@ def capacity_search(req: CapacityRequest) -> CapacityReport:
     rate = w.rate_per_s()
     hours = w.billed_hours_per_day * DAYS_PER_MONTH
     tokens_month = w.tokens_served_per_month()
-    max_q = (
-        req.targets.max_quality_loss_pct
-        if req.targets.max_quality_loss_pct is not None
-        else DEFAULT_MAX_QUALITY_LOSS_PCT
-    )
+    max_q_pct = req.targets.max_quality_loss_pct
     quality: dict[str, float | None] = {}
+    # Priors for this model's family and size, as plans use them.
+    family = quality_family(req.model.model_id, req.model.name, req.model.model_type)
+    parameters = parameter_breakdown(req.model).total
     for f in formats:
-        value = expected_quality_loss(f).get("perplexity_increase_pct")
+        value = expected_quality_loss(f, family=family, parameters=parameters).get(
+            "perplexity_increase_pct"
+        )
         quality[f.id] = float(value) if value is not None else None
     meeting: list[Candidate] = []
     missing: list[Candidate] = []
     combos: list[tuple[float, GpuSpec, float | None, str, FormatSpec, str, int]] = []
     for gpu in req.gpus:
         usd, source = hourly_price_usd(
-            gpu, provider=req.provider, override_usd_per_hour=req.price_usd_per_hour
+            gpu,
+            provider=req.provider,
+            override_usd_per_hour=req.price_usd_per_hour,
+            usd_per_kwh=req.electricity_usd_per_kwh,
         )
         counts = [n for n in req.gpu_counts if gpu.kind == "gpu" or n == 1]
         for fmt in formats:
             engine = _engine_for(fmt, gpu)
             q = quality[fmt.id]
-            if engine is None or q is None or q > max_q:
+            if engine is None or q is None or exceeds_quality_limit(q, max_q_pct):
                 continue
             for n in counts:
                 floor = n * usd * hours if usd is not None else math.inf
@@ -823,7 +838,7 @@ def _reasons(best: Candidate, meeting: int, rate: float) -> list[str]:
         + (
             f": {best.usd_per_month:,.0f} USD/month"
             if best.usd_per_month is not None
-            else " (no price known: fewest GPUs)"
+            else f" (no price known: fewest {best.unit}s)"
         ),
         f"{best.replicas} replica(s) of {best.gpus}x {best.gpu_name} for "
         f"{rate:g} requests/s; each holds up to {best.concurrency} requests in flight "

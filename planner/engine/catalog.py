@@ -1,5 +1,8 @@
 """The catalog: models, GPUs, API prices and published file sizes (JSON in ``data/``).
 
+# Kept whole: one reader per catalog file with one validation style; the GPU
+schema (prices, purchase, power) is most of it and reads best beside its loader.
+
 Files are read through ``importlib.resources`` once per process (functools.cache);
 their schema is ``data/SCHEMA.md``. ``gpu_spec_from_dict`` also validates a GPU
 that a user describes.
@@ -19,6 +22,8 @@ from typing import Any
 from .spec import ModelSpec, SpecError, model_spec_from_config
 
 GPU_KINDS = ("gpu", "apple", "cpu")
+# A CPU plan is priced and counted by the server, an Apple one by the machine.
+DEVICE_UNITS = {"gpu": "GPU", "cpu": "server", "apple": "machine"}
 CPU_FEATURES = frozenset({"avx2", "avx512"})
 GPU_VENDORS = ("nvidia", "amd", "apple", "intel", "cpu")
 TFLOPS_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -26,6 +31,8 @@ MAX_MEMORY_BYTES = 1 << 50  # 1 PiB: nothing a single device has
 MAX_BANDWIDTH_BYTES_PER_S = 1e15
 MAX_TFLOPS = 1e6
 MAX_USD_PER_HOUR = 10_000.0
+DEFAULT_DEPRECIATION_MONTHS = 36  # three years, the horizon GPU TCO analyses use
+MAX_DEPRECIATION_MONTHS = 240
 
 
 class CatalogError(ValueError):
@@ -51,6 +58,13 @@ class GpuPurchase:
     date: str = ""
     source: str = ""
     note: str = ""
+    # Straight-line depreciation period: the device's price is spread over it.
+    depreciation_months: int = 36
+    # True when the price is a floor (a base configuration, or CPUs without the
+    # rest of the server): owning costs at least this much.
+    lower_bound: bool = False
+    # True when the figure was recalled rather than read from its source page.
+    unverified: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,16 @@ class GpuSpec:
     prices: tuple[GpuPrice, ...] = ()
     source: str = ""
     purchase: GpuPurchase | None = None
+    # Sold only as a cloud instance (AWS's A10G): there is nothing to buy.
+    cloud_only: bool = False
     # Vector extensions of a CPU that change how llama.cpp lays out weights
     # ("avx512": it also repacks Q2_K); empty means an AVX2 CPU.
     cpu_features: tuple[str, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        """What one of this device is called in a sentence: GPU, server or machine."""
+        return DEVICE_UNITS.get(self.kind, "GPU")
 
     def tflops_for(self, dtype: str) -> float | None:
         """Dense TFLOPS for ``dtype``, or None when the device lacks it."""
@@ -94,6 +115,7 @@ class GpuSpec:
             "interconnect": self.interconnect,
             "interconnect_bytes_per_s": self.interconnect_bytes_per_s,
             "cpu_features": list(self.cpu_features),
+            "cloud_only": self.cloud_only,
             "prices": [p.__dict__.copy() for p in self.prices],
             "purchase": self.purchase.__dict__.copy() if self.purchase else None,
             "source": self.source,
@@ -111,6 +133,7 @@ class CatalogModel:
     tags: tuple[str, ...]
     source: str
     spec: ModelSpec
+    date: str = ""  # when the config values were read from ``source``
     config: Mapping[str, Any] = field(hash=False, repr=False, default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -125,6 +148,7 @@ class CatalogModel:
             "family": self.family,
             "tags": list(self.tags),
             "source": self.source,
+            "date": self.date,
             "config": dict(self.config),
             "parameters": params.total,
             "active_parameters": params.active_per_token,
@@ -190,11 +214,18 @@ def _number(
     return float(value)
 
 
-def _text(d: Mapping[str, Any], key: str, default: str = "", *, where: str = "") -> str:
+def _text(
+    d: Mapping[str, Any],
+    key: str,
+    default: str = "",
+    *,
+    where: str = "",
+    limit: int = 500,
+) -> str:
     value = d.get(key, default)
     if value is None:
         return default
-    if not isinstance(value, str) or len(value) > 500:
+    if not isinstance(value, str) or len(value) > limit:
         raise CatalogError(f"{where}{key}: must be a short string")
     return value
 
@@ -265,7 +296,7 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
                 ),
                 date=_text(p, "date", where=where),
                 source=_text(p, "source", where=where),
-                note=_text(p, "note", where=where),
+                note=_text(p, "note", limit=1000, where=where),
             )
         )
     raw_features = data.get("cpu_features") or []
@@ -299,7 +330,20 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
             ),
             date=_text(raw_purchase, "date", where=where),
             source=_text(raw_purchase, "source", where=where),
-            note=_text(raw_purchase, "note", where=where),
+            note=_text(raw_purchase, "note", limit=1000, where=where),
+            depreciation_months=int(
+                _number(
+                    raw_purchase,
+                    "depreciation_months",
+                    minimum=1,
+                    maximum=MAX_DEPRECIATION_MONTHS,
+                    where=f"{where}purchase.",
+                )
+                if raw_purchase.get("depreciation_months") is not None
+                else DEFAULT_DEPRECIATION_MONTHS
+            ),
+            lower_bound=raw_purchase.get("lower_bound") is True,
+            unverified=raw_purchase.get("unverified") is True,
         )
     return GpuSpec(
         id=gid,
@@ -318,6 +362,7 @@ def gpu_spec_from_dict(data: Mapping[str, Any]) -> GpuSpec:
         prices=tuple(prices),
         source=_text(data, "source", where=where),
         cpu_features=tuple(sorted(set(raw_features))),
+        cloud_only=data.get("cloud_only") is True,
     )
 
 
@@ -362,6 +407,7 @@ def _models() -> tuple[CatalogModel, ...]:
                 tags=tuple(str(t) for t in e.get("tags") or ()),
                 source=str(e.get("source", "")),
                 spec=spec,
+                date=str(e.get("date", "")),
                 config=dict(e.get("config") or {}),
             )
         )

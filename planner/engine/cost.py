@@ -39,14 +39,15 @@ FP8_S_PER_BILLION_PARAMS_A100 = 10.0  # per-tensor scales from a short calibrati
 A100_FP16_TFLOPS = 312.0
 CALIBRATION_SAMPLES_TOKENS = 128 * 2048  # 128 samples of 2048 tokens
 CPU_WORKER_USD_PER_HOUR = 0.40  # a 16-vCPU cloud VM for CPU-only jobs
-# Owning (provider "owned"): straight-line depreciation over three years (the horizon
-# GPU TCO analyses use), plus power at the device's TDP times a data-centre PUE.
-# Stated assumptions, not quotes; the purchase price itself is sourced per device.
+# Owning (provider "owned"): the purchase price spread evenly over the device's
+# depreciation period (catalog ``purchase.depreciation_months``, 36 by default), plus
+# its power at TDP times a data-centre PUE, paid at an electricity price the request
+# may set. Stated assumptions, not quotes; the purchase price itself is sourced per
+# device.
 OWNED_PROVIDER = "owned"
-DEPRECIATION_YEARS = 3.0
-ELECTRICITY_USD_PER_KWH = 0.12
+ELECTRICITY_USD_PER_KWH = 0.12  # default; a request's electricity_usd_per_kwh wins
+MAX_ELECTRICITY_USD_PER_KWH = 10.0
 DATACENTER_PUE = 1.3
-HOURS_PER_YEAR = 8760
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +92,18 @@ def hourly_price_usd(
     *,
     provider: str | None = None,
     override_usd_per_hour: float | None = None,
+    usd_per_kwh: float | None = None,
 ) -> tuple[float | None, str]:
     """Price of one GPU per hour and where it comes from (override, provider, cheapest)."""
     if override_usd_per_hour is not None:
         return float(override_usd_per_hour), "price given in the request"
     if provider == OWNED_PROVIDER:
-        return owned_usd_per_hour(gpu)
+        return owned_usd_per_hour(gpu, usd_per_kwh=usd_per_kwh)
     prices = [p for p in gpu.prices if provider is None or p.provider == provider]
+    if not prices and provider is None and gpu.purchase is not None:
+        # Nothing to rent (a Mac, an on-premises box): owning is the only price.
+        owned, source = owned_usd_per_hour(gpu, usd_per_kwh=usd_per_kwh)
+        return owned, f"{source} (no rental price listed)"
     if not prices:
         if provider is not None:
             return None, f"no {provider} price listed for {gpu.name}"
@@ -106,22 +112,85 @@ def hourly_price_usd(
     when = f", {best.date}" if best.date else ""
     return (
         best.usd_per_hour,
-        f"{best.provider} ({best.usd_per_hour:.2f} USD/h per GPU{when})",
+        f"{best.provider} ({best.usd_per_hour:.2f} USD/h per {gpu.unit}{when})",
     )
 
 
-def owned_usd_per_hour(gpu: GpuSpec) -> tuple[float | None, str]:
-    """Hourly cost of owning one device: depreciation plus power, and how."""
+@dataclass(frozen=True, slots=True)
+class OwnedCost:
+    """What owning one device costs a month: its depreciation plus its electricity."""
+
+    depreciation_usd_per_month: float
+    power_usd_per_month: float
+    purchase_usd: float
+    depreciation_months: int
+    power_w: float
+    usd_per_kwh: float
+    hours_per_month: float
+    lower_bound: bool
+
+    @property
+    def usd_per_month(self) -> float:
+        """Depreciation plus electricity for the month."""
+        return self.depreciation_usd_per_month + self.power_usd_per_month
+
+
+def owned_cost_per_month(
+    gpu: GpuSpec,
+    *,
+    hours_per_month: float = HOURS_PER_MONTH,
+    usd_per_kwh: float | None = None,
+) -> OwnedCost | None:
+    """purchase / depreciation months + TDP x PUE x hours x USD/kWh; None if not sold.
+
+    Depreciation accrues whether the device works or not; electricity only for the
+    ``hours_per_month`` it runs (at TDP: an upper bound on the power it draws).
+    """
     if gpu.purchase is None:
-        return None, f"no purchase price listed for {gpu.name}"
-    depreciation = gpu.purchase.usd / (DEPRECIATION_YEARS * HOURS_PER_YEAR)
-    power = (gpu.tdp_w or 0.0) / 1000 * DATACENTER_PUE * ELECTRICITY_USD_PER_KWH
+        return None
+    kwh_price = ELECTRICITY_USD_PER_KWH if usd_per_kwh is None else float(usd_per_kwh)
+    power_w = gpu.tdp_w or 0.0
+    kwh_per_month = power_w / 1000 * DATACENTER_PUE * hours_per_month
+    return OwnedCost(
+        depreciation_usd_per_month=gpu.purchase.usd / gpu.purchase.depreciation_months,
+        power_usd_per_month=kwh_per_month * kwh_price,
+        purchase_usd=gpu.purchase.usd,
+        depreciation_months=gpu.purchase.depreciation_months,
+        power_w=power_w,
+        usd_per_kwh=kwh_price,
+        hours_per_month=hours_per_month,
+        lower_bound=gpu.purchase.lower_bound,
+    )
+
+
+def owned_usd_per_hour(
+    gpu: GpuSpec, *, usd_per_kwh: float | None = None
+) -> tuple[float | None, str]:
+    """Hourly cost of owning one device, running all month, and how it is made up."""
+    owned = owned_cost_per_month(gpu, usd_per_kwh=usd_per_kwh)
+    if owned is None or gpu.purchase is None:
+        why = (
+            "it is sold only as a cloud instance"
+            if gpu.cloud_only
+            else "no purchase price listed"
+        )
+        return None, f"cannot price owning {gpu.name}: {why}"
+    per_hour = owned.usd_per_month / HOURS_PER_MONTH
     when = f", {gpu.purchase.date}" if gpu.purchase.date else ""
+    floor = "at least " if owned.lower_bound else ""
+    recalled = "; price recalled, not re-checked" if gpu.purchase.unverified else ""
+    power = (
+        f"{owned.power_w:g} W x PUE {DATACENTER_PUE:g} at {owned.usd_per_kwh:g} USD/kWh"
+        if owned.power_w
+        else "electricity not included (no power figure listed)"
+    )
     return (
-        depreciation + power,
-        f"owned: {gpu.purchase.usd:,.0f} USD{when} over {DEPRECIATION_YEARS:g} years "
-        f"({depreciation:.2f} USD/h) + {gpu.tdp_w or 0:g} W x PUE {DATACENTER_PUE:g} "
-        f"at {ELECTRICITY_USD_PER_KWH:g} USD/kWh ({power:.2f} USD/h)",
+        per_hour,
+        f"owned: {floor}{owned.purchase_usd:,.0f} USD{when} over "
+        f"{owned.depreciation_months} months "
+        f"({owned.depreciation_usd_per_month:,.0f} USD/month) + {power} "
+        f"({owned.power_usd_per_month:,.0f} USD/month at {HOURS_PER_MONTH} h)"
+        f"{recalled}",
     )
 
 

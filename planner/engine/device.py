@@ -24,6 +24,11 @@ BASE_CPU_DEVICE_ID = "cpu-generic-ddr5"
 # lanes, 2 FLOP per FMA. A nominal clock, since /proc/cpuinfo's MHz varies.
 FP32_FLOP_PER_CYCLE = {"avx512": 64, "avx2": 32, "": 16}
 NOMINAL_CLOCK_HZ = 3.0e9
+# AMD's AVX-512 CPUs before Zen 5 (Zen 4: EPYC 9xx4, Ryzen 7000) run each 512-bit
+# operation as two 256-bit halves: AVX2's FLOP per cycle. Zen 5 server parts
+# (EPYC 9xx5) have full-width units. A virtual machine may show only "AMD EPYC";
+# then Zen 4 is assumed (bench/serving_load.py measured a Zen 4 guest that way).
+_AMD_FULL_WIDTH_AVX512 = re.compile(r"EPYC\s+9\d\d5|Ryzen.*\b9\d{3}X?\b")
 
 _FEATURE = re.compile(r"\b([A-Z0-9_]+)\s*=\s*1\b")
 
@@ -72,9 +77,15 @@ def llama_cpp_features(system_info: str) -> tuple[str, ...]:
     return tuple(features)
 
 
-def fp32_tflops(cores: int, features: tuple[str, ...]) -> float:
+def fp32_tflops(cores: int, features: tuple[str, ...], cpu_model: str = "") -> float:
     """Peak fp32 TFLOPS of ``cores`` cores with the widest of ``features``."""
     widest = "avx512" if "avx512" in features else "avx2" if "avx2" in features else ""
+    if (
+        widest == "avx512"
+        and "AMD" in cpu_model.upper()
+        and not _AMD_FULL_WIDTH_AVX512.search(cpu_model)
+    ):
+        widest = "avx2"  # double-pumped 512-bit operations
     return cores * FP32_FLOP_PER_CYCLE[widest] * NOMINAL_CLOCK_HZ / 1e12
 
 
@@ -88,7 +99,9 @@ def device_from_fingerprint(fingerprint: WorkerFingerprint) -> GpuSpec:
     base = get_gpu(BASE_CPU_DEVICE_ID)
     features = llama_cpp_features(fingerprint.system_info) or base.cpu_features
     tflops = dict(base.tflops)
-    tflops["fp32"] = fp32_tflops(fingerprint.cores_used, features)
+    tflops["fp32"] = fp32_tflops(
+        fingerprint.cores_used, features, fingerprint.cpu_model
+    )
     bandwidth = fingerprint.memory_bandwidth_bytes_per_s
     where = (
         f"{bandwidth / 1e9:.1f} GB/s measured"
@@ -108,3 +121,22 @@ def device_from_fingerprint(fingerprint: WorkerFingerprint) -> GpuSpec:
         prices=(),
         source="worker fingerprint",
     )
+
+
+def device_key(fingerprint: Mapping[str, Any] | None) -> str:
+    """A stable name for the hardware a measurement ran on (CPU, threads, build).
+
+    The calibration ledger files measurements under it, and a plan for a
+    worker's device looks its calibrations up under the same name.
+    """
+    if not fingerprint:
+        return ""
+    features = "/".join(llama_cpp_features(str(fingerprint.get("system_info") or "")))
+    parts = [
+        str(fingerprint.get("cpu_model") or "unknown CPU"),
+        f"{fingerprint.get('cores_used') or '?'} threads",
+        features or "no AVX2",
+    ]
+    if fingerprint.get("gpu_name"):
+        parts.append(str(fingerprint["gpu_name"]))
+    return " | ".join(parts)[:300]

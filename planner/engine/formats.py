@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .ggml import GGML_TYPES
-from .gguf_rules import GGUF_FILE_TYPES
+from .gguf_types import GGUF_FILE_TYPES
 
 FAMILIES = ("fp", "int8", "gptq", "awq", "gguf", "rtn")
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from .ggml import ggml_pad
-from .gguf_rules import GGUF_ALIGNMENT_BYTES, _ordered, gguf_tensor_sizes
+from .gguf_rules import _ordered, gguf_tensor_sizes
+from .gguf_types import GGUF_ALIGNMENT_BYTES
 from .spec import ModelSpec
 from .tensors import TensorInfo
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .ggml import GGML_TYPES, ggml_tensor_bytes
-from .gguf_rules import GGUF_FILE_TYPES
+from .gguf_types import GGUF_FILE_TYPES
 from .spec import (
     MAX_EXPERTS,
     MAX_HEAD_DIM,
@@ -47,12 +47,18 @@ MODEL_TYPE_BY_GGUF_ARCH: dict[str, str] = {
     "gemma3": "gemma3",
     "phi3": "phi3",
     "deepseek2": "deepseek_v2",
+    "gpt-oss": "gpt_oss",
+    "llama4": "llama4_text",
 }
 
 _FILE_TYPE_BY_ID: dict[int, str] = {
     ft.ftype_id: name for name, ft in GGUF_FILE_TYPES.items()
 }
 _GEMMA3_SLIDING_PATTERN = 6  # llama.cpp: every 6th Gemma 3 layer is global
+# llama.cpp src/models/llama4.cpp: without a sliding_window key, 8192-token chunks
+# on 3 of every 4 layers; gpt-oss (set_swa_pattern(2)): even layers slide.
+_LLAMA4_CHUNK_TOKENS = 8192
+_LLAMA4_CHUNK_PATTERN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,10 +326,17 @@ def _parse(
     if rope_long is not None:
         rope_len, rope_factor_tensors = rope_long.shape[0], 2
 
-    window = meta.opt_int("attention.sliding_window", maximum=MAX_POSITIONS)
+    window = meta.opt_int("attention.sliding_window", minimum=0, maximum=MAX_POSITIONS)
+    if arch == "llama4" and window is None:
+        window = _LLAMA4_CHUNK_TOKENS
+    window = window or None  # 0: no window (llama.cpp's "all layers full")
     sliding: tuple[bool, ...] = (False,) * layers
     if window is not None:
-        if arch == "gemma2":
+        if arch == "llama4":
+            sliding = tuple((i + 1) % _LLAMA4_CHUNK_PATTERN != 0 for i in range(layers))
+        elif arch == "gpt-oss":
+            sliding = tuple(i % 2 == 0 for i in range(layers))
+        elif arch == "gemma2":
             sliding = tuple(i % 2 == 0 for i in range(layers))
         elif arch == "gemma3":
             pattern = (
@@ -384,6 +397,8 @@ def _parse(
         shared_expert_intermediate_size=shared_ff,
         shared_expert_gate=shared_gate,
         router_bias=router_bias,
+        expert_biases=first_moe is not None and has("ffn_gate_inp.bias", first_moe),
+        attention_sinks=has("attn_sinks.weight"),
         moe_layers=moe_layers,
         kv_lora_rank=kv_lora,
         q_lora_rank=q_lora,

@@ -341,9 +341,11 @@ def p95_in_flight(concurrency: float) -> float:
 
 
 def _tpot(m: StepModel, in_flight: float, p: int, o: int) -> float:
-    # Each sequence is replaced once per o steps, so in_flight * p / o prompt
-    # tokens join an average step.
-    return m.step(in_flight, p + o / 2, in_flight * p / o, p / 2)
+    # Each sequence is replaced once per o steps, so the prompts of the *other*
+    # in_flight - 1 sequences add (in_flight - 1) * p / o tokens to the average
+    # step between a request's first and last token (its own prompt ran before
+    # its first token: it is in TTFT, not in time per output token).
+    return m.step(in_flight, p + o / 2, max(0.0, in_flight - 1) * p / o, p / 2)
 
 
 def _ttft(m: StepModel, in_flight: float, p: int, o: int, wait_share: float) -> float:

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import ledger_engine, measurement_for, speed_calibration_for
 from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
+    OWNED_PROVIDER,
     estimate_cost,
     hourly_price_usd,
     quantization_job_estimate,
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
-from .quality import QualityLoss, expected_quality_loss
+from .offload import offload_plan
+from .provenance import (
+    calibrated_speed,
+    quality_with_label,
+    size_and_memory_sources,
+)
+from .quality import QualityLoss
 from .recommend import (
     DEFAULT_MAX_QUALITY_LOSS_PCT,
     Limits,
@@ -107,6 +115,13 @@ class PlanResult:
     warnings: list[str]
     assumptions: list[str]
     unfit_reasons: tuple[str, ...] = ()
+    # llama.cpp on one GPU with layers or experts in host RAM, where the format
+    # does not fit one GPU whole: flags, layer counts and bytes (offload.py).
+    offload: dict[str, Any] | None = None
+    prompt_tokens_per_s: float = 0.0  # prefill rate of one request's prompt
+    # Where each number comes from: "measured (...)", "calibrated from n runs"
+    # or "estimated (...)", keyed by the field it describes.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -204,6 +219,13 @@ def _plan_one(
             "not modelled"
         )
     fits = not reasons
+    offload = _one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
+    if offload is not None:
+        warnings.append(
+            f"on one {gpu.name}, llama.cpp can run it with "
+            f"{offload['host_weight_bytes'] / 1e9:.1f} GB of weights in RAM "
+            f"({offload['flags']})"
+        )
     speed = estimate_speed(
         spec,
         loaded,
@@ -215,6 +237,35 @@ def _plan_one(
         output_tokens=req.output_tokens,
         cache_dtype=cache,
     )
+    ledger = ledger_engine(engine, gpu.kind)
+    speed, prompt_label, generation_label = calibrated_speed(
+        speed,
+        *(
+            speed_calibration_for(
+                req.calibrations,
+                device=req.device_key,
+                engine=ledger,
+                format_family=fmt.family,
+                quantity=quantity,
+            )
+            for quantity in ("prompt_tokens_per_s", "generation_tokens_per_s")
+        ),
+    )
+    measurement = measurement_for(
+        req.measurements, model_id=spec.model_id, format_id=fmt.id
+    )
+    quality = quality_with_label(req, fmt, measurement, _measured_for(req, fmt))
+    artifact = weight_layout(spec, loaded).artifact_bytes
+    sources = {
+        "prompt_tokens_per_s": prompt_label,
+        "ttft_s": prompt_label,
+        "decode_tokens_per_s": generation_label,
+        "total_decode_tokens_per_s": generation_label,
+        "quality": quality["label"],
+        **size_and_memory_sources(req, measurement, engine=engine, gpus=n),
+    }
+    if sources["artifact_bytes"].startswith("measured") and measurement:
+        artifact = int(measurement.artifact_bytes or artifact)
     cost = estimate_cost(
         speed,
         usd_per_gpu_hour=usd_per_gpu_hour,
@@ -258,7 +309,7 @@ def _plan_one(
         engine=engine,
         parameters=parameter_breakdown(spec).total,
         parameter_breakdown=parameter_breakdown(spec).to_dict(),
-        artifact_bytes=layout.artifact_bytes,
+        artifact_bytes=artifact,
         weights_bytes=layout.weights_bytes,
         kv_cache_bytes=kv_cache_bytes(
             spec,
@@ -307,16 +358,55 @@ def _plan_one(
         price_source=price_source,
         api_cost_usd_per_million_tokens=cost.api_usd_per_million_tokens,
         break_even_tokens_per_month=cost.break_even_tokens_per_month,
-        expected_quality_loss=expected_quality_loss(
-            fmt, measured=_measured_for(req, fmt)
-        ),
+        expected_quality_loss=quality,
         quantization_job=job.to_dict(),
         needs_cuda=fmt.needs_cuda,
         experimental=engine == "vllm" and loaded.family == "gguf",
         warnings=warnings,
         assumptions=assumptions,
         unfit_reasons=tuple(reasons),
+        offload=offload,
+        prompt_tokens_per_s=speed.prefill_tokens_per_s,
+        sources=sources,
     )
+
+
+def _one_gpu_offload(
+    req: PlanRequest,
+    loaded: FormatSpec,
+    cache: str,
+    engine: str,
+    *,
+    fits: bool,
+    gpus: int,
+) -> dict[str, Any] | None:
+    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
+    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
+        return None
+    placed = offload_plan(
+        req.model,
+        loaded,
+        req.gpu,
+        context_tokens=req.context_tokens,
+        sequences=req.concurrency,
+        cache_dtype=cache,
+    )
+    if placed is None:
+        return None
+    return {
+        "flags": placed.flags,
+        "gpu_layers": placed.gpu_layers,
+        "cpu_moe_layers": placed.cpu_moe_layers,
+        "gpu_bytes": placed.gpu_bytes,
+        "host_weight_bytes": placed.host_weight_bytes,
+    }
+
+
+def _paid_for(req: PlanRequest) -> str:
+    """'GPUs are rented', 'server is owned': what the month's cost pays for."""
+    unit = req.gpu.unit
+    what = f"{unit}s are" if unit == "GPU" else f"{unit} is"
+    return f"{what} {'owned' if req.provider == OWNED_PROVIDER else 'rented'}"
 
 
 def _report_assumptions(req: PlanRequest) -> list[str]:
@@ -328,16 +418,23 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
         f"{VLLM_MAX_NUM_BATCHED_TOKENS}-token batch, CUDA context and graphs ~1 GiB, all "
         f"within gpu_memory_utilization={req.gpu_memory_utilization:g} (vLLM then "
         "preallocates that whole share for its KV cache)",
-        "llama.cpp: all layers offloaded, input embedding in host RAM, flash attention on, "
-        "512-token micro-batches",
+        (
+            "llama.cpp on the CPU: nothing offloaded (-ngl 0), weights and KV cache in "
+            "RAM, flash attention on, 512-token micro-batches"
+            if req.gpu.kind == "cpu"
+            else "llama.cpp: all layers offloaded, input embedding in host RAM, flash "
+            "attention on, 512-token micro-batches"
+        ),
         "speed: roofline with stated efficiency factors (planner/engine/speed.py), not a "
-        "benchmark of this deployment",
-        f"cost: the GPUs are rented all {HOURS_PER_MONTH} hours of the month; "
+        "benchmark of this deployment, except where a row's source says 'calibrated "
+        "from n runs' (refitted from measurements on this very device)",
+        f"cost: the {_paid_for(req)} and paid for all {HOURS_PER_MONTH} hours of the "
+        "month; "
         f"utilization={req.utilization:g} is the share spent serving at concurrency "
         f"{req.concurrency}",
         f"prompt {req.prompt_tokens} and output {req.output_tokens} tokens per request",
-        "quality: published perplexity/KL measurements on a reference model (see each "
-        "source), not measurements of this model",
+        "quality: published perplexity/KL measurements for the model's family and size "
+        "(see each source), unless a row says 'measured' (a job on this very model)",
     ]
     if req.max_quality_loss_pct is None:
         out.append(
@@ -377,6 +474,7 @@ def plan(request: PlanRequest) -> PlanReport:
         request.gpu,
         provider=request.provider,
         override_usd_per_hour=request.price_usd_per_hour,
+        usd_per_kwh=request.electricity_usd_per_kwh,
     )
     results = [_plan_one(request, f, cache, api, usd, source) for f in formats]
     limits = Limits(
@@ -385,7 +483,7 @@ def plan(request: PlanRequest) -> PlanReport:
     return PlanReport(
         request=request,
         results=results,
-        recommendation=recommend(results, limits),
+        recommendation=recommend(results, limits, unit=request.gpu.unit),
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )

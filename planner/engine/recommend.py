@@ -7,12 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .quality import DEFAULT_MAX_QUALITY_LOSS_PCT as DEFAULT_MAX_QUALITY_LOSS_PCT
+from .quality import exceeds_quality_limit, quality_limit_pct
+
 if TYPE_CHECKING:
     from .plan import PlanResult
 
-# Without a quality limit from the user, formats losing more than this are not
-# recommended (Q4_K_M loses ~2.8% perplexity on Llama 3 8B, Q3_K_M ~10.5%).
-DEFAULT_MAX_QUALITY_LOSS_PCT = 5.0
+# Head of ``Recommendation.why_none`` when every format was rejected.
+NO_FORMAT_MEETS_LIMITS = "no format fits and meets the limits"
+# How many rejected formats ``why_none`` and ``rejected`` list at most.
+MAX_REJECTIONS_LISTED = 12
 # Costs within this share of the cheapest count as a tie, won by better quality.
 COST_TIE_FRACTION = 0.02
 
@@ -27,12 +31,63 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """One reason a format was rejected: a stable code, a sentence and its numbers.
+
+    Codes: ``does_not_fit``, ``no_quality_estimate``, ``quality_above_limit``,
+    ``speed_below_limit``, ``ttft_above_limit``. ``value`` and ``limit`` are in
+    ``unit`` (``%``, ``tokens/s``, ``s``) and None where the reason has no number.
+    """
+
+    code: str
+    message: str
+    value: float | None = None
+    limit: float | None = None
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for JSON."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "value": self.value,
+            "limit": self.limit,
+            "unit": self.unit,
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A format that was not recommended, with every reason why."""
+
+    format: str
+    reasons: tuple[Reason, ...]
+
+    @property
+    def message(self) -> str:
+        """One line: ``format: reason; reason``."""
+        return f"{self.format}: " + "; ".join(r.message for r in self.reasons)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for JSON."""
+        return {
+            "format": self.format,
+            "message": self.message,
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
 class Recommendation:
-    """The recommended format with reasons, or None with why."""
+    """The recommended format with reasons, or None with why.
+
+    ``why_none`` is one readable sentence (kept for API users that read it);
+    ``rejected`` holds the same rejections as structured objects for pages."""
 
     format: str | None
     reasons: list[str] = field(default_factory=list)
     why_none: str | None = None
+    rejected: list[Rejection] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""
@@ -40,6 +95,7 @@ class Recommendation:
             "format": self.format,
             "reasons": list(self.reasons),
             "why_none": self.why_none,
+            "rejected": [r.to_dict() for r in self.rejected],
         }
 
 
@@ -54,52 +110,79 @@ def cost_key(c: PlanResult) -> float:
     )
 
 
-def _limit_failures(c: PlanResult, limits: Limits) -> list[str]:
-    out: list[str] = []
+def _limit_failures(c: PlanResult, limits: Limits) -> list[Reason]:
+    out: list[Reason] = []
     q = c.quality_loss_pct
-    max_q = (
-        limits.max_quality_loss_pct
-        if limits.max_quality_loss_pct is not None
-        else DEFAULT_MAX_QUALITY_LOSS_PCT
-    )
+    max_q = quality_limit_pct(limits.max_quality_loss_pct)
     if q is None:
-        out.append("no quality estimate")
-    elif q > max_q:
-        out.append(f"perplexity +{q:.1f}% is above the {max_q:g}% limit")
+        out.append(Reason("no_quality_estimate", "no quality estimate"))
+    elif exceeds_quality_limit(q, limits.max_quality_loss_pct):
+        out.append(
+            Reason(
+                "quality_above_limit",
+                f"perplexity +{q:.1f}% is above the {max_q:g}% limit",
+                q,
+                max_q,
+                "%",
+            )
+        )
     if (
         limits.min_tokens_per_s is not None
         and c.decode_tokens_per_s < limits.min_tokens_per_s
     ):
         out.append(
-            f"{c.decode_tokens_per_s:.1f} tokens/s per sequence is below "
-            f"{limits.min_tokens_per_s:g}"
+            Reason(
+                "speed_below_limit",
+                f"{c.decode_tokens_per_s:.1f} tokens/s per sequence is below "
+                f"{limits.min_tokens_per_s:g}",
+                c.decode_tokens_per_s,
+                limits.min_tokens_per_s,
+                "tokens/s",
+            )
         )
     if limits.max_ttft_s is not None and c.ttft_s > limits.max_ttft_s:
         out.append(
-            f"time to first token {c.ttft_s:.2f} s is above {limits.max_ttft_s:g} s"
+            Reason(
+                "ttft_above_limit",
+                f"time to first token {c.ttft_s:.2f} s is above {limits.max_ttft_s:g} s",
+                c.ttft_s,
+                limits.max_ttft_s,
+                "s",
+            )
         )
     return out
 
 
-def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
-    """The cheapest fitting format within the limits (ties go to better quality)."""
+def _unfit_reasons(c: PlanResult) -> list[Reason]:
+    messages = list(c.unfit_reasons) or ["does not fit"]
+    return [Reason("does_not_fit", m) for m in messages]
+
+
+def recommend(
+    results: Sequence[PlanResult], limits: Limits, *, unit: str = "GPU"
+) -> Recommendation:
+    """The cheapest fitting format within the limits (ties go to better quality).
+
+    ``unit`` names the device in sentences: "GPU", or "server" for a CPU plan.
+    """
     ok: list[PlanResult] = []
-    rejected: list[str] = []
+    rejected: list[Rejection] = []
     for c in results:
         if not c.fits:
-            why = "; ".join(c.unfit_reasons) or "does not fit"
-            rejected.append(f"{c.format}: {why}")
+            rejected.append(Rejection(c.format, tuple(_unfit_reasons(c))))
             continue
         failures = _limit_failures(c, limits)
         if failures:
-            rejected.append(f"{c.format}: {'; '.join(failures)}")
+            rejected.append(Rejection(c.format, tuple(failures)))
         else:
             ok.append(c)
     if not ok:
+        listed = rejected[:MAX_REJECTIONS_LISTED]
         return Recommendation(
             None,
             [],
-            "no format fits and meets the limits: " + " | ".join(rejected[:12]),
+            f"{NO_FORMAT_MEETS_LIMITS}: " + " | ".join(r.message for r in listed),
+            listed,
         )
     # Experimental engine support (GGUF on vLLM) only wins when nothing else is left.
     ok = [c for c in ok if not c.experimental] or ok
@@ -117,18 +200,28 @@ def recommend(results: Sequence[PlanResult], limits: Limits) -> Recommendation:
         )
     else:
         reasons.append(
-            f"fewest GPU-seconds per token among the {len(ok)} formats within the "
+            f"fewest {unit}-seconds per token among the {len(ok)} formats within the "
             "limits (no price known)"
         )
     q = best.quality_loss_pct
-    reasons.append(
-        f"expected perplexity increase {q:.2f}%"
-        if q is not None
-        else "quality not estimated"
-    )
+    quality = best.expected_quality_loss
+    if q is None:
+        reasons.append("quality not estimated")
+    elif quality.get("kind") == "measured":
+        reasons.append(
+            f"measured perplexity increase {q:.2f}% ({quality.get('source')})"
+        )
+    else:
+        basis = quality.get("basis")
+        reasons.append(
+            f"expected perplexity increase {q:.2f}% (published"
+            + (f", {basis}" if basis else "")
+            + ")"
+        )
+    speed_source = best.sources.get("decode_tokens_per_s", "estimated")
     reasons.append(
         f"{best.decode_tokens_per_s:.1f} tokens/s per sequence, "
-        f"time to first token {best.ttft_s:.2f} s"
+        f"time to first token {best.ttft_s:.2f} s ({speed_source})"
     )
     if len(tied) > 1:
         reasons.append(

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import FormatMeasurement, SpeedCalibration
 from .catalog import ApiPrice, CatalogError, GpuSpec, get_api_price
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import CacheDtypeError, normalize_cache_dtype
@@ -57,10 +58,17 @@ class PlanRequest:
     api_price_id: str | None = None
     price_usd_per_hour: float | None = None  # per GPU; overrides the catalog price
     provider: str | None = None
+    # Owning ("owned" provider): electricity price; None: the stated default.
+    electricity_usd_per_kwh: float | None = None
     max_quality_loss_pct: float | None = None
     min_tokens_per_s: float | None = None
     max_ttft_s: float | None = None
     measured: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # From the calibration ledger, looked up by the caller (the engine never
+    # queries): what was measured of this model, and speed fits per device.
+    measurements: Sequence[FormatMeasurement] = ()
+    calibrations: Sequence[SpeedCalibration] = ()
+    device_key: str = ""  # the ledger's name for ``gpu`` (a worker's); "" otherwise
 
 
 def _check_int(name: str, value: object, low: int, high: int, hint: str) -> int:
@@ -138,6 +146,7 @@ def validate_request(req: PlanRequest) -> tuple[list[FormatSpec], str, ApiPrice 
         "min_tokens_per_s",
         "max_ttft_s",
         "price_usd_per_hour",
+        "electricity_usd_per_kwh",
     ):
         _check_limit(name, getattr(req, name))
     try:

@@ -56,10 +56,17 @@ LLAMA_CPP_GPU_CONTEXT_BYTES = 300 * MIB  # CUDA/Metal context and pools
 LLAMA_CPP_HOST_OVERHEAD_BYTES = (
     256 * MIB
 )  # process, mmap bookkeeping, host compute buffer
-# llama.cpp serving from a CPU (bench/gguf_memory.py, docs/benchmarks.md section 2):
-# the process (Python + llama-cpp-python, 53 MiB) and what loading leaves resident
-# (vocabulary, graph reservation: ~19 MiB); no CUDA context.
-LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES = 72 * MIB
+# llama.cpp serving from a CPU, fitted to the process a job measures an artifact in
+# (quantjobs/backends/gguf/serving.py: a fresh process that loads the file, makes an
+# n_ctx context and decodes a warm-up prompt; bench/job_measurements.py): peak RSS
+# minus the engine's weights, repack copy, KV cache and resident compute share
+# left 67.5-69.3 MiB over 7 GGUF types (Q8_0 ... Q2_K) at n_ctx 512, median
+# 68.7 MiB, and 69.1 MiB for Q8_0 at n_ctx 2048 (2026-12-02). That is the bare
+# process (Python + numpy + llama-cpp-python imported, backend initialised: VmHWM
+# 50.3 MiB) plus what loading leaves resident (vocabulary, graph reservation:
+# ~18.5 MiB). No CUDA context. (72 MiB before: fitted to bench/_llama_probe.py,
+# whose process also imports psutil and the evaluator.)
+LLAMA_CPP_CPU_HOST_OVERHEAD_BYTES = 69 * MIB
 # On a CPU the compute buffer is reserved as virtual memory and only the pages a
 # forward pass touches become resident: the all-token logits it is sized for are
 # never written when only the last token's logits are needed. Measured share: 0.19.

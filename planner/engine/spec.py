@@ -1,7 +1,9 @@
+# Kept whole: one concern, config.json to ModelSpec, with each family's rules.
 """A model's shape, read from its Hugging Face ``config.json``.
 
 ``model_spec_from_config`` turns the config of a Llama-style decoder (Llama,
-Mistral, Mixtral, Qwen2/2-MoE/3/3-MoE, Gemma 1/2/3, Phi-3, DeepSeek-V2/V3) into
+Mistral, Mixtral, Qwen2/2-MoE/3/3-MoE, Gemma 1/2/3, Phi-3, DeepSeek-V2/V3,
+gpt-oss, Llama 4) into
 a ``ModelSpec``. Every problem with the input is a ``SpecError`` that names the
 field and says what to change; no other exception escapes, whatever JSON value
 comes in.
@@ -40,6 +42,9 @@ GGUF_ARCH_BY_MODEL_TYPE: dict[str, str] = {
     "phi3": "phi3",
     "deepseek_v2": "deepseek2",
     "deepseek_v3": "deepseek2",
+    "gpt_oss": "gpt-oss",
+    "llama4": "llama4",
+    "llama4_text": "llama4",
 }
 
 # Fields that transformers fills in when a config omits them.
@@ -104,6 +109,10 @@ class ModelSpec:
     shared_expert_intermediate_size: int = 0
     shared_expert_gate: bool = False
     router_bias: bool = False
+    # gpt-oss: a bias on the router and on every expert's three projections.
+    expert_biases: bool = False
+    # gpt-oss: one learned attention-sink logit per query head and layer.
+    attention_sinks: bool = False
     moe_layers: tuple[bool, ...] = ()
     kv_lora_rank: int = 0
     q_lora_rank: int = 0
@@ -261,9 +270,12 @@ def _parse(cfg: Mapping[str, Any], *, model_id: str, name: str | None) -> ModelS
     moe = _moe_fields(cfg, model_type, layers)
     mla = _mla_fields(cfg, heads)
 
-    intermediate = _get_opt_int(
-        cfg, ("intermediate_size", "n_inner", "ffn_dim"), maximum=MAX_INTERMEDIATE_SIZE
-    )
+    # Llama 4's dense layers are intermediate_size_mlp wide; its intermediate_size
+    # is the width of one expert (and of the shared expert).
+    dense_keys: tuple[str, ...] = ("intermediate_size", "n_inner", "ffn_dim")
+    if model_type in ("llama4", "llama4_text"):
+        dense_keys = ("intermediate_size_mlp", *dense_keys)
+    intermediate = _get_opt_int(cfg, dense_keys, maximum=MAX_INTERMEDIATE_SIZE)
     has_dense_layer = not moe.num_experts or not all(moe.moe_layers)
     if intermediate is None:
         if has_dense_layer:
@@ -312,6 +324,8 @@ def _parse(cfg: Mapping[str, Any], *, model_id: str, name: str | None) -> ModelS
         shared_expert_intermediate_size=moe.shared_expert_intermediate_size,
         shared_expert_gate=moe.shared_expert_gate,
         router_bias=moe.router_bias,
+        expert_biases=model_type == "gpt_oss" and moe.num_experts > 0,
+        attention_sinks=model_type == "gpt_oss",
         moe_layers=moe.moe_layers or (False,) * layers,
         kv_lora_rank=mla.get("kv_lora_rank", 0),
         q_lora_rank=mla.get("q_lora_rank", 0),
@@ -339,6 +353,8 @@ def _rope_tensors(
 def _sliding_layers(
     cfg: Mapping[str, Any], model_type: str, layers: int
 ) -> tuple[int | None, tuple[bool, ...]]:
+    if model_type in ("llama4", "llama4_text"):
+        return _llama4_chunked_layers(cfg, layers)
     window = _get_opt_int(cfg, ("sliding_window",), maximum=MAX_POSITIONS)
     layer_types = cfg.get("layer_types")
     if window is None:
@@ -369,6 +385,25 @@ def _sliding_layers(
     return window, (True,) * layers
 
 
+def _llama4_chunked_layers(
+    cfg: Mapping[str, Any], layers: int
+) -> tuple[int | None, tuple[bool, ...]]:
+    """Llama 4's RoPE layers attend within chunks of ``attention_chunk_size`` tokens.
+
+    llama.cpp keeps their KV cache as a window of that size (``src/models/llama4.cpp``:
+    LLAMA_SWA_TYPE_CHUNKED, n_swa 8192, "3 chunked - 1 full"); every
+    ``no_rope_layer_interval``-th layer (NoPE) attends globally.
+    """
+    chunk = _get_opt_int(cfg, ("attention_chunk_size",), maximum=MAX_POSITIONS)
+    if chunk is None:
+        return None, (False,) * layers
+    flags = cfg.get("no_rope_layers")
+    if isinstance(flags, list) and len(flags) == layers:
+        return chunk, tuple(bool(f) for f in flags)
+    interval = _get_opt_int(cfg, ("no_rope_layer_interval",), maximum=MAX_LAYERS) or 4
+    return chunk, tuple((i + 1) % interval != 0 for i in range(layers))
+
+
 @dataclass(frozen=True, slots=True)
 class _Moe:
     num_experts: int = 0
@@ -392,7 +427,7 @@ def _moe_fields(cfg: Mapping[str, Any], model_type: str, layers: int) -> _Moe:
         return _Moe()
     top_k = _get_int(
         cfg,
-        ("num_experts_per_tok", "num_experts_per_token", "top_k"),
+        ("num_experts_per_tok", "num_experts_per_token", "experts_per_token", "top_k"),
         maximum=MAX_EXPERTS,
     )
     if top_k > n_experts:
@@ -460,7 +495,43 @@ def _moe_fields(cfg: Mapping[str, Any], model_type: str, layers: int) -> _Moe:
             shared_ff,
             bool(shared_ff),
         )
+    if model_type in ("llama4", "llama4_text"):
+        return _llama4_moe(cfg, n_experts, top_k, expert_ff, layers)
     return _Moe(n_experts, top_k, expert_ff, (True,) * layers)
+
+
+def _llama4_moe(
+    cfg: Mapping[str, Any], n_experts: int, top_k: int, expert_ff: int, layers: int
+) -> _Moe:
+    """Llama 4: MoE every ``interleave_moe_layer_step`` layers, each with a shared expert.
+
+    transformers' default ``moe_layers`` is ``range(step - 1, layers, step)``:
+    every layer for Scout (step 1), every second one for Maverick (step 2).
+    """
+    listed = cfg.get("moe_layers")
+    if listed is not None:
+        if not isinstance(listed, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < layers
+            for i in listed
+        ):
+            raise SpecError(
+                f"moe_layers: expected layer numbers from 0 to {layers - 1}"
+            )
+        chosen = set(listed)
+    else:
+        step = (
+            _get_opt_int(cfg, ("interleave_moe_layer_step",), maximum=MAX_LAYERS) or 1
+        )
+        chosen = set(range(step - 1, layers, step))
+    return _Moe(
+        n_experts,
+        top_k,
+        expert_ff,
+        tuple(i in chosen for i in range(layers)),
+        1,
+        expert_ff,
+        False,
+    )
 
 
 def _mla_fields(cfg: Mapping[str, Any], heads: int) -> dict[str, int]:

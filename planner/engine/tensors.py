@@ -165,6 +165,8 @@ def _attention_tensors(spec: ModelSpec, i: int) -> list[TensorInfo]:
     t.append(_linear(p + "attn_output.weight", heads * vd, h, ATTENTION, i, TP_SHARD))
     if spec.attention_output_bias:
         t.append(TensorInfo(p + "attn_output.bias", (h,), ATTENTION, i, TP_REPLICATE))
+    if spec.attention_sinks:
+        t.append(TensorInfo(p + "attn_sinks.weight", (heads,), ATTENTION, i, TP_SHARD))
     if spec.sandwich_norms:
         t.append(
             TensorInfo(p + "post_attention_norm.weight", (h,), NORM, i, TP_REPLICATE)
@@ -237,6 +239,14 @@ def _mlp_tensors(spec: ModelSpec, i: int) -> list[TensorInfo]:
         t.append(TensorInfo(p + "ffn_gate_inp.weight", (h, n), ROUTER, i, TP_REPLICATE))
         if spec.router_bias:
             t.append(TensorInfo(p + "exp_probs_b.bias", (n,), ROUTER, i, TP_REPLICATE))
+        if spec.expert_biases:
+            t.append(TensorInfo(p + "ffn_gate_inp.bias", (n,), ROUTER, i, TP_REPLICATE))
+            for part, width in (("gate", eff), ("up", eff), ("down", h)):
+                t.append(
+                    TensorInfo(
+                        f"{p}ffn_{part}_exps.bias", (width, n), EXPERTS, i, TP_SHARD
+                    )
+                )
         for part, shape in (
             ("gate", (h, eff, n)),
             ("up", (h, eff, n)),

@@ -22,6 +22,7 @@ from planner.recipes.sources import (
     default_format,
     plan_formats,
     recipes_for_artifact,
+    recipes_for_capacity_candidate,
     recipes_for_plan_result,
 )
 from planner.recipes.target import Recipe, RecipeError, ServeTarget
@@ -35,6 +36,7 @@ __all__ = [
     "llama_server_argv",
     "plan_formats",
     "recipes_for_artifact",
+    "recipes_for_capacity_candidate",
     "recipes_for_plan_result",
     "recipes_for_target",
     "vllm_argv",

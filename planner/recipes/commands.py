@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Sequence
 
 from planner.recipes.target import (
+    ALL_LAYERS,
     DEFAULT_CONTEXT_TOKENS,
     LLAMA_CPP_CACHE,
     VLLM_CACHE,
@@ -18,7 +19,13 @@ from planner.recipes.target import (
     check_target,
 )
 
-ALL_LAYERS = 999  # llama.cpp: offload every layer (more than any model has)
+__all__ = [
+    "ALL_LAYERS",
+    "llama_cpp_python_argv",
+    "llama_server_argv",
+    "shell_command",
+    "vllm_argv",
+]
 # llama.cpp's ggml type ids, as llama-cpp-python's --type_k/--type_v take them.
 GGML_TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 8, "bf16": 30}
 
@@ -40,9 +47,12 @@ def llama_server_argv(target: ServeTarget, *, container: bool = False) -> list[s
         # -c is the whole KV pool, split evenly between the -np slots.
         ("-c", str(t.context_tokens * t.concurrency)),
         ("-np", str(t.concurrency)),
-        ("-ngl", str(ALL_LAYERS if t.uses_gpu else 0)),
+        ("-ngl", str(t.llama_cpp_gpu_layers)),
         ("-fa", "on"),  # the plan assumes flash attention; a quantized V cache needs it
     ]
+    if t.cpu_moe_layers:
+        # the experts of the first N layers stay in RAM (planner/engine/offload.py)
+        pairs.append(("--n-cpu-moe", str(t.cpu_moe_layers)))
     if t.kv_cache_dtype != "f16":
         cache = LLAMA_CPP_CACHE[t.kv_cache_dtype]
         pairs += [("-ctk", cache), ("-ctv", cache)]
@@ -67,6 +77,11 @@ def llama_cpp_python_argv(
         raise RecipeError("llama-server arguments must come as flag/value pairs")
     opts = dict(zip(args[::2], args[1::2], strict=True))
     known = {"-m", "-a", "-c", "-np", "-ngl", "-fa", "-ctk", "-ctv", "--host", "--port"}
+    if "--n-cpu-moe" in opts:
+        raise RecipeError(
+            "llama-cpp-python has no setting that keeps MoE experts in RAM "
+            "(llama-server's --n-cpu-moe); serve this plan with llama-server"
+        )
     if set(opts) - known:
         unknown = ", ".join(sorted(set(opts) - known))
         raise RecipeError(f"llama-cpp-python has no setting for {unknown}")

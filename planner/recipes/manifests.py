@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 
 from planner.recipes.commands import (
-    ALL_LAYERS,
     llama_cpp_python_argv,
     llama_server_argv,
     shell_command,
@@ -76,7 +75,7 @@ def _ollama(t: ServeTarget) -> str:
         + f"{t.concurrency} concurrent sequence(s).\n"
         + f"FROM ./{t.model_ref}\n"
         + f"PARAMETER num_ctx {t.context_tokens}\n"
-        + f"PARAMETER num_gpu {ALL_LAYERS if t.uses_gpu else 0}\n"
+        + f"PARAMETER num_gpu {t.llama_cpp_gpu_layers}\n"
     )
 
 
@@ -243,21 +242,23 @@ def recipes_for_target(target: ServeTarget) -> list[Recipe]:
                 content=_script(t, "llama.cpp llama-server", server, head=1),
             )
         )
-        out.append(
-            Recipe(
-                id="llama-cpp-python",
-                title="llama-cpp-python server",
-                filename=f"serve-{name}-llama-cpp-python.sh",
-                media_type=SHELL,
-                content=_script(
-                    t,
-                    "llama-cpp-python server (pip install 'llama-cpp-python[server]')",
-                    llama_cpp_python_argv(server),
-                    head=3,
-                ),
+        if not t.cpu_moe_layers:  # llama-cpp-python cannot keep experts in RAM
+            out.append(
+                Recipe(
+                    id="llama-cpp-python",
+                    title="llama-cpp-python server",
+                    filename=f"serve-{name}-llama-cpp-python.sh",
+                    media_type=SHELL,
+                    content=_script(
+                        t,
+                        "llama-cpp-python server "
+                        "(pip install 'llama-cpp-python[server]')",
+                        llama_cpp_python_argv(server),
+                        head=3,
+                    ),
+                )
             )
-        )
-        if t.format.startswith("gguf-"):
+        if t.format.startswith("gguf-") and not t.cpu_moe_layers:
             out.append(
                 Recipe(
                     id="ollama",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,28 @@ from planner.recipes.target import (
 )
 
 _GGUF_OF_FP = {"fp32": "F32", "fp16": "F16", "bf16": "BF16"}
+# What planner/engine/offload.py writes: "-ngl N" or "-ngl N --n-cpu-moe K".
+_OFFLOAD_FLAGS = re.compile(r"-ngl (\d{1,5})(?: --n-cpu-moe (\d{1,5}))?")
+
+
+def _offload(result: Mapping[str, Any]) -> tuple[str, int, int, int] | None:
+    """(flags, -ngl, --n-cpu-moe, host bytes) of a result's 1-GPU partial offload.
+
+    A capacity candidate carries ``llama_cpp_flags`` and ``host_bytes``; a plan
+    result an ``offload`` object. None when the result keeps everything on the GPU.
+    """
+    offload = result.get("offload")
+    if isinstance(offload, Mapping):
+        flags, host = offload.get("flags"), offload.get("host_weight_bytes")
+    else:
+        flags, host = result.get("llama_cpp_flags"), result.get("host_bytes")
+    if not flags:
+        return None
+    match = _OFFLOAD_FLAGS.fullmatch(str(flags))
+    if match is None:
+        raise RecipeError(f"unreadable partial-offload flags {str(flags)[:60]!r}")
+    host_bytes = host if isinstance(host, int) and host > 0 else 0
+    return str(flags), int(match[1]), int(match[2] or 0), host_bytes
 
 
 def _weights(spec: FormatSpec, gpu_has_bf16: bool) -> tuple[str, str | None, str]:
@@ -202,7 +225,26 @@ def recipes_for_plan_result(
     ref, local, notes = _model_ref(spec, engine, model_id, hf_id, model_file)
     if model_file is not None and engine == "vllm":
         notes.append(_unpack_note(model_file, model_dir))
-    if not result.get("fits", True):
+    gpus = check_int("gpus", result.get("gpus") or 1, 1, MAX_GPUS)
+    offload = _offload(result) if engine == "llama.cpp" and kind == "gpu" else None
+    gpu_layers, cpu_moe_layers, host_bytes = None, 0, _host_bytes(result, kind)
+    if offload is not None and gpus == 1:
+        flags, gpu_layers, cpu_moe_layers, host_bytes = offload
+        notes.append(
+            f"Partial offload as planned: {flags} keeps "
+            f"{host_bytes / 1e9:.1f} GB of weights in host RAM."
+        )
+        if cpu_moe_layers:
+            notes.append(
+                "llama-cpp-python and Ollama cannot keep MoE experts in RAM: "
+                "serve it with llama-server."
+            )
+    elif offload is not None:
+        notes.append(
+            f"On one GPU instead: add {offload[0]} to llama-server "
+            f"({offload[3] / 1e9:.1f} GB of weights in host RAM)."
+        )
+    if not result.get("fits", True) and gpu_layers is None:
         reasons = "; ".join(str(r) for r in result.get("unfit_reasons") or [])
         notes.append(f"WARNING: the plan says this does not fit: {reasons or 'see it'}")
     if engine != plan_engine:
@@ -234,7 +276,7 @@ def recipes_for_plan_result(
         model_is_local=local,
         context_tokens=context,
         concurrency=concurrency,
-        gpus=check_int("gpus", result.get("gpus") or 1, 1, MAX_GPUS),
+        gpus=gpus,
         device_kind=kind,
         gpu_vendor=vendor,
         gpu_name=gpu_name,
@@ -242,7 +284,9 @@ def recipes_for_plan_result(
         kv_cache_dtype=cache,
         weight_dtype=dtype,
         quantization=quant,
-        host_memory_bytes=_host_bytes(result, kind),
+        host_memory_bytes=host_bytes,
+        gpu_layers=gpu_layers,
+        cpu_moe_layers=cpu_moe_layers,
         model_dir=model_dir,
         port=port,
         source=source,
@@ -309,3 +353,33 @@ def recipes_for_artifact(
         notes=(*notes, *cache_notes),
     )
     return recipes_for_target(target)
+
+
+def recipes_for_capacity_candidate(
+    report: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    *,
+    source: str = "",
+) -> list[Recipe]:
+    """Recipes for one candidate of a capacity report (``CapacityReport.to_dict()``).
+
+    A candidate serves sequences of prompt + output tokens, as many at once as it
+    meets the targets with; a partial-offload candidate's flags reach llama.cpp.
+    """
+    workload = report.get("workload")
+    w: Mapping[str, Any] = workload if isinstance(workload, Mapping) else {}
+    prompt, output = w.get("prompt_tokens"), w.get("output_tokens")
+    context = (
+        prompt + output
+        if isinstance(prompt, int) and isinstance(output, int)
+        else DEFAULT_CONTEXT_TOKENS
+    )
+    result = {
+        **candidate,
+        "context_tokens": context,
+        "concurrency": max(1, int(candidate.get("concurrency") or 1)),
+    }
+    fmt = str(candidate.get("format") or "")
+    plan_like = {"model": report.get("model"), "gpu": candidate.get("gpu"),
+                 "results": [result]}  # fmt: skip
+    return recipes_for_plan_result(plan_like, fmt, source=source)

@@ -19,6 +19,8 @@ MAX_CONTEXT_TOKENS = 10_000_000
 MAX_CONCURRENCY = 100_000
 MAX_GPUS = 64
 ENGINES = ("llama.cpp", "vllm")
+ALL_LAYERS = 999  # llama.cpp: offload every layer (more than any model has)
+MAX_LAYERS = 10_000
 DEVICE_KINDS = ("gpu", "apple", "cpu")
 HOSTS = ("127.0.0.1", "0.0.0.0", "::1", "::", "localhost")
 
@@ -80,6 +82,11 @@ class ServeTarget:
     weight_dtype: str = "auto"  # vLLM --dtype
     quantization: str | None = None  # vLLM --quantization, when the weights need it
     host_memory_bytes: int = 0
+    # llama.cpp partial offload on one GPU, as planner/engine/offload.py decided:
+    # the last ``gpu_layers`` layers on the GPU (None: all of them), and the experts
+    # of the first ``cpu_moe_layers`` layers kept in host RAM.
+    gpu_layers: int | None = None
+    cpu_moe_layers: int = 0
     model_dir: str = "./models"  # where the bare commands find local model files
     host: str = "127.0.0.1"
     port: int = 0  # 0: the engine's usual port
@@ -90,6 +97,13 @@ class ServeTarget:
     def uses_gpu(self) -> bool:
         """Whether the engine offloads to an accelerator (a CPU plan does not)."""
         return self.device_kind in ("gpu", "apple")
+
+    @property
+    def llama_cpp_gpu_layers(self) -> int:
+        """llama.cpp's ``-ngl``: every layer, the planned share, or none on a CPU."""
+        if not self.uses_gpu:
+            return 0
+        return ALL_LAYERS if self.gpu_layers is None else self.gpu_layers
 
     @property
     def gpu_resource(self) -> str | None:
@@ -202,6 +216,16 @@ def check_target(target: ServeTarget) -> ServeTarget:
     check_int("concurrency", target.concurrency, 1, MAX_CONCURRENCY)
     check_int("gpus", target.gpus, 1, MAX_GPUS)
     check_int("port", target.port, 0, 65535)
+    check_int("cpu_moe_layers", target.cpu_moe_layers, 0, MAX_LAYERS)
+    if target.gpu_layers is not None:
+        check_int("gpu_layers", target.gpu_layers, 0, MAX_LAYERS)
+    if (target.gpu_layers is not None or target.cpu_moe_layers) and (
+        target.engine != "llama.cpp" or target.device_kind != "gpu" or target.gpus != 1
+    ):
+        raise RecipeError(
+            "partial offload (gpu_layers, cpu_moe_layers) is planned for llama.cpp on "
+            "one GPU only"
+        )
     check_fraction("gpu_memory_utilization", target.gpu_memory_utilization)
     if (
         not target.model_dir

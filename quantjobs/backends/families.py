@@ -25,6 +25,7 @@ from __future__ import annotations
 
 __all__ = [
     "FAMILY_NAMES",
+    "PLAN_ONLY_FAMILIES",
     "SUPPORTED_FAMILIES",
     "family_name",
     "unsupported_reason",
@@ -46,6 +47,21 @@ FAMILY_NAMES: dict[str, str] = {
     "phi3": "Phi-3",
     "deepseek_v2": "DeepSeek-V2",
     "deepseek_v3": "DeepSeek-V3",
+}
+
+# Catalog families the planner sizes but no job quantizes here, and why.
+PLAN_ONLY_FAMILIES: dict[str, tuple[str, str]] = {
+    "gpt_oss": (
+        "gpt-oss",
+        "its released checkpoint is already quantized (MXFP4 experts) and "
+        "transformers 4.51.3 has no gpt-oss class; plan it, and serve ggml-org's "
+        "MXFP4 GGUF",
+    ),
+    "llama4_text": (
+        "Llama 4",
+        "no tiny Llama 4 checkpoint is built and tested through the job pipeline "
+        "yet; plan it, and quantize it with llama.cpp's own tools",
+    ),
 }
 
 _CATALOG = frozenset(FAMILY_NAMES)
@@ -91,6 +107,8 @@ _WHY: dict[tuple[str, str], str] = {
 
 def family_name(model_type: str) -> str:
     """The family's usual name, or the raw ``model_type`` when it is not one we know."""
+    if model_type in PLAN_ONLY_FAMILIES:
+        return PLAN_ONLY_FAMILIES[model_type][0]
     return FAMILY_NAMES.get(model_type, model_type)
 
 
@@ -104,6 +122,11 @@ def unsupported_reason(method: str, model_type: str) -> str | None:
     ]
     name = family_name(model_type)
     why = _WHY.get((method, model_type))
+    if model_type in PLAN_ONLY_FAMILIES:
+        return (
+            f"Quantplan jobs do not quantize {name} models (model_type "
+            f"{model_type!r}): {PLAN_ONLY_FAMILIES[model_type][1]}."
+        )
     if model_type not in FAMILY_NAMES:
         known = ", ".join(sorted({FAMILY_NAMES[t] for t in supported}))
         return (

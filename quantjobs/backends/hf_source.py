@@ -4,17 +4,16 @@ A source directory is trusted with nothing: it must hold ``config.json`` and
 safetensors weights (plus the shard index when sharded). Pickle weights are
 refused because unpickling runs arbitrary code; ``auto_map`` in config.json is
 refused because it asks for the repository's own Python code. Safetensors headers
-are parsed with bounded reads and checked (sizes, offsets, dtypes) before any
-library maps the file.
+are read with the ``safetensors`` library, which bounds and checks them (sizes,
+offsets, dtypes) before anything maps the tensors.
 
-Pure Python (json, struct, huggingface_hub): importing this module imports no torch.
+Importing this module imports no torch (json, safetensors and huggingface_hub on use).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
@@ -197,94 +196,77 @@ def _check_index_names(path: Path, headers: Sequence[SafetensorsHeader]) -> None
 
 
 def read_safetensors_header(path: Path) -> SafetensorsHeader:
-    """Parse and check one safetensors header, reading at most ~100 MB."""
+    """Read and check one safetensors header with the ``safetensors`` library.
+
+    The library bounds the header (100 MB), parses it, and checks that the tensors
+    lie back to back, that each spans what its dtype and shape need, and that they
+    cover the data section exactly; only the header is read. Its errors become a
+    BackendError that says what is wrong with which file.
+    """
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not path.is_file():
         raise BackendError(f"{path.name} is not a regular file.")
-    file_bytes = path.stat().st_size
-    with path.open("rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) < 8:
-            raise BackendError(f"{path.name} is too short to be safetensors.")
-        (header_bytes,) = struct.unpack("<Q", prefix)
-        if header_bytes > MAX_HEADER_BYTES:
-            raise BackendError(
-                f"{path.name} declares a {header_bytes}-byte header (limit "
-                f"{MAX_HEADER_BYTES}); the file is corrupt or not safetensors."
-            )
-        if 8 + header_bytes > file_bytes:
-            raise BackendError(f"{path.name} is truncated (header past end of file).")
-        raw = fh.read(header_bytes)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BackendError(f"{path.name} has an unreadable header: {exc}") from None
-    if not isinstance(header, dict):
-        raise BackendError(f"{path.name}'s header is not a JSON object.")
-    data_bytes = file_bytes - 8 - header_bytes
     tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
-    spans: list[tuple[int, int, str]] = []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            if not isinstance(entry, dict) or not all(
-                isinstance(v, str) for v in entry.values()
-            ):
-                raise BackendError(f"{path.name} has malformed __metadata__.")
-            continue
-        dtype, shape, (begin, end) = _check_entry(path.name, name, entry)
-        if end > data_bytes:
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            for name in handle.keys():
+                view = handle.get_slice(name)
+                shape = tuple(int(d) for d in view.get_shape())
+                tensors[name] = (str(view.get_dtype()), shape)
+    except SafetensorError as exc:
+        raise BackendError(_header_problem(path.name, str(exc))) from None
+    for name, (dtype, _shape) in tensors.items():
+        if dtype not in DTYPE_BITS:
             raise BackendError(
-                f"{path.name}: tensor {name} ends at byte {end}, past the "
-                f"{data_bytes}-byte data section (truncated file?)."
+                f"{path.name}: tensor {name} has unknown dtype {dtype!r}."
             )
-        tensors[name] = (dtype, shape)
-        spans.append((begin, end, name))
-    position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            raise BackendError(
-                f"{path.name}: tensor {name} starts at byte {begin}, expected "
-                f"{position} (overlapping or gapped tensors)."
-            )
-        position = end
-    if position != data_bytes:
-        raise BackendError(
-            f"{path.name}: tensors cover {position} of {data_bytes} data bytes."
-        )
+    data_bytes = sum(
+        prod(shape) * DTYPE_BITS[dtype] // 8 for dtype, shape in tensors.values()
+    )
     return SafetensorsHeader(path=path, tensors=tensors, data_bytes=data_bytes)
 
 
-def _check_entry(
-    fname: str, name: str, entry: object
-) -> tuple[str, tuple[int, ...], tuple[int, int]]:
-    if not isinstance(entry, dict):
-        raise BackendError(f"{fname}: entry {name} is not an object.")
-    dtype, shape, offsets = (
-        entry.get("dtype"),
-        entry.get("shape"),
-        entry.get("data_offsets"),
-    )
-    if dtype not in DTYPE_BITS:
-        raise BackendError(f"{fname}: tensor {name} has unknown dtype {dtype!r}.")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
-        raise BackendError(f"{fname}: tensor {name} has an invalid shape {shape!r}.")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
-    ):
-        raise BackendError(f"{fname}: tensor {name} has invalid data_offsets.")
-    begin, end = offsets
-    expected = prod(shape) * DTYPE_BITS[str(dtype)] // 8
-    if end - begin != expected:
-        raise BackendError(
-            f"{fname}: tensor {name} spans {end - begin} bytes but its "
-            f"{dtype} shape {shape} needs {expected}."
-        )
-    return str(dtype), tuple(shape), (begin, end)
+# What the safetensors library's errors mean for the user, by a phrase of each.
+_HEADER_PROBLEMS = (
+    (
+        "header too large",
+        "{name} declares a header over the safetensors limit of {limit} bytes; "
+        "the file is corrupt or not safetensors.",
+    ),
+    ("header too small", "{name} is too short to be safetensors."),
+    ("invalid header length", "{name} is truncated (header past end of file)."),
+    ("unknown variant", "{name} has a tensor with an unknown dtype: {detail}"),
+    (
+        "invalid offset",
+        "{name}: a tensor starts at the wrong byte (overlapping or gapped tensors): "
+        "{detail}",
+    ),
+    (
+        "invalid shape, data type, or offset",
+        "{name}: a tensor's byte span is not the size its dtype and shape needs.",
+    ),
+    (
+        "not fully covered",
+        "{name}: the tensors do not cover the data section exactly: data past the "
+        "end of the file (truncated file?) or bytes no tensor uses.",
+    ),
+    (
+        "invalid value",
+        "{name} has an invalid shape or data_offsets (not non-negative integers): "
+        "{detail}",
+    ),
+)
+
+
+def _header_problem(name: str, error: str) -> str:
+    detail = error.strip().removeprefix("Error while deserializing header: ")
+    lowered = detail.lower()
+    for phrase, message in _HEADER_PROBLEMS:
+        if phrase in lowered:
+            return message.format(name=name, limit=MAX_HEADER_BYTES, detail=detail)
+    return f"{name} has an unreadable header: {detail}"
 
 
 def _read_json(path: Path, label: str) -> Any:

@@ -304,6 +304,18 @@ def evaluate_gguf(
         f"{len(tg.runs_tokens_per_s)} runs, {serving.threads} threads, load "
         f"{serving.load_average_before[0]:.2f}->{serving.load_average_after[0]:.2f}"
     )
+    contended = [
+        f"{samples.test} {n} of {len(samples.runs_tokens_per_s)}"
+        for samples in (pp, tg)
+        if (n := int(samples.summary()["contended_runs"]))
+    ]
+    if contended:
+        log(
+            "serving: runs that got less than 90% of their threads' CPU time "
+            f"(another process was running): {', '.join(contended)}"
+        )
+    if serving.priority != "normal":
+        log(f"serving: measured with {serving.priority} scheduling priority")
     for note in serving.notes:
         log(f"serving: {note}")
 

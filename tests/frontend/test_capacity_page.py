@@ -82,3 +82,19 @@ def test_the_finetune_page_breaks_memory_down_and_says_when_it_does_not_fit(
     assert "Does not fit" in html and "QLoRA" in html
     html = logged_in.post("/finetune/", {**form, "seq_len": "999999"}).content.decode()
     assert "window" in html
+
+
+def test_a_partial_offload_answer_shows_its_llama_server_flags(logged_in: Any) -> None:
+    html = logged_in.post(
+        "/capacity/",
+        {
+            "model": "mixtral-8x7b",
+            "gpus": ["rtx-4090"],
+            "requests_per_s": "0.05",
+            "prompt_tokens": "500",
+            "output_tokens": "200",
+            "hours_per_day": "24",
+        },
+    ).content.decode()
+    assert 'id="capacity-recipes"' in html, html[-3000:]
+    assert "--n-cpu-moe" in html and "-ngl 999" in html

@@ -101,6 +101,10 @@ def test_plan_exports_as_json_and_csv_without_an_account(client: Any) -> None:
     assert [r["format"] for r in rows if r["recommended"] == "True"] == [rec]
     first = report["results"][0]
     assert float(rows[0]["total_bytes_per_gpu"]) == first["total_bytes_per_gpu"]
+    # Every row says where its speed, quality and memory come from.
+    assert rows[0]["speed_source"] == "estimated (roofline, default efficiency)"
+    assert rows[0]["quality_source"] == first["sources"]["quality"]
+    assert rows[0]["memory_source"].startswith("estimated")
 
 
 def test_an_export_link_with_bad_input_is_a_400_saying_what_to_change(

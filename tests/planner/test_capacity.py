@@ -195,7 +195,7 @@ def test_owning_is_priced_from_a_sourced_purchase_plus_power() -> None:
     owned = _search(gpus=[get_gpu("h100-sxm")], provider="owned")
     assert rented.recommendation and owned.recommendation
     assert owned.recommendation.price_source.startswith("owned: 37,500 USD")
-    assert "over 3 years" in owned.recommendation.price_source
+    assert "over 36 months" in owned.recommendation.price_source
     assert owned.recommendation.usd_per_gpu_hour is not None
     assert rented.recommendation.usd_per_gpu_hour is not None
     assert (

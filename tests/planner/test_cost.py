@@ -134,3 +134,99 @@ def test_quantization_jobs_cost_time_memory_and_money(
     assert gptq.gpu_memory_bytes > 0 and gguf.host_memory_bytes > 16e9
     assert gptq.usd is not None and gptq.usd > 0
     assert any("imatrix" in s or "importance" in s for s in imatrix.steps)
+
+
+def _owned_gpu(**purchase: object) -> GpuSpec:
+    from planner.engine import gpu_spec_from_dict
+
+    return gpu_spec_from_dict(
+        {
+            "id": "box",
+            "memory_bytes": 24e9,
+            "memory_bandwidth_bytes_per_s": 1e12,
+            "tflops": {"fp16": 100},
+            "tdp_w": 500,
+            "purchase": {"usd": 36_000, "date": "2026-01-01", **purchase},
+        }
+    )
+
+
+def test_owning_is_purchase_over_depreciation_months_plus_electricity() -> None:
+    from planner.engine.cost import DATACENTER_PUE, owned_cost_per_month
+
+    gpu = _owned_gpu(depreciation_months=24)
+    owned = owned_cost_per_month(gpu, hours_per_month=100, usd_per_kwh=0.30)
+    assert owned is not None
+    assert owned.depreciation_usd_per_month == 36_000 / 24
+    # 500 W x PUE x 100 h x 0.30 USD/kWh
+    assert owned.power_usd_per_month == pytest.approx(0.5 * DATACENTER_PUE * 100 * 0.3)
+    assert owned.usd_per_month == 1500 + owned.power_usd_per_month
+
+
+def test_the_electricity_price_is_an_input_with_a_stated_default() -> None:
+    from planner.engine.cost import ELECTRICITY_USD_PER_KWH, HOURS_PER_MONTH
+
+    gpu = _owned_gpu()  # depreciation_months defaults to 36
+    default, why = hourly_price_usd(gpu, provider="owned")
+    dear, _ = hourly_price_usd(gpu, provider="owned", usd_per_kwh=0.50)
+    assert default is not None and dear is not None
+    kwh_per_hour = 0.5 * 1.3
+    assert dear - default == pytest.approx(
+        kwh_per_hour * (0.50 - ELECTRICITY_USD_PER_KWH)
+    )
+    assert default == pytest.approx(
+        36_000 / 36 / HOURS_PER_MONTH + kwh_per_hour * ELECTRICITY_USD_PER_KWH
+    )
+    assert "36 months" in why and f"{ELECTRICITY_USD_PER_KWH:g} USD/kWh" in why
+
+
+def test_a_lower_bound_says_at_least_and_a_cloud_only_part_cannot_be_owned() -> None:
+    from planner.engine import get_gpu
+
+    _, why = hourly_price_usd(_owned_gpu(lower_bound=True), provider="owned")
+    assert "at least" in why
+    price, why = hourly_price_usd(get_gpu("a10g"), provider="owned")
+    assert price is None and "cloud instance" in why
+
+
+def test_renting_and_owning_compare_for_every_catalog_device_that_is_sold() -> None:
+    from planner.engine import load_gpus
+
+    compared = 0
+    for gpu in load_gpus():
+        owned, _ = hourly_price_usd(gpu, provider="owned")
+        rented, _ = hourly_price_usd(gpu)
+        if owned is not None and rented is not None:
+            compared += 1
+            # a units check: an hour owned and an hour rented are within 20x
+            assert 0.05 < owned / rented < 20, gpu.id
+    assert compared >= 12
+
+
+def test_a_negative_electricity_price_is_refused() -> None:
+    from planner.engine import get_gpu, get_model
+    from planner.engine.capacity import (
+        CapacityError,
+        CapacityRequest,
+        Workload,
+        capacity_search,
+    )
+
+    req = CapacityRequest(
+        model=get_model("qwen3-0.6b").spec,
+        gpus=[get_gpu("l4")],
+        workload=Workload(requests_per_s=1.0),
+        electricity_usd_per_kwh=-1.0,
+    )
+    with pytest.raises(CapacityError, match="electricity_usd_per_kwh"):
+        capacity_search(req)
+
+
+def test_a_device_with_nothing_to_rent_is_priced_by_owning_it() -> None:
+    from planner.engine import get_gpu
+
+    mac = get_gpu("apple-m2-ultra")
+    assert not mac.prices
+    price, why = hourly_price_usd(mac)
+    assert price == hourly_price_usd(mac, provider="owned")[0]
+    assert price is not None and why.endswith("(no rental price listed)")

@@ -32,6 +32,22 @@ def test_compute_scales_with_cores_and_vector_width() -> None:
     )
 
 
+def test_amd_cpus_before_zen_5_get_avx2_throughput_from_avx512() -> None:
+    avx512 = ("avx2", "avx512")
+    half = fp32_tflops(2, ("avx2",))
+    # Zen 4 splits each 512-bit operation in two; a VM may name only the family.
+    assert fp32_tflops(2, avx512, "AMD EPYC") == pytest.approx(half)
+    assert fp32_tflops(2, avx512, "AMD EPYC 9654 96-Core Processor") == pytest.approx(
+        half
+    )
+    assert fp32_tflops(2, avx512, "AMD EPYC 9655 96-Core Processor") == pytest.approx(
+        2 * half
+    )
+    assert fp32_tflops(2, avx512, "Intel(R) Xeon(R) Platinum 8480+") == pytest.approx(
+        2 * half
+    )
+
+
 def test_a_measured_bandwidth_replaces_the_catalog_profile_and_says_so() -> None:
     measured = device_from_fingerprint(
         WorkerFingerprint(

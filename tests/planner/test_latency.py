@@ -88,3 +88,19 @@ def test_p95_is_never_below_the_mean(engine: str, fmt: str) -> None:
     p = load_point(m, concurrency=10, prompt_tokens=2000, output_tokens=200)
     assert p.ttft_p95_s >= p.ttft_s
     assert p.tpot_p95_s >= p.tpot_s
+
+
+def test_one_request_alone_has_no_prompt_in_its_time_per_output_token() -> None:
+    """Its own prompt ran before its first token (TTFT); with others in flight,
+    their prompts share its decode steps."""
+    m = _model("smollm2-135m-instruct", "gguf-Q4_1", "cpu-generic-ddr5", "llama.cpp")
+    alone = load_point(m, concurrency=1, prompt_tokens=128, output_tokens=32)
+    decode = m.step_s(
+        decode_tokens=1, decode_context=128 + 16, prefill_tokens=0, prefill_context=0
+    )
+    assert alone.tpot_s == pytest.approx(decode)
+    two = load_point(m, concurrency=2, prompt_tokens=128, output_tokens=32)
+    with_prompt = m.step_s(
+        decode_tokens=2, decode_context=128 + 16, prefill_tokens=4, prefill_context=64
+    )
+    assert two.tpot_s == pytest.approx(with_prompt)

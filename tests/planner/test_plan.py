@@ -305,3 +305,86 @@ def test_every_catalog_model_format_and_gpu_plans_without_negative_or_nan() -> N
                             gpu.id,
                             result.format,
                         )
+
+
+def _sentences(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _sentences(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _sentences(v)]
+    return []
+
+
+@pytest.mark.parametrize("priced", [True, False])
+def test_a_cpu_plan_speaks_of_the_server_not_a_gpu(
+    llama3_8b: ModelSpec, priced: bool
+) -> None:
+    from planner.engine import get_gpu, gpu_spec_from_dict
+
+    cpu = get_gpu("cpu-xeon-spr-2s")
+    if not priced:  # no price: the recommendation counts device-seconds instead
+        cpu = gpu_spec_from_dict({**cpu.to_dict(), "prices": [], "purchase": None})
+    report = plan(
+        _request(
+            llama3_8b,
+            cpu,
+            formats=["gguf-Q4_K_M", "gguf-Q8_0"],
+            engine="llama.cpp",
+        )
+    ).to_dict()
+    text = [s for s in _sentences(report) if s not in (cpu.name, cpu.id)]
+    assert report["recommendation"]["format"]
+    assert not [s for s in text if "GPU" in s], [s for s in text if "GPU" in s]
+    joined = " ".join(text)
+    assert ("per server" in joined) if priced else ("server-seconds" in joined)
+    assert "the server is rented" in joined and "-ngl 0" in joined
+
+
+def test_a_gpu_plan_still_speaks_of_gpus(llama3_8b: ModelSpec, h100: GpuSpec) -> None:
+    report = plan(_request(llama3_8b, h100, formats=["gguf-Q4_K_M"])).to_dict()
+    joined = " ".join(_sentences(report))
+    assert "the GPUs are rented" in joined and "per GPU" in joined
+
+
+def test_a_capacity_search_on_cpus_says_server() -> None:
+    from planner.engine import get_gpu, get_model, gpu_spec_from_dict
+    from planner.engine.capacity import CapacityRequest, Workload, capacity_search
+
+    cpu = get_gpu("cpu-xeon-spr-2s")
+    unpriced = gpu_spec_from_dict(
+        {**cpu.to_dict(), "id": "my-cpu", "prices": [], "purchase": None}
+    )
+    report = capacity_search(
+        CapacityRequest(
+            model=get_model("qwen3-0.6b").spec,
+            gpus=[unpriced],
+            formats=("gguf-Q4_K_M",),
+            workload=Workload(requests_per_s=0.01, prompt_tokens=100, output_tokens=50),
+        )
+    )
+    assert report.recommendation is not None
+    assert report.recommendation.unit == "server"
+    assert "fewest servers" in report.reasons[0]
+
+
+def test_rejections_are_structured_with_a_code_and_the_numbers(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    report = plan(
+        _request(llama3_8b, h100, formats=["bf16", "gguf-Q2_K"], min_tokens_per_s=1e6)
+    )
+    rec = report.recommendation
+    assert rec.format is None
+    by_format = {r.format: r for r in rec.rejected}
+    assert set(by_format) == {"bf16", "gguf-Q2_K"}
+    speed = next(x for x in by_format["bf16"].reasons if x.code == "speed_below_limit")
+    assert speed.limit == 1e6 and speed.value is not None and speed.value < 1e6
+    assert speed.unit == "tokens/s"
+    codes = {x.code for x in by_format["gguf-Q2_K"].reasons}
+    assert "quality_above_limit" in codes
+    # The sentence API users read is made of the same rejections.
+    for r in rec.rejected:
+        assert r.message in (rec.why_none or "")
+    assert rec.to_dict()["rejected"][0]["reasons"][0]["code"]

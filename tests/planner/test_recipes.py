@@ -37,6 +37,8 @@ LLAMA_SERVER_FLAGS = {
     "-t", "--threads", "-b", "--batch-size", "-ub", "--ubatch-size", "-sm",
     "--split-mode", "-ts", "--tensor-split", "-mg", "--main-gpu", "-kvu", "--kv-unified",
     "--api-key", "--api-key-file", "--metrics", "--jinja", "-cb", "--cont-batching",
+    # common/arg.cpp of the llama.cpp that llama-cpp-python 0.3.36 vendors
+    "-ncmoe", "--n-cpu-moe", "-cmoe", "--cpu-moe", "-ot", "--override-tensor",
 }  # fmt: skip
 # "-ctk, --cache-type-k TYPE ... allowed values: f32, f16, bf16, q8_0, q4_0, q4_1,
 # iq4_nl, q5_0, q5_1"; "-fa, --flash-attn [on|off|auto]".
@@ -140,6 +142,11 @@ PLANS = [
     ("llama-3-8b", "rtx-4090", ("gguf-Q4_K_M", "gguf-IQ4_XS"),
      {"context_tokens": 8192, "concurrency": 3, "engine": "llama.cpp",
       "kv_cache_dtype": "q4_0"}),
+    # partial offload: layers (dense) and experts (MoE) in host RAM
+    ("llama-3.1-70b", "rtx-4090", ("gguf-Q4_K_M",),
+     {"context_tokens": 4096, "engine": "llama.cpp", "gpus": 1}),
+    ("mixtral-8x7b", "rtx-4090", ("gguf-Q4_K_M",),
+     {"context_tokens": 4096, "engine": "llama.cpp", "gpus": 1}),
 ]  # fmt: skip
 
 
@@ -503,6 +510,114 @@ def test_a_report_with_model_and_gpu_objects_is_understood() -> None:
 def test_llama_cpp_python_translation_refuses_flags_it_cannot_honour() -> None:
     with pytest.raises(RecipeError, match="--mlock"):
         llama_cpp_python_argv(["llama-server", "-m", "x.gguf", "--mlock", "1"])
+    with pytest.raises(RecipeError, match="experts in RAM"):
+        llama_cpp_python_argv(["llama-server", "-m", "x.gguf", "--n-cpu-moe", "4"])
+
+
+# --- partial offload (llama.cpp, one GPU) ------------------------------------------
+
+
+def _offload_recipes(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    kw = {"context_tokens": 4096, "engine": "llama.cpp", "gpus": 1}
+    report = _report(model, "rtx-4090", ("gguf-Q4_K_M",), **kw)
+    (result,) = report["results"]
+    return result, _by_id(recipes_for_plan_result(report, "gguf-Q4_K_M", request=kw))
+
+
+def test_a_dense_model_offloaded_by_layers_gets_the_planned_ngl_everywhere() -> None:
+    result, recipes = _offload_recipes("llama-3.1-70b")
+    planned = result["offload"]
+    assert planned["flags"] == f"-ngl {planned['gpu_layers']}"
+    assert 0 < planned["gpu_layers"] < 80  # some of the 80 layers stay in RAM
+    server = command_argv(recipes["llama-server"]["content"])
+    python = command_argv(recipes["llama-cpp-python"]["content"])
+    compose = yaml_documents(recipes["compose"]["content"])[0]
+    (service,) = compose["services"].values()
+    k8s = yaml_documents(recipes["kubernetes"]["content"])[0]
+    container = k8s["spec"]["template"]["spec"]["containers"][0]
+    ngl = str(planned["gpu_layers"])
+    assert _value(server, "-ngl") == ngl and "--n-cpu-moe" not in server
+    assert _value(python, "--n_gpu_layers") == ngl
+    assert _value(service["command"], "-ngl") == ngl
+    assert _value(container["args"], "-ngl") == ngl
+    assert f"PARAMETER num_gpu {ngl}" in recipes["ollama"]["content"]
+    assert "Partial offload as planned" in recipes["llama-server"]["content"]
+    assert "does not fit" not in recipes["llama-server"]["content"]
+
+
+def test_a_moe_model_keeps_the_planned_experts_in_ram() -> None:
+    result, recipes = _offload_recipes("mixtral-8x7b")
+    planned = result["offload"]
+    assert planned["flags"] == f"-ngl 999 --n-cpu-moe {planned['cpu_moe_layers']}"
+    assert 0 < planned["cpu_moe_layers"] < 32
+    server = command_argv(recipes["llama-server"]["content"])
+    assert _value(server, "-ngl") == "999"
+    assert _value(server, "--n-cpu-moe") == str(planned["cpu_moe_layers"])
+    compose = yaml_documents(recipes["compose"]["content"])[0]
+    (service,) = compose["services"].values()
+    assert _value(service["command"], "--n-cpu-moe") == str(planned["cpu_moe_layers"])
+    # neither llama-cpp-python nor Ollama can keep experts in RAM: no recipe for them
+    assert "llama-cpp-python" not in recipes and "ollama" not in recipes
+
+
+def test_a_multi_gpu_plan_names_the_one_gpu_offload_without_applying_it() -> None:
+    kw = {"context_tokens": 4096, "engine": "llama.cpp"}
+    report = _report("mixtral-8x7b", "rtx-4090", ("gguf-Q4_K_M",), **kw)
+    (result,) = report["results"]
+    assert result["gpus"] == 2 and result["offload"]
+    recipes = _by_id(recipes_for_plan_result(report, "gguf-Q4_K_M", request=kw))
+    server = command_argv(recipes["llama-server"]["content"])
+    assert _value(server, "-ngl") == "999" and "--n-cpu-moe" not in server
+    content = recipes["llama-server"]["content"]
+    assert f"On one GPU instead: add {result['offload']['flags']}" in content
+
+
+def test_a_capacity_candidate_with_offload_gets_its_exact_flags() -> None:
+    from planner.engine.capacity import CapacityRequest, Workload, capacity_search
+    from planner.recipes import recipes_for_capacity_candidate
+
+    report = capacity_search(
+        CapacityRequest(
+            model=engine.get_model("mixtral-8x7b").spec,
+            gpus=[engine.get_gpu("rtx-4090")],
+            formats=("gguf-Q4_K_M",),
+            gpu_counts=(1,),
+            workload=Workload(
+                requests_per_s=0.05, prompt_tokens=500, output_tokens=200
+            ),
+        )
+    ).to_dict()
+    rec = report["recommendation"]
+    assert rec and rec["llama_cpp_flags"].startswith("-ngl 999 --n-cpu-moe ")
+    recipes = _by_id(recipes_for_capacity_candidate(report, rec))
+    server = command_argv(recipes["llama-server"]["content"])
+    words = " ".join(server)
+    assert rec["llama_cpp_flags"].replace("-ngl 999 ", "") in words
+    assert _value(server, "-ngl") == "999" and _value(server, "-c") == "700"
+
+
+def test_offload_flags_are_refused_off_llama_cpp_or_beyond_one_gpu() -> None:
+    from dataclasses import replace
+
+    from planner.recipes.manifests import recipes_for_target
+    from planner.recipes.target import ServeTarget
+
+    base = ServeTarget(
+        engine="llama.cpp",
+        format="gguf-Q4_K_M",
+        model_label="m",
+        served_name="m",
+        model_ref="m.gguf",
+        model_is_local=True,
+        context_tokens=4096,
+        concurrency=1,
+        gpus=1,
+        gpu_layers=10,
+    )
+    assert recipes_for_target(base)
+    for bad in (replace(base, gpus=2), replace(base, device_kind="cpu")):
+        with pytest.raises(RecipeError, match="one GPU only"):
+            recipes_for_target(bad)
 
 
 # --- the recipe really serves -----------------------------------------------------
@@ -655,6 +770,26 @@ def test_it_lists_a_plans_recipes_for_the_chosen_format(api: Any, user: Any) -> 
 
 
 @pytest.mark.django_db
+def test_a_saved_one_gpu_plan_serves_its_partial_offload(api: Any, user: Any) -> None:
+    from planner import services
+
+    data = services.PlanInput(
+        gpu="rtx-4090", model="llama-3.1-70b", formats=("gguf-Q4_K_M",),
+        context_tokens=4096, concurrency=1, engine="llama.cpp", gpus=1,
+    )  # fmt: skip
+    report = services.plan_compute(data=data, user=user)
+    plan = services.plan_save(user=user, name="offload", data=data, report=report)
+    planned = plan.report["results"][0]["offload"]
+
+    body = api.get(f"/api/v1/plans/{plan.pk}/recipes/", {"format": "q4_k_m"}).json()
+
+    recipes = {r["id"]: r["content"] for r in body["recipes"]}
+    assert _value(command_argv(recipes["llama-server"]), "-ngl") == str(
+        planned["gpu_layers"]
+    )
+    assert f"--n_gpu_layers {planned['gpu_layers']}" in recipes["llama-cpp-python"]
+
+
 def test_without_a_format_it_serves_the_plans_recommendation(
     api: Any, user: Any
 ) -> None:

@@ -266,3 +266,85 @@ def test_configs_round_trip_through_json(configs: dict[str, dict[str, Any]]) -> 
         spec = model_spec_from_config(json.loads(json.dumps(cfg)), model_id=name)
         assert spec.model_id == name
         assert hash(spec) == hash(model_spec_from_config(cfg, model_id=name))
+
+
+def _catalog_config(model_id: str) -> dict[str, Any]:
+    from planner.engine import get_model
+
+    return dict(get_model(model_id).config)
+
+
+def test_gpt_oss_reads_its_own_expert_naming_and_mxfp4_config() -> None:
+    cfg = _catalog_config("gpt-oss-20b")
+    assert cfg["quantization_config"]["quant_method"] == "mxfp4"
+    g = model_spec_from_config(cfg, model_id="gpt-oss-20b")
+    assert g.gguf_arch == "gpt-oss"
+    assert (g.num_experts, g.num_experts_per_tok) == (32, 4)
+    assert g.moe_intermediate_size == 2880 and all(g.moe_layers)
+    assert g.attention_sinks and g.expert_biases
+    assert g.qkv_bias and g.attention_output_bias
+    # layer_types: even layers slide over 128 tokens, odd ones attend to all
+    assert g.sliding_window == 128
+    assert g.sliding_layers[:4] == (True, False, True, False)
+    # "experts_per_token" alone (the original gpt-oss naming) is enough
+    only = {k: v for k, v in cfg.items() if k != "num_experts_per_tok"}
+    assert model_spec_from_config(only).num_experts_per_tok == 4
+
+
+def test_gpt_oss_has_llama_cpps_459_tensors_and_openais_parameter_counts() -> None:
+    from planner.engine.tensors import parameter_breakdown, tensor_inventory
+
+    g = model_spec_from_config(_catalog_config("gpt-oss-20b"))
+    names = {t.name for t in tensor_inventory(g)}
+    # convert_hf_to_gguf writes gpt-oss-20b with n_tensors = 459
+    assert len(tensor_inventory(g)) == 459
+    assert {"blk.0.attn_sinks.weight", "blk.0.ffn_gate_inp.bias"} <= names
+    assert "blk.0.ffn_down_exps.bias" in names
+    p = parameter_breakdown(g)
+    # OpenAI's model card: 20.91B total, 3.61B active (input embedding excluded)
+    assert p.total == pytest.approx(20.91e9, rel=0.002)
+    assert p.active_per_token - p.embedding == pytest.approx(3.61e9, rel=0.005)
+    big = parameter_breakdown(model_spec_from_config(_catalog_config("gpt-oss-120b")))
+    assert big.total == pytest.approx(116.83e9, rel=0.002)
+    assert big.active_per_token - big.embedding == pytest.approx(5.13e9, rel=0.005)
+
+
+def test_llama4_interleaves_moe_layers_and_reads_the_nested_text_config() -> None:
+    scout = model_spec_from_config(_catalog_config("llama-4-scout"))
+    maverick = model_spec_from_config(_catalog_config("llama-4-maverick"))
+    assert scout.model_type == "llama4_text" and scout.gguf_arch == "llama4"
+    assert scout.num_moe_layers == 48 and scout.num_experts == 16
+    # Maverick: interleave_moe_layer_step 2 puts MoE on layers 1, 3, 5, ...
+    assert maverick.num_moe_layers == 24
+    assert maverick.moe_layers[:4] == (False, True, False, True)
+    # experts and the shared expert are intermediate_size wide, dense layers _mlp
+    assert maverick.moe_intermediate_size == 8192
+    assert maverick.shared_expert_intermediate_size == 8192
+    assert maverick.intermediate_size == 16384
+    # chunked attention on 3 of every 4 layers, kept like a sliding window
+    assert scout.sliding_window == 8192
+    assert scout.sliding_layers[:4] == (True, True, True, False)
+
+
+def test_llama4_parameter_counts_match_metas_17b_active() -> None:
+    from planner.engine.tensors import parameter_breakdown
+
+    scout = parameter_breakdown(
+        model_spec_from_config(_catalog_config("llama-4-scout"))
+    )
+    maverick = parameter_breakdown(
+        model_spec_from_config(_catalog_config("llama-4-maverick"))
+    )
+    # Meta: 17B active for both; 109B / 400B total with the vision encoder,
+    # which the planner leaves out (text model only).
+    assert scout.active_per_token == pytest.approx(17e9, rel=0.02)
+    assert maverick.active_per_token == pytest.approx(17e9, rel=0.02)
+    assert 105e9 < scout.total < 109e9
+    assert 395e9 < maverick.total < 402e9
+
+
+def test_llama4_explicit_moe_layers_must_be_layer_numbers() -> None:
+    cfg = _catalog_config("llama-4-scout")
+    cfg["text_config"] = {**cfg["text_config"], "moe_layers": [0, 99]}
+    with pytest.raises(SpecError, match="moe_layers"):
+        model_spec_from_config(cfg)

@@ -159,3 +159,71 @@ def test_finetune_api_refuses_a_sequence_beyond_the_window(api: Any) -> None:
     )
     assert response.status_code == 400
     assert "window" in json.dumps(response.json())
+
+
+OFFLOAD_REQUEST = {
+    "model": "mixtral-8x7b",
+    "gpus": ["rtx-4090"],
+    "gpu_counts": [1],
+    "formats": ["gguf-Q4_K_M"],
+    "requests_per_s": 0.05,
+    "prompt_tokens": 500,
+    "output_tokens": 200,
+}
+
+
+def test_a_partial_offload_recommendation_comes_with_its_flags_in_the_recipes(
+    api: Any,
+) -> None:
+    body = api.post("/api/v1/capacity/", OFFLOAD_REQUEST, format="json").json()
+    rec = body["recommendation"]
+    assert rec["llama_cpp_flags"].startswith("-ngl 999 --n-cpu-moe ")
+    recipes = {r["id"]: r["content"] for r in body["recipes"]}
+    cpu_moe = rec["llama_cpp_flags"].split()[-1]
+    assert f"--n-cpu-moe {cpu_moe}" in recipes["llama-server"]
+    assert (
+        "--n-cpu-moe" in recipes["compose"] and "--n-cpu-moe" in recipes["kubernetes"]
+    )
+    assert "llama-cpp-python" not in recipes  # it cannot keep experts in RAM
+    out = StringIO()
+    call_command(
+        "plan",
+        "--model",
+        "mixtral-8x7b",
+        "--gpu",
+        "rtx-4090",
+        "--gpus",
+        "1",
+        "--format",
+        "gguf-Q4_K_M",
+        "--requests-per-s",
+        "0.05",
+        "--prompt-tokens",
+        "500",
+        "--output-tokens",
+        "200",
+        "--json",
+        stdout=out,
+    )
+    assert json.loads(out.getvalue())["recipes"] == body["recipes"]
+
+
+def test_owning_takes_an_electricity_price_and_refuses_a_negative_one(
+    api: Any,
+) -> None:
+    owned = {**ISSUE_REQUEST, "gpus": ["h100-sxm"], "provider": "owned"}
+    cheap = api.post(
+        "/api/v1/capacity/", {**owned, "electricity_usd_per_kwh": 0.05}, format="json"
+    ).json()
+    dear = api.post(
+        "/api/v1/capacity/", {**owned, "electricity_usd_per_kwh": 0.50}, format="json"
+    ).json()
+    assert "0.05 USD/kWh" in cheap["recommendation"]["price_source"]
+    assert (
+        dear["recommendation"]["usd_per_gpu_hour"]
+        > cheap["recommendation"]["usd_per_gpu_hour"]
+    )
+    bad = api.post(
+        "/api/v1/capacity/", {**owned, "electricity_usd_per_kwh": -1}, format="json"
+    )
+    assert bad.status_code == 400 and "electricity_usd_per_kwh" in bad.content.decode()

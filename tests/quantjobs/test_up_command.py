@@ -51,9 +51,9 @@ def _instance_env(var_dir: Path, redis_port: int) -> dict[str, str]:
     return env
 
 
-def _status(url: str) -> int:
+def _status(url: str, *, timeout_s: float = 5) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -159,6 +159,169 @@ def test_up_serves_restarts_a_killed_worker_and_quantize_finds_its_broker(
             up.wait()
         log.close()
     assert not (var_dir / "run" / "broker-url").exists(), "removed when up stops"
+
+
+def _start_up(
+    tmp_path: Path, name: str, *, redis_port: int, web_port: int
+) -> tuple[subprocess.Popen[bytes], Path, dict[str, str]]:
+    """``manage.py up`` for one instance in ``tmp_path/name``: (process, var, env)."""
+    var_dir = tmp_path / name / "var"
+    env = _instance_env(var_dir, redis_port)
+    log = (tmp_path / f"up-{name}.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "manage.py", "up", "--port", str(web_port)],
+        cwd=str(ROOT),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()  # the child holds its own copy
+    return up, var_dir, env
+
+
+def _stop_up(up: subprocess.Popen[bytes]) -> int:
+    """SIGTERM ``up`` as a service manager would; its exit code (-9 if it had to be
+    killed)."""
+    up.send_signal(signal.SIGTERM)
+    try:
+        return up.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        # Never leave an instance behind, even when the stop is what failed.
+        os.killpg(up.pid, signal.SIGKILL)
+        return up.wait()
+
+
+def _quantize(env: dict[str, str]) -> subprocess.Popen[str]:
+    """``manage.py quantize --wait`` from another shell with an instance's settings."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "quantize", "--method", "selftest", "--type",
+         "selftest", "--wait", "--timeout", "150", "--json"],
+        cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _finished_job(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=200)
+    assert proc.returncode == 0, err[-3000:]
+    body: dict[str, Any] = json.loads(out)
+    assert body["status"] == "SUCCEEDED", body
+    return body
+
+
+def _job_ids(var_dir: Path) -> set[str]:
+    """The jobs in an instance's own database (read directly, not through Django)."""
+    import sqlite3
+
+    with sqlite3.connect(var_dir / "quantplan.sqlite3") as db:
+        return {str(row[0]).replace("-", "") for row in db.execute(
+            "SELECT id FROM quantjobs_job"
+        )}  # fmt: skip
+
+
+def _artifact_paths(var_dir: Path) -> list[str]:
+    """The stored artifacts' paths (relative to the artifact store) in a database."""
+    import sqlite3
+
+    with sqlite3.connect(var_dir / "quantplan.sqlite3") as db:
+        return [
+            str(row[0]) for row in db.execute("SELECT path FROM quantjobs_artifact")
+        ]
+
+
+def _redis_identity(port: int) -> tuple[str, str]:
+    """(run_id, data folder) of the Redis server on ``port``."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        run_id = str(client.info("server")["run_id"])
+        folder = str(client.config_get("dir")["dir"])
+    finally:
+        client.close()
+    return run_id, folder
+
+
+@pytest.mark.slow
+def test_two_instances_on_one_machine_keep_to_their_own_sockets_brokers_and_files(
+    tmp_path: Path,
+) -> None:
+    ports: set[int] = set()
+    while len(ports) < 4:  # two brokers and two web servers, all different
+        ports.add(_free_port())
+    redis_a, web_a, redis_b, web_b = sorted(ports)
+    started = time.monotonic()
+    up_a, var_a, env_a = _start_up(tmp_path, "a", redis_port=redis_a, web_port=web_a)
+    up_b, var_b, env_b = _start_up(tmp_path, "b", redis_port=redis_b, web_port=web_b)
+    running = [up_a, up_b]
+    try:
+        for port in (web_a, web_b):
+            wait_for(
+                lambda port=port: _status(f"http://127.0.0.1:{port}/healthz") == 200,
+                # Two instances migrate, collect static files and boot at once: on
+                # 2 shared cores under load that took over 4 minutes.
+                timeout_s=600,
+                interval_s=1,
+            )
+        both_up_s = time.monotonic() - started
+        # Each instance wrote its own broker's address and runs its own Redis, with
+        # its data in its own folder; each gunicorn has its own control socket.
+        for var_dir, port in ((var_a, redis_a), (var_b, redis_b)):
+            assert (var_dir / "run" / "broker-url").read_text().strip() == (
+                f"redis://127.0.0.1:{port}/0"
+            )
+            assert (var_dir / "run" / "gunicorn.ctl").exists(), "its own socket"
+        id_a, dir_a = _redis_identity(redis_a)
+        id_b, dir_b = _redis_identity(redis_b)
+        assert id_a != id_b, "two Redis servers, not one"
+        assert Path(dir_a) == (var_a / "redis").resolve()
+        assert Path(dir_b) == (var_b / "redis").resolve()
+
+        # A job sent from another shell with an instance's settings runs on that
+        # instance's worker and lands in its database only, both at once.
+        job_a, job_b = _quantize(env_a), _quantize(env_b)
+        body_a, body_b = _finished_job(job_a), _finished_job(job_b)
+        assert body_a["worker"].startswith(f"local-{web_a}@"), body_a
+        assert body_b["worker"].startswith(f"local-{web_b}@"), body_b
+        key_a, key_b = (str(b["id"]).replace("-", "") for b in (body_a, body_b))
+        assert _job_ids(var_a) == {key_a}
+        assert _job_ids(var_b) == {key_b}
+        for own, other in ((var_a, var_b), (var_b, var_a)):
+            paths = _artifact_paths(own)
+            assert paths, "the selftest job stored an artifact"
+            for relative in paths:  # in its own store, not the other's
+                assert (own / "media" / "artifacts" / relative).is_file()
+                assert not (other / "media" / "artifacts" / relative).exists()
+
+        # Stopping A takes down A's broker and web, and nothing of B's.
+        assert _stop_up(up_a) == 0
+        running.remove(up_a)
+        assert not (var_a / "run" / "broker-url").exists()
+        assert not _port_open(redis_a) and not _port_open(web_a)
+        assert (var_b / "run" / "broker-url").exists()
+        assert (var_b / "run" / "gunicorn.ctl").exists(), "A's stop left B's socket"
+        assert _redis_identity(redis_b)[0] == id_b
+        # A first page render compiles templates: on a loaded machine, allow for it.
+        for path in ("healthz", "accounts/login/"):
+            assert _status(f"http://127.0.0.1:{web_b}/{path}", timeout_s=60) == 200
+        after = _finished_job(_quantize(env_b))
+        assert after["worker"].startswith(f"local-{web_b}@"), after
+        assert up_b.poll() is None, "B kept running"
+        reliability.record(
+            "Worker faults",
+            "two manage.py up instances on one machine: both serving after (s)",
+            round(both_up_s, 1),
+        )
+        reliability.record(
+            "Worker faults",
+            "two instances: jobs on their own workers, B serves after A stops",
+            True,
+        )
+    finally:
+        for up in running:
+            _stop_up(up)
+    assert not (var_b / "run" / "broker-url").exists()
 
 
 def test_the_settings_find_the_broker_up_started(tmp_path: Path) -> None:

@@ -32,8 +32,10 @@ class Command(BaseCommand):
             dest="gpu",
             action="append",
             default=None,
-            help="Catalog GPU id (see `catalog gpus`); repeat it to compare GPU "
-            "types in a capacity search (default there: every catalog GPU).",
+            help="Catalog GPU id (see `catalog gpus`), or worker:<hostname> to plan "
+            "for a worker's own machine (calibrated by its measurements); repeat it "
+            "to compare GPU types in a capacity search (default there: every "
+            "catalog GPU).",
         )
         parser.add_argument(
             "--gpus", type=int, default=None, help="GPUs (default: fewest that fit)."
@@ -75,6 +77,12 @@ class Command(BaseCommand):
             default=None,
             help="Price from this provider only; 'owned' prices a purchase "
             "(depreciation and power) instead of renting.",
+        )
+        traffic.add_argument(
+            "--electricity-usd-per-kwh",
+            type=float,
+            default=None,
+            help="Electricity price when owning (--provider owned); default 0.12.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -120,7 +128,10 @@ class Command(BaseCommand):
             price_usd_per_hour=options["price_usd_per_hour"],
         )
         try:
-            report = services.plan_compute(data=data, user=None, any_path=True)
+            # The operator's CLI sees every user's measurements (labelled by job).
+            report = services.plan_compute(
+                data=data, user=None, any_path=True, all_measurements=True
+            )
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
         body = services.report_to_dict(report)
@@ -154,11 +165,12 @@ class Command(BaseCommand):
                 price_usd_per_hour=options["price_usd_per_hour"],
                 provider=options["provider"],
                 kv_cache_dtype=options["kv_cache_dtype"],
+                electricity_usd_per_kwh=options["electricity_usd_per_kwh"],
             )
             report = capacity_services.capacity_compute(data=data, user=None)
         except services.PlanInputError as exc:
             raise CommandError(str(exc)) from None
-        body = report.to_dict()
+        body = capacity_services.capacity_report_body(report=report)
         if options["json"]:
             self.stdout.write(json.dumps(body, indent=2))
             return
@@ -190,6 +202,16 @@ class Command(BaseCommand):
                 f"{row['gpus_needed'] or '-':>5}{'yes' if row['fits'] else 'no':>6}"
                 f"{row['decode_tokens_per_s'] or 0:>9.1f}{row['cost_usd_per_month'] or 0:>10.0f}"
                 f"{row['cost_usd_per_million_tokens'] or 0:>10.2f}"
+            )
+        self.stdout.write("\nWhere the numbers come from:")
+        for row in body["results"]:
+            sources = row.get("sources") or {}
+            self.stdout.write(
+                f"  {row['format']}: tok/s {sources.get('decode_tokens_per_s', '?')}; "
+                f"prompt tok/s {sources.get('prompt_tokens_per_s', '?')}; "
+                f"quality {sources.get('quality', '?')}; "
+                f"size {sources.get('artifact_bytes', '?')}; "
+                f"memory {sources.get('total_bytes_per_gpu', '?')}"
             )
         rec = body.get("recommendation") or {}
         if rec.get("format"):

@@ -14,6 +14,18 @@ generation (``tg``: ``generation_tokens`` single-token decodes), each from an
 empty KV cache; tokens/s per run, reported as median with min/max and standard
 deviation, with the threads used and the load average before and after.
 
+Each run also records the CPU share it got: the process's CPU seconds over the
+run's wall time x threads. llama.cpp's threads meet at a barrier after every
+operation, so when another process takes one core the other thread waits and a
+decode run slows by far more than the time lost; a share well below 1 says the
+run was contended, not that the model is slower (three jobs on a busy 2-core
+machine differed by 14% in tg128 while their shares differed likewise). Like
+``llama-bench --prio``, the measurement can ask for a real-time scheduling class
+(``QUANTPLAN_SERVING_PRIORITY=realtime`` in the worker's environment: SCHED_FIFO
+for the measuring process only, never the job; Linux caps real-time tasks at 95%
+of each second) so that a worker shared with other work measures what an idle
+one would; without the permission it measures as usual and says so.
+
 Run as ``python -m quantjobs.backends.gguf.serving REQUEST.json``; it prints one
 JSON object (a :class:`ServingMeasurement`) on stdout. :func:`measure_serving`
 starts it and reads it back.
@@ -24,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +64,9 @@ DEFAULT_GENERATION_TOKENS = 128
 DEFAULT_REPETITIONS = 5
 MAX_BATCH_TOKENS = 2048  # llama.cpp's default n_batch (n_ubatch 512)
 _SEED = 1234
+PRIORITY_ENV = "QUANTPLAN_SERVING_PRIORITY"
+# A run that got less of its threads' CPU time than this was contended.
+CONTENDED_CPU_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,8 @@ class SpeedSamples:
     test: str  # "pp512", "tg128"
     tokens: int
     runs_tokens_per_s: tuple[float, ...]
+    # CPU seconds / (wall seconds x threads) of each run; empty when not recorded.
+    runs_cpu_share: tuple[float, ...] = ()
 
     @property
     def median(self) -> float:
@@ -107,6 +125,10 @@ class SpeedSamples:
             "min_tokens_per_s": round(min(runs), 3),
             "max_tokens_per_s": round(max(runs), 3),
             "stdev_tokens_per_s": round(self.stdev, 3),
+            "runs_cpu_share": [round(c, 3) for c in self.runs_cpu_share],
+            "contended_runs": sum(
+                1 for c in self.runs_cpu_share if c < CONTENDED_CPU_SHARE
+            ),
         }
 
 
@@ -128,6 +150,7 @@ class ServingMeasurement:
     cpu_model: str
     bench_context_tokens: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    priority: str = "normal"  # the scheduling class the runs got
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the speed summaries."""
@@ -146,6 +169,7 @@ class ServingMeasurement:
                 test=str(d["test"]),
                 tokens=int(d["tokens"]),
                 runs_tokens_per_s=tuple(float(x) for x in d["runs_tokens_per_s"]),
+                runs_cpu_share=tuple(float(x) for x in d.get("runs_cpu_share", ())),
             )
 
         def triple(v: Any) -> tuple[float, float, float]:
@@ -167,6 +191,7 @@ class ServingMeasurement:
             cpu_model=str(data["cpu_model"]),
             bench_context_tokens=int(data.get("bench_context_tokens", 0)),
             notes=tuple(str(n) for n in data.get("notes", ())),
+            priority=str(data.get("priority", "normal")),
         )
 
 
@@ -200,23 +225,48 @@ def _random_tokens(n: int, n_vocab: int, seed: int) -> list[int]:
     return [int(t) for t in rng.integers(0, n_vocab, size=n)]
 
 
-def _time_prompt(session: Any, tokens: list[int]) -> float:
-    """One pp run from an empty cache: seconds to decode ``tokens`` in batches."""
+def _cpu_s() -> float:
+    """CPU seconds of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_prompt(session: Any, tokens: list[int]) -> tuple[float, float]:
+    """One pp run from an empty cache: (seconds, CPU seconds) to decode ``tokens``."""
     session.clear()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu_s(), time.perf_counter()
     session.decode(tokens, keep_logits=False)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu_s() - c0
 
 
-def _time_generation(session: Any, first: int, tokens: list[int]) -> float:
-    """One tg run from an empty cache: seconds for len(tokens) one-token decodes."""
+def _time_generation(
+    session: Any, first: int, tokens: list[int]
+) -> tuple[float, float]:
+    """One tg run from an empty cache: (seconds, CPU seconds) of one-token decodes."""
     session.clear()
-    t0 = time.perf_counter()
+    c0, t0 = _cpu_s(), time.perf_counter()
     token = first
     for pos, nxt in enumerate(tokens):
         session.decode([token], start_pos=pos, keep_logits=False)
         token = nxt  # llama-bench feeds random tokens: no sampling in the loop
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu_s() - c0
+
+
+def _raise_priority(wanted: str) -> tuple[str, str | None]:
+    """Ask for the scheduling class ``wanted``; (class obtained, note or None).
+
+    ``realtime`` is SCHED_FIFO at the lowest real-time priority, set before
+    llama.cpp starts its threads so that they inherit it (as ``llama-bench
+    --prio`` sets it on each of its threads).
+    """
+    if wanted != "realtime":
+        return "normal", None
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (AttributeError, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return "normal", f"real-time priority refused ({reason}); measured as normal"
+    return "realtime", None
 
 
 def _open(request: ServingRequest, n_ctx: int) -> Any:
@@ -236,6 +286,9 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
 
     request.check()
     notes: list[str] = []
+    priority, note = _raise_priority(os.environ.get(PRIORITY_ENV, "normal"))
+    if note:
+        notes.append(note)
     load_before = _load_average()
     n_ctx = int(request.context_tokens)
     t0 = time.perf_counter()
@@ -274,12 +327,15 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         # llama-bench's warm-up: one pp run and a one-token tg run.
         _time_prompt(session, prompt)
         _time_generation(session, first, gen[:1])
-        pp_runs, tg_runs = [], []
+        pp_runs, tg_runs, pp_cpu, tg_cpu = [], [], [], []
+        threads = max(1, request.threads)
         for _ in range(request.repetitions):
-            pp_s = _time_prompt(session, prompt)
+            pp_s, cpu_s = _time_prompt(session, prompt)
             pp_runs.append(len(prompt) / pp_s if pp_s > 0 else 0.0)
-            tg_s = _time_generation(session, first, gen)
+            pp_cpu.append(cpu_s / (pp_s * threads) if pp_s > 0 else 0.0)
+            tg_s, cpu_s = _time_generation(session, first, gen)
             tg_runs.append(len(gen) / tg_s if tg_s > 0 else 0.0)
+            tg_cpu.append(cpu_s / (tg_s * threads) if tg_s > 0 else 0.0)
     finally:
         session.close()
     system_info = llama_cpp.llama_print_system_info()
@@ -293,12 +349,16 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         load_time_s=load_time_s,
         threads=request.threads,
         prompt=SpeedSamples(
-            f"pp{request.prompt_tokens}", request.prompt_tokens, tuple(pp_runs)
+            f"pp{request.prompt_tokens}",
+            request.prompt_tokens,
+            tuple(pp_runs),
+            tuple(pp_cpu),
         ),
         generation=SpeedSamples(
             f"tg{request.generation_tokens}",
             request.generation_tokens,
             tuple(tg_runs),
+            tuple(tg_cpu),
         ),
         load_average_before=load_before,
         load_average_after=_load_average(),
@@ -306,6 +366,7 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         cpu_model=cpu_model_name(),
         bench_context_tokens=bench_ctx,
         notes=tuple(notes),
+        priority=priority,
     )
 
 

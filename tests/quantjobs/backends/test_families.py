@@ -21,6 +21,7 @@ from planner.engine.weights import artifact_bytes
 from quantjobs.backends.base import EvaluateRequest, QuantizeRequest
 from quantjobs.backends.families import (
     FAMILY_NAMES,
+    PLAN_ONLY_FAMILIES,
     SUPPORTED_FAMILIES,
     unsupported_reason,
 )
@@ -41,12 +42,21 @@ def nothing(*_args: object) -> None:
 
 
 def test_every_catalog_family_is_in_the_table_and_has_a_tiny_checkpoint() -> None:
-    catalog = {m.spec.model_type for m in load_models()}
+    # gpt-oss and Llama 4 are planned only, each with a stated reason
+    catalog = {m.spec.model_type for m in load_models()} - set(PLAN_ONLY_FAMILIES)
     assert catalog <= set(FAMILY_NAMES)
     assert catalog <= SUPPORTED_FAMILIES["gguf"]
     # Gemma 3's text checkpoint (gemma3_text) stands for both Gemma 3 types.
     built = {name.split(".")[0] for name in FAMILIES} | {"gemma3_text"}
     assert set(FAMILY_NAMES) <= built
+
+
+def test_a_plan_only_family_is_refused_with_its_reason() -> None:
+    for method in SUPPORTED_FAMILIES:
+        reason = unsupported_reason(method, "gpt_oss")
+        assert reason and "gpt-oss" in reason and "MXFP4" in reason
+    assert "Llama 4" in (unsupported_reason("gguf", "llama4_text") or "")
+    assert {"gpt_oss", "llama4_text"} <= {m.spec.model_type for m in load_models()}
 
 
 def test_an_unsupported_family_is_named_with_what_to_use_instead() -> None:

@@ -103,3 +103,28 @@ def test_a_file_llama_cpp_cannot_load_fails_with_its_reason(tmp_path: Path) -> N
         BackendError, match=r"serving measurement of bogus.gguf failed: .*bogus.gguf"
     ):
         measure_serving(small(model_path=bogus))
+
+
+def test_each_run_records_the_cpu_share_it_got(measured: ServingMeasurement) -> None:
+    for samples in (measured.prompt, measured.generation):
+        shares = samples.runs_cpu_share
+        assert len(shares) == len(samples.runs_tokens_per_s) == 3
+        # CPU seconds over wall x threads: positive, and 2 threads cannot use
+        # much more than 2 cores' time.
+        assert all(0 < share < 1.2 for share in shares)
+        summary = samples.summary()
+        contended = sum(1 for s in shares if s < 0.9)
+        assert summary["contended_runs"] == contended
+    assert measured.priority == "normal"
+
+
+def test_real_time_priority_is_used_when_asked_for_or_its_refusal_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QUANTPLAN_SERVING_PRIORITY", "realtime")
+    measured = measure_serving(small(prompt_tokens=16, generation_tokens=4))
+    if measured.priority == "realtime":
+        assert not any("refused" in note for note in measured.notes)
+    else:  # no permission (not root, no CAP_SYS_NICE): measured as usual, said so
+        assert measured.priority == "normal"
+        assert any("real-time priority refused" in note for note in measured.notes)

@@ -1,0 +1,111 @@
+"""bench/serving_load.py: llama-server under a bounded load, against the latency model."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.serving_load import (
+    LoadSettings,
+    compare,
+    main,
+    model_points,
+    parse_args,
+    percentile,
+    serve_all,
+    server_command,
+    settings_from,
+)
+from planner.engine.device import WorkerFingerprint, device_from_fingerprint
+from quantjobs.samples import sample_path
+
+FINGERPRINT = {
+    "cpu_model": "AMD EPYC",
+    "cores_used": 2,
+    "system_info": "AVX = 1 | AVX2 = 1 | AVX512 = 1",
+    "memory_bandwidth_bytes_per_s": 28e9,
+}
+
+
+def test_each_slot_count_gets_its_own_unified_cache_sized_for_its_slots() -> None:
+    s = LoadSettings(prompt_tokens=128, output_tokens=32)
+    assert s.context_per_slot == 256
+    cmd = server_command("llama-server", "m.gguf", slots=4, port=8123, s=s)
+    joined = " ".join(cmd)
+    assert "-np 4" in joined and "--kv-unified" in cmd
+    assert "-c 1024" in joined  # 4 slots x 256 tokens
+    assert "-ngl 0" in joined and "--cache-ram 0" in joined
+    assert "--host 127.0.0.1" in joined and "--port 8123" in joined
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--prompt", "0"], "--prompt must be between"),
+        (["--output", "1"], "--output must be between"),
+        (["--requests", "0"], "--requests must be between"),
+        (["--slots", "1,0"], "--slots must list"),
+        (["--slots", "one"], "comma-separated"),
+    ],
+)
+def test_settings_that_cannot_be_measured_are_refused(
+    argv: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        settings_from(parse_args(argv))
+
+
+def test_a_refused_setting_exits_2_with_the_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--slots", "0"]) == 2
+    assert "--slots must list" in capsys.readouterr().err
+
+
+def test_check_prints_one_server_per_slot_count_and_runs_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--check", "--slots", "1,8"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any("-np 1 " in line for line in out)
+    assert any("-np 8 " in line for line in out)
+
+
+def test_nearest_rank_percentile() -> None:
+    values = [float(i) for i in range(1, 21)]
+    assert percentile(values, 50) == 10.0
+    assert percentile(values, 95) == 19.0
+    assert percentile([3.0], 95) == 3.0
+
+
+def test_the_model_batches_slots_and_the_error_is_relative_to_the_measurement() -> None:
+    device = device_from_fingerprint(WorkerFingerprint.from_dict(FINGERPRINT))
+    s = LoadSettings()
+    model = model_points(device, s)
+    assert list(model) == [1, 2, 4, 8]
+    # More slots: each token and each first token wait longer.
+    assert model[8]["tpot_mean_s"] > model[1]["tpot_mean_s"]
+    assert model[8]["ttft_mean_s"] > model[1]["ttft_mean_s"]
+    measured = [
+        {"slots": n, "requests": 4, **{k: v * 2 for k, v in model[n].items()}}
+        for n in model
+    ]
+    rows = compare(measured, model)
+    assert all(r["error_tpot_mean_s_pct"] == pytest.approx(-50.0) for r in rows)
+
+
+@pytest.mark.slow
+def test_llama_server_serves_every_slot_count_and_reports_what_clients_saw() -> None:
+    from tests.llama_tools import ensure_llama_tool
+
+    binary = ensure_llama_tool("llama-server")
+    s = LoadSettings(
+        prompt_tokens=16, output_tokens=8, requests_per_client=2, slots=(1, 2)
+    )
+    measured = serve_all(binary, sample_path("smollm2-135m-instruct-q4_1"), s)
+    assert [m["slots"] for m in measured] == [1, 2]
+    for m in measured:
+        assert m["requests"] == 2 * m["slots"]
+        assert 0 < m["ttft_mean_s"] <= m["ttft_p95_s"]
+        assert 0 < m["tpot_mean_s"] <= m["tpot_p95_s"]
+        # The server's own per-token time agrees with what the clients saw.
+        assert m["server_tpot_mean_s"] == pytest.approx(m["tpot_mean_s"], rel=0.5)
