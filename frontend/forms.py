@@ -54,7 +54,31 @@ class JobForm(forms.Form):
     formats = forms.CharField(
         max_length=400,
         initial="gguf-Q4_K_M",
-        help_text="One or more formats separated by commas, e.g. gguf-Q8_0, gguf-Q4_K_M.",
+        required=False,
+        help_text="One or more formats separated by commas, e.g. gguf-Q8_0, gguf-Q4_K_M. "
+        "For a search: the candidates (empty: Q2_K to Q8_0 for GGUF).",
+    )
+    search_metric = forms.ChoiceField(
+        choices=[
+            ("", "No search: make every format"),
+            ("perplexity_change_pct", "Smallest format within a perplexity change (%)"),
+            ("kl_divergence", "Smallest format within a KL divergence (nats)"),
+            (
+                "exact_match_drop_points",
+                "Smallest format within an exact-match drop (points; needs a "
+                "prompt/answer .jsonl)",
+            ),
+        ],
+        required=False,
+        label="Search",
+        help_text="Tries the formats smallest first and stops at the first whose "
+        "measured loss is within the bar. GGUF searches run on CPU workers; AWQ "
+        "and GPTQ candidates need a GPU worker.",
+    )
+    search_max = forms.FloatField(
+        required=False,
+        label="Search bar",
+        help_text="The largest loss to accept, e.g. 3 (%), 0.05 (KLD) or 5 (points).",
     )
     source_kind = forms.ChoiceField(
         choices=Job.SourceKind.choices, initial=Job.SourceKind.SAMPLE, label="Source"
@@ -136,7 +160,7 @@ class JobForm(forms.Form):
     def clean_formats(self) -> list[str]:
         raw = self.cleaned_data["formats"]
         parts = [p.strip() for p in raw.replace("\n", ",").split(",") if p.strip()]
-        if not parts:
+        if not parts and not self.data.get("search_metric"):
             raise forms.ValidationError("Enter at least one format.")
         return parts
 

@@ -13,12 +13,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from frontend.plan_views import MAX_COMPARED
 from quantjobs import selectors, services
+from quantjobs.estimates import job_queue_outlook
 from quantjobs.models import Job
 
 
 def outlook_dict(job: Job) -> dict[str, Any]:
     """The queue outlook of a job as plain data for the page and its script."""
-    outlook = selectors.job_queue_outlook(job=job)
+    outlook = job_queue_outlook(job=job)
     return dict(outlook.__dict__)
 
 

@@ -18,8 +18,9 @@ from frontend.models import ApiToken
 from quantjobs import selectors, services
 from quantjobs.broker import BrokerUnavailable
 from quantjobs.downloads import answers_jsonl_response, artifact_response
+from quantjobs.estimates import job_queue_outlook
 from quantjobs.models import Job
-from quantjobs.presenters import result_row
+from quantjobs.presenters import result_row, search_rows
 from quantjobs.sources import source_model
 from quantjobs.uploads import UploadError, calibration_text_store
 
@@ -145,7 +146,10 @@ def _job_initial(
         # The plan's own model, not the sample: the user picks a stand-in knowingly.
         initial["source_kind"] = plan_source.kind
         initial["source_ref"] = plan_source.ref
-    for key in ("method", "formats", "source_kind", "source_ref", "plan", "name"):
+    for key in (
+        "method", "formats", "source_kind", "source_ref", "plan", "name",
+        "search_metric", "search_max",
+    ):  # fmt: skip
         if key in request.GET:
             initial[key] = request.GET[key]
     return initial
@@ -178,6 +182,8 @@ def _create_job(request: HttpRequest, form: JobForm) -> Any:
             eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
+            search_metric=data.get("search_metric") or "",
+            search_max=data.get("search_max"),
         )
     except services.JobInputError as exc:
         # A hidden field (plan) shows no errors of its own: report it above the form.
@@ -214,7 +220,8 @@ def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "results": results,
             "waiting": waiting,
             "log_tail": job.log_lines,
-            "outlook": selectors.job_queue_outlook(job=job),
+            "outlook": job_queue_outlook(job=job),
+            "search_rows": search_rows(job.search or {}, terminal=job.is_terminal),
             **recipes,
         },
     )

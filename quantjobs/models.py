@@ -112,6 +112,12 @@ class Job(models.Model):
     sends = models.PositiveSmallIntegerField(
         default=0, help_text="Messages sent for it (the first, then resends)."
     )
+    search = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="An accuracy-aware search: its bar, candidates, trail and answer "
+        "(quantjobs.search); empty for a plain job.",
+    )
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

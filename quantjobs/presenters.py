@@ -73,17 +73,34 @@ def _answers_url(instance: JobResult, request: Any) -> str | None:
 
 
 def calibration_fields(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """Which calibration text was used, and the tokens the importance matrix used."""
+    """Which calibration text was used and the tokens really used: the importance
+    matrix's (chunks x context) or AWQ/GPTQ's (samples x sequence length)."""
     meta = metrics.get("metadata") or {}
     imatrix = meta.get("imatrix") or {}
     source = meta.get("calibration_source")
     if not source and not imatrix:
         return None
+    samples = meta.get("calibration_samples")
+    seq_len = meta.get("calibration_seq_len")
+    tokens: int | None = None
+    how = ""
+    if imatrix.get("tokens"):
+        tokens = int(imatrix["tokens"])
+        how = f"importance matrix, {imatrix.get('chunks')} chunks"
+    elif isinstance(samples, int) and isinstance(seq_len, int):
+        tokens = samples * seq_len
+        how = f"{samples} samples x {seq_len} tokens"
     return {
         "source": source,
         "importance_matrix": bool(imatrix),
         "imatrix_tokens": imatrix.get("tokens"),
         "imatrix_chunks": imatrix.get("chunks"),
+        "imatrix_seconds": imatrix.get("seconds"),
+        "calibration_samples": samples,
+        "calibration_seq_len": seq_len,
+        # None: this format used no calibration at all (e.g. Q8_0 without imatrix).
+        "tokens_used": tokens,
+        "tokens_used_how": how,
     }
 
 
@@ -190,3 +207,38 @@ def speed_fields(metrics: dict[str, Any], projection: dict[str, Any]) -> dict[st
             ],
         },
     }
+
+
+def search_rows(search: dict[str, Any], *, terminal: bool) -> list[dict[str, Any]]:
+    """Every candidate of a search in the order tried, with its verdict: passed,
+    failed (measured value against the bar, or why not measured), not tried
+    (the search stopped earlier) or pending."""
+    tried = {t["format"]: t for t in search.get("trail", [])}
+    rows = []
+    for number, candidate in enumerate(search.get("candidates", []), start=1):
+        fmt = candidate["format"]
+        trial = tried.get(fmt)
+        if trial is not None:
+            verdict = "passed" if trial["passed"] else "failed"
+            reason = trial["reason"]
+        elif terminal:
+            verdict = "not tried"
+            reason = (
+                "a smaller format already passed"
+                if search.get("answer")
+                else "the search stopped before it"
+            )
+        else:
+            verdict, reason = "pending", ""
+        rows.append(
+            {
+                "number": number,
+                "format": fmt,
+                "projected_bytes": candidate.get("projected_bytes"),
+                "value": trial.get("value") if trial else None,
+                "verdict": verdict,
+                "reason": reason,
+                "answer": fmt == search.get("answer"),
+            }
+        )
+    return rows

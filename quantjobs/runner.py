@@ -113,6 +113,12 @@ def build_child_request(job: Job, work_dir: Path) -> dict[str, Any]:
         "eval_text_path": job.eval_text_path or None,
         "options": job.options or {},
         "threads": settings.QUANTPLAN_WORKER_THREADS,
+        # A search: the child judges each candidate and stops at the first within.
+        "search": (
+            {"metric": job.search["metric"], "max": job.search["max"]}
+            if job.search
+            else None
+        ),
     }
 
 
@@ -269,6 +275,10 @@ def _handle_event(
         publish_result(job=job, event=event)
         outcome.results.append(event)
         job.append_log(f"{event.get('format')}: artifact checked and stored")
+    elif kind == "trial":
+        from quantjobs.search import search_record_trial
+
+        search_record_trial(job=job, event=event)
     elif kind == "error":
         outcome.error = event
     elif kind == "done":
@@ -428,6 +438,10 @@ def execute(job: Job) -> None:
     """Run a claimed (RUNNING) job to a terminal status (or back to the queue)."""
     # A retry replaces what an earlier, lost attempt may have left.
     discard_published(job)
+    if job.search:
+        from quantjobs.search import search_reset
+
+        search_reset(job=job)
     work_dir = work_dir_for(job)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
@@ -541,6 +555,11 @@ def _limit_hit(outcome: ChildOutcome, stderr_tail: str) -> str | None:
 def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> None:
     reason = _failure(job, outcome, stderr_tail)
     if reason is None:
+        if job.search:
+            # Answered either way: a format within the bar, or "none meets it".
+            from quantjobs.search import search_conclude
+
+            search_conclude(job=job)
         if conclude(job, Job.Status.SUCCEEDED):
             job.append_log("Succeeded.")
         return
@@ -550,6 +569,12 @@ def _finish_from_outcome(job: Job, outcome: ChildOutcome, stderr_tail: str) -> N
     else:  # a crash: the first format it had not finished
         failed = next((f for f in job.formats if f not in stored), "") if stored else ""
     format_errors = {failed: reason} if failed else {}
+    if job.search:
+        from quantjobs.search import search_conclude
+
+        search_conclude(
+            job=job, stopped_by=f"{failed or 'a candidate'} failed: {reason}"
+        )
     if stored:
         left = [f for f in job.formats if f not in stored and f != failed]
         message = (

@@ -147,12 +147,18 @@ def job_create(
     eval_file: UploadedFile | None = None,
     options: dict[str, Any] | None = None,
     plan_id: Any = None,
+    search_metric: str = "",
+    search_max: float | None = None,
 ) -> Job:
     """Validate a job request, store it QUEUED and enqueue it after commit.
 
     ``eval_file`` (a user's evaluation text) is checked and stored only once
     everything else is accepted, and removed if the job is not created after all, so
     a refused request leaves no file. The queue follows from the method alone.
+
+    With ``search_metric`` and ``search_max`` the job is an accuracy-aware search:
+    ``formats`` are its candidates (default: the method's usual ladder), tried
+    smallest first until one's measured loss is within the bar (quantjobs.search).
     """
     from quantjobs.sources import SourceError, validate_source
 
@@ -161,6 +167,11 @@ def job_create(
             f"Unknown method {method!r}; choose one of: {', '.join(METHOD_QUEUES)}.",
             field="method",
         )
+    bar = _search_bar(search_metric, search_max)
+    if bar is not None and not formats:
+        from quantjobs.search import DEFAULT_CANDIDATES
+
+        formats = list(DEFAULT_CANDIDATES.get(method, []))
     canonical = _canonical_formats(method, list(formats))
     try:
         ref, model_id = validate_source(
@@ -200,6 +211,26 @@ def job_create(
 
     # Read before the transaction: a GGUF is inspected in a child process.
     model_spec = spec_json_for_source(kind=source_kind, ref=ref, user_id=user.pk)
+    search: dict[str, Any] = {}
+    if bar is not None:
+        from quantjobs.search import new_search, sized_candidates
+
+        plan_report = None
+        if plan_id is not None:
+            from planner.models import Plan
+
+            plan_report = (
+                Plan.objects.filter(pk=plan_id).values_list("report", flat=True).first()
+            )
+        candidates, basis = sized_candidates(
+            method=method,
+            formats=canonical,
+            model_spec=model_spec,
+            model_id=model_id,
+            plan_report=plan_report,
+        )
+        canonical = [c["format"] for c in candidates]
+        search = new_search(bar, candidates, basis)
     stored_eval = ""
     if eval_file is not None:
         from quantjobs.uploads import UploadError, eval_text_store
@@ -212,6 +243,8 @@ def job_create(
             raise JobInputError(str(exc), field="eval_file") from None
         eval_text_path = stored_eval
     try:
+        if bar is not None:
+            _check_search_eval(bar.metric, eval_text_path, eval_text_name)
         with transaction.atomic():
             # One submission per user at a time, or a burst passes the quota between
             # count and insert: this no-op write locks the user's row (PostgreSQL) or
@@ -235,6 +268,7 @@ def job_create(
                 options=options or {},
                 queue=chosen_queue,
                 plan_id=plan_id,
+                search=search,
             )
             job.append_log(f"Queued on the {chosen_queue} queue.")
             _log_what_is_measured(job)
@@ -244,6 +278,57 @@ def job_create(
             Path(stored_eval).unlink(missing_ok=True)
         raise
     return job
+
+
+def _search_bar(metric: str, max_value: float | None) -> Any:
+    """The validated bar of a search request, or None for a plain job."""
+    if not metric and max_value is None:
+        return None
+    from planner.engine.search import METRICS
+    from quantjobs.search import SearchError, search_bar_from_input
+
+    if not metric:
+        raise JobInputError(
+            f"Say what the search bar measures: one of {', '.join(METRICS)}.",
+            field="search_metric",
+        )
+    if max_value is None:
+        raise JobInputError(
+            "Give the largest loss the search may accept (search_max), e.g. 3 for "
+            "a 3% perplexity change.",
+            field="search_max",
+        )
+    try:
+        bar = search_bar_from_input(metric, max_value)
+    except SearchError as exc:
+        field = "search_metric" if metric not in METRICS else "search_max"
+        raise JobInputError(str(exc), field=field) from None
+    return bar
+
+
+def _check_search_eval(metric: str, eval_text_path: str, eval_text_name: str) -> None:
+    """An exact-match bar needs prompt/answer pairs to score: refuse it without."""
+    from planner.engine.search import EXACT_MATCH_DROP_POINTS
+
+    if metric != EXACT_MATCH_DROP_POINTS:
+        return
+    from quantjobs.evaltext import EvalTextError, parse_eval_file
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    if eval_text_path:
+        path = Path(eval_text_path)
+        try:
+            parsed = parse_eval_file(eval_text_name or path.name, path.read_bytes())
+            pairs = parsed.qa_pairs
+        except (OSError, EvalTextError):
+            pairs = ()
+    if not pairs:
+        raise JobInputError(
+            "An exact-match bar needs a prompt/answer set: upload a .jsonl evaluation "
+            'file with {"prompt": ..., "answer": ...} lines, or choose the perplexity '
+            "change or KL divergence bar.",
+            field="eval_file",
+        )
 
 
 def _log_what_is_measured(job: Job) -> None:
@@ -303,6 +388,8 @@ def job_rerun(*, job: Job, user: AbstractBaseUser) -> Job:
         eval_text_name=job.eval_text_name,
         options={k: v for k, v in job.options.items() if not k.startswith("_")},
         plan_id=job.plan_id,
+        search_metric=str((job.search or {}).get("metric") or ""),
+        search_max=(job.search or {}).get("max"),
     )
 
 

@@ -19,7 +19,31 @@ class JobCreateInput(serializers.Serializer[Any]):
 
     method = serializers.ChoiceField(choices=Job.Method.choices)
     formats = serializers.ListField(
-        child=serializers.CharField(max_length=64), min_length=1, max_length=12
+        child=serializers.CharField(max_length=64),
+        min_length=1,
+        max_length=12,
+        required=False,
+        help_text="The formats to make; for a search, its candidates (default: the "
+        "method's usual ladder, e.g. Q2_K ... Q8_0), tried smallest first.",
+    )
+    # Accuracy-aware search: the smallest candidate whose measured loss is within
+    # the bar. GGUF runs on CPU workers; AWQ and GPTQ candidates need a GPU worker.
+    search_metric = serializers.ChoiceField(
+        choices=[
+            ("perplexity_change_pct", "perplexity change, %"),
+            ("kl_divergence", "KL divergence, nats"),
+            ("exact_match_drop_points", "exact-match drop, points (needs a "
+             "prompt/answer .jsonl eval_file)"),
+        ],
+        required=False,
+        help_text="Makes the job a search: try the candidates smallest first and "
+        "stop at the first within search_max. GGUF searches run on CPU workers; "
+        "AWQ and GPTQ need a GPU worker.",
+    )  # fmt: skip
+    search_max = serializers.FloatField(
+        required=False,
+        help_text="The largest loss to accept: 3 for 3% perplexity change, 0.05 for "
+        "a KLD of 0.05, 5 for 5 exact-match points.",
     )
     source_kind = serializers.ChoiceField(
         choices=Job.SourceKind.choices, default=Job.SourceKind.SAMPLE
@@ -121,7 +145,15 @@ class JobOutput(serializers.ModelSerializer[Job]):
     ``status`` PARTIAL means some formats succeeded (their results and artifacts
     stay, downloadable and counted in the storage quota) and one failed;
     ``format_outcomes`` says, per format, which.
+
+    ``search`` (empty for a plain job): the bar, the candidates smallest first, the
+    ``trail`` of those tried (measured value, passed, why), the ``answer`` and
+    ``summary``. A search that finds no format within its bar still SUCCEEDS,
+    with ``answer`` null and ``closest``/``closest_value`` naming the nearest miss;
+    only the answer's (or the closest miss's) artifact is kept.
     """
+
+    search = serializers.JSONField(read_only=True)
 
     results = ResultOutput(many=True, read_only=True)
     format_outcomes = FormatOutcomeOutput(many=True, read_only=True)
@@ -156,6 +188,7 @@ class JobOutput(serializers.ModelSerializer[Job]):
             "duration_s",
             "waiting_for",
             "plan",
+            "search",
             "format_outcomes",
             "results",
             "log",

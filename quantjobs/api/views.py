@@ -69,7 +69,7 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
         return services.job_create(
             user=request.user,
             method=data["method"],
-            formats=data["formats"],
+            formats=data.get("formats") or [],
             source_kind=data.get("source_kind") or Job.SourceKind.SAMPLE,
             source_ref=data.get("source_ref") or "",
             source_revision=data.get("source_revision") or "",
@@ -77,6 +77,8 @@ def create_job_from_input(request: Request, data: dict[str, Any]) -> Job:
             eval_file=data.get("eval_file") or None,
             options=options,
             plan_id=data.get("plan"),
+            search_metric=data.get("search_metric") or "",
+            search_max=data.get("search_max"),
         )
     except services.JobInputError as exc:
         raise ValidationError({exc.field: [str(exc)]}) from None

@@ -250,6 +250,11 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
         )
 
     formats: list[str] = list(request["formats"])
+    search = request.get("search") or None
+    if search:
+        reporter.log(
+            f"search: {len(formats)} candidates, smallest first: " + ", ".join(formats)
+        )
     shared_dir = work_dir / "shared"
     shared_dir.mkdir(exist_ok=True)
     share = 0.95 / len(formats)
@@ -346,7 +351,28 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 "reference": reference,
             }
         )
+        if search and _search_trial(search, quantized.format, measured, reporter):
+            left = len(formats) - index - 1
+            if left:
+                reporter.log(
+                    f"search: stopping early; {left} larger candidate"
+                    f"{'s' if left > 1 else ''} not tried"
+                )
+            break
     reporter.current_format = ""
+
+
+def _search_trial(
+    search: dict[str, Any], fmt: str, measured: EvaluateResult, reporter: Reporter
+) -> bool:
+    """Judge one candidate against the search bar, report it; True: stop here."""
+    from planner.engine.search import judge, loss_from_metrics, search_bar
+
+    bar = search_bar(str(search["metric"]), search["max"])
+    value = loss_from_metrics(bar.metric, dataclasses.asdict(measured))
+    trial = judge(bar, fmt, value)
+    reporter.emit({"event": "trial", **trial.to_dict()})
+    return trial.passed
 
 
 def die_with_parent() -> None:

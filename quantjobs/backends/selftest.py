@@ -5,12 +5,16 @@ text artifact; ``evaluate`` reports neutral numbers for it. Operators run it to
 check a new worker; the test suite runs it to check the job machinery. Options
 exercise the machinery's edges: ``fail`` (every format) or ``fail_format`` (one
 format) raise a backend error, ``allocate_bytes`` asks for that much memory and
-``spin_s`` burns CPU time, to check a worker's resource limits.
+``spin_s`` burns CPU time, to check a worker's resource limits;
+``metrics_by_format`` (``{format: {"perplexity": 1.2, "kl_divergence": 0.1,
+"exact_match_drop_points": 4}}``) makes ``evaluate`` report those numbers, to
+drive a search's stop rule.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -62,6 +66,10 @@ class SelftestBackend:
         body = (
             f"Quantplan worker self-test, pid {os.getpid()}, {steps} steps\n".encode()
         )
+        wanted = (request.options.get("metrics_by_format") or {}).get(request.format)
+        if isinstance(wanted, dict):
+            # Carried in the artifact: evaluate() sees the file, not the options.
+            body += f"metrics {json.dumps(wanted)}\n".encode()
         digest = hashlib.sha256(body).hexdigest()
         final = request.work_dir / "selftest.txt"
         temp = final.with_suffix(".partial")
@@ -86,22 +94,27 @@ class SelftestBackend:
         ``quantize`` reached the evaluation step intact, then reports a perfect
         match (perplexity 1.0, no divergence, no speed).
         """
-        _verify_artifact(request.model_path)
+        wanted = _verify_artifact(request.model_path)
         progress(1.0, "Compared the artifact with itself")
         return EvaluateResult(
-            perplexity=1.0,
+            perplexity=float(wanted.get("perplexity", 1.0)),
             base_perplexity=1.0,
-            kl_divergence=0.0,
+            kl_divergence=float(wanted.get("kl_divergence", 0.0)),
             top1_agreement=1.0,
             tokens_evaluated=0,
             prompt_tokens_per_s=0.0,
             generation_tokens_per_s=0.0,
             peak_memory_bytes=0,
             load_time_s=0.0,
+            task=(
+                {"exact_match_drop": {"points": wanted["exact_match_drop_points"]}}
+                if "exact_match_drop_points" in wanted
+                else None
+            ),
         )
 
 
-def _verify_artifact(path: Path) -> None:
+def _verify_artifact(path: Path) -> dict[str, float]:
     try:
         content = path.read_bytes()
     except OSError as exc:
@@ -112,3 +125,8 @@ def _verify_artifact(path: Path) -> None:
     expected = b"sha256-of-above " + hashlib.sha256(body + b"\n").hexdigest().encode()
     if last != expected:
         raise BackendError(f"selftest: the artifact {path.name} fails its checksum.")
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("metrics "):
+            loaded = json.loads(line.removeprefix("metrics "))
+            return {str(k): float(v) for k, v in loaded.items()}
+    return {}

@@ -48,6 +48,12 @@ def test_the_child_uses_the_users_text_and_says_so(tmp_path: Any) -> None:
     assert where == "built-in" and default != text
 
 
+@pytest.fixture
+def logged_in_client(client: Any, user: Any) -> Any:
+    client.force_login(user)
+    return client
+
+
 @pytest.mark.django_db
 def test_the_api_refuses_a_bad_calibration_file_on_that_field(
     api: Any, redis_url: str
@@ -114,4 +120,55 @@ def test_the_result_says_which_text_calibrated_it_and_how_many_tokens(
         "importance_matrix": True,
         "imatrix_tokens": 2048,
         "imatrix_chunks": 4,
+        "imatrix_seconds": None,
+        "calibration_samples": None,
+        "calibration_seq_len": None,
+        "tokens_used": 2048,
+        "tokens_used_how": "importance matrix, 4 chunks",
     }
+
+
+@pytest.mark.django_db
+def test_awq_and_gptq_results_report_the_calibration_tokens_really_used(
+    api: Any, user: Any, logged_in_client: Any
+) -> None:
+    from quantjobs.models import Job, JobResult
+
+    job = Job.objects.create(
+        user=user, method="gptq", formats=["gptq-4bit-g64"], status="SUCCEEDED"
+    )
+    JobResult.objects.create(
+        job=job,
+        format="gptq-4bit-g64",
+        metrics={
+            "metadata": {
+                "calibration_source": "built-in",
+                "calibration_samples": 16,
+                "calibration_seq_len": 256,
+            }
+        },
+    )
+    (row,) = api.get(f"/api/v1/jobs/{job.pk}/").json()["results"]
+    assert row["calibration"]["tokens_used"] == 4096
+    assert row["calibration"]["tokens_used_how"] == "16 samples x 256 tokens"
+    html = logged_in_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'data-tokens="4096"' in html and "4096 tokens really used" in html
+
+
+@pytest.mark.django_db
+def test_a_type_without_an_importance_matrix_says_no_calibration_was_used(
+    api: Any, user: Any
+) -> None:
+    from quantjobs.models import Job, JobResult
+
+    job = Job.objects.create(
+        user=user, method="gguf", formats=["gguf-Q8_0"], status="SUCCEEDED"
+    )
+    JobResult.objects.create(
+        job=job,
+        format="gguf-Q8_0",
+        metrics={"metadata": {"calibration_source": "built-in"}},
+    )
+    (row,) = api.get(f"/api/v1/jobs/{job.pk}/").json()["results"]
+    assert row["calibration"]["tokens_used"] is None
+    assert row["calibration"]["importance_matrix"] is False

@@ -467,24 +467,21 @@ class GgufBackend:
         progress: ProgressFn,
         log: LogFn,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from quantjobs.backends.gguf.imatrix import compute_imatrix
+        from quantjobs.backends.gguf.imatrix import shared_imatrix
         from quantjobs.evaltext import default_calibration_text
 
-        text = request.calibration_text or default_calibration_text()
-        n_ctx = int(request.options.get("imatrix_context_tokens", 512))
         chunks = request.options.get("imatrix_chunks")
-        result = compute_imatrix(
-            base, text, n_ctx=n_ctx, max_chunks=int(chunks) if chunks else None,
-            threads=threads, progress=progress, log=log,
-        )  # fmt: skip
-        meta = {
-            "matrices": len(result.values),
-            "chunks": result.chunks,
-            "tokens": result.tokens,
-            "seconds": round(result.seconds, 3),
-            "source": "request" if request.calibration_text else "built-in",
-        }
-        return result.values, meta
+        return shared_imatrix(
+            base,
+            request.calibration_text or default_calibration_text(),
+            n_ctx=int(request.options.get("imatrix_context_tokens", 512)),
+            max_chunks=int(chunks) if chunks else None,
+            threads=threads,
+            shared=request.shared_dir,
+            source="request" if request.calibration_text else "built-in",
+            progress=progress,
+            log=log,
+        )
 
     # -- evaluation ----------------------------------------------------------
 

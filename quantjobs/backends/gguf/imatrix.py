@@ -31,7 +31,15 @@ import numpy.typing as npt
 
 from quantjobs.backends.base import BackendError, LogFn, ProgressFn
 
-__all__ = ["ImatrixResult", "compute_imatrix", "imatrix_c_array"]
+__all__ = [
+    "ImatrixResult",
+    "compute_imatrix",
+    "imatrix_c_array",
+    "imatrix_cache",
+    "imatrix_load",
+    "imatrix_store",
+    "shared_imatrix",
+]
 
 _GGML_MAX_DIMS = 4
 _GGML_MAX_SRC = 10
@@ -286,3 +294,93 @@ def imatrix_c_array(
     # array[len(entries)] stays zero-filled: the {NULL, NULL, 0} terminator.
     keep.append(array)
     return array, keep
+
+
+# A job's formats share one F16 base and one calibration text, so the matrix made
+# for the first format that needs one serves the others (every candidate of a
+# search with imatrix on): it is kept in the job's shared folder like the base.
+
+
+def imatrix_cache(
+    shared: Path | None, base: Path, text: str, n_ctx: int, chunks: object
+) -> tuple[Path, Path] | None:
+    """(values .npz, meta .json) of the matrix for this base, text and chunking in
+    the job's shared folder; None when the formats share nothing."""
+    if shared is None:
+        return None
+    import hashlib
+
+    key = hashlib.sha256(
+        f"{base.name}\0{n_ctx}\0{chunks}\0{text}".encode()
+    ).hexdigest()[:16]
+    return shared / f"imatrix-{key}.npz", shared / f"imatrix-{key}.json"
+
+
+def imatrix_load(
+    paths: tuple[Path, Path] | None,
+) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, Any]] | None:
+    """A matrix an earlier format stored (its meta marked ``reused``), or None."""
+    if paths is None or not paths[1].is_file():
+        return None
+    import json
+
+    with np.load(paths[0]) as stored:
+        values = {name: stored[name] for name in stored.files}
+    return values, {**json.loads(paths[1].read_text()), "reused": True}
+
+
+def imatrix_store(
+    paths: tuple[Path, Path],
+    values: dict[str, npt.NDArray[np.float32]],
+    meta: dict[str, Any],
+) -> None:
+    """Keep a computed matrix for the job's later formats; the meta file, written
+    last and renamed into place, marks it complete."""
+    import json
+    import os
+
+    values_path, meta_path = paths
+    partial = values_path.with_name(f".{values_path.stem}.partial.npz")
+    np.savez(partial, **values)  # type: ignore[arg-type]
+    os.replace(partial, values_path)
+    partial_meta = meta_path.with_name(f".{meta_path.name}.partial")
+    partial_meta.write_text(json.dumps(meta))
+    os.replace(partial_meta, meta_path)
+
+
+def shared_imatrix(
+    base: Path,
+    text: str,
+    *,
+    n_ctx: int,
+    max_chunks: int | None,
+    threads: int,
+    shared: Path | None,
+    source: str,
+    progress: ProgressFn,
+    log: LogFn,
+) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, Any]]:
+    """The job's importance matrix and what it used: made once, then reused."""
+    cached = imatrix_cache(shared, base, text, n_ctx, max_chunks)
+    reused = imatrix_load(cached)
+    if reused is not None:
+        log(
+            "using the importance matrix made for an earlier format of this job "
+            f"({reused[1].get('tokens', 0):,} calibration tokens)"
+        )
+        progress(1.0, "imatrix")
+        return reused
+    result = compute_imatrix(
+        base, text, n_ctx=n_ctx, max_chunks=max_chunks, threads=threads,
+        progress=progress, log=log,
+    )  # fmt: skip
+    meta = {
+        "matrices": len(result.values),
+        "chunks": result.chunks,
+        "tokens": result.tokens,
+        "seconds": round(result.seconds, 3),
+        "source": source,
+    }
+    if cached is not None:
+        imatrix_store(cached, result.values, meta)
+    return result.values, meta

@@ -48,9 +48,31 @@ class Command(BaseCommand):
             "--type",
             dest="types",
             action="append",
-            required=True,
-            help="Format, e.g. Q4_K_M (GGUF), awq-4bit-g64; repeatable.",
+            default=None,
+            help="Format, e.g. Q4_K_M (GGUF), awq-4bit-g64; repeatable. With "
+            "--search: the candidates (default: Q2_K ... Q8_0 for GGUF).",
         )
+        parser.add_argument(
+            "--search",
+            action="store_true",
+            help="Find the smallest format within a quality bar (one --max-... "
+            "option): candidates are tried smallest first, stopping at the first "
+            "that passes. GGUF runs on CPU workers; AWQ/GPTQ need a GPU worker.",
+        )
+        bars = parser.add_mutually_exclusive_group()
+        bars.add_argument(
+            "--max-ppl-change-pct", type=float, default=None,
+            help="Search bar: perplexity change in %% (e.g. 3).",
+        )  # fmt: skip
+        bars.add_argument(
+            "--max-kld", type=float, default=None,
+            help="Search bar: KL divergence in nats (e.g. 0.05).",
+        )  # fmt: skip
+        bars.add_argument(
+            "--max-exact-match-drop", type=float, default=None,
+            help="Search bar: exact-match drop in points; needs --eval with "
+            "prompt/answer lines.",
+        )  # fmt: skip
         parser.add_argument(
             "--eval", dest="eval_file", default=None, help=".txt or .jsonl"
         )
@@ -94,7 +116,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user = self._user(options["user"])
         method = options["method"]
-        formats = [self._format(method, t) for t in options["types"]]
+        formats = [self._format(method, t) for t in options["types"] or []]
+        search_metric, search_max = self._search_bar(options)
+        if not formats and not search_metric:
+            raise CommandError("Give at least one --type (or --search with a bar).")
         kind, ref = _source(options["source"])
         eval_path = Path(options["eval_file"]) if options["eval_file"] else None
         if eval_path is not None and not eval_path.is_file():
@@ -141,6 +166,8 @@ class Command(BaseCommand):
                     source_ref=ref,
                     eval_file=eval_file,
                     options=opts,
+                    search_metric=search_metric,
+                    search_max=search_max,
                 )
         except (
             services.JobInputError,
@@ -169,12 +196,50 @@ class Command(BaseCommand):
                 if reference["warning"]:
                     self.stdout.write(f"  warning: {reference['warning']}")
             for r in data["results"]:
+                size = (
+                    f"{r['artifact_bytes']:,} bytes"
+                    if r["artifact_bytes"] is not None
+                    else "file removed (search)"
+                )
                 self.stdout.write(
-                    f"  {r['format']}: {r['artifact_bytes']:,} bytes, PPL {r['perplexity']:.3f} "
+                    f"  {r['format']}: {size}, PPL {r['perplexity']:.3f} "
                     f"(reference {r['base_perplexity']:.3f}), KLD {r['kl_divergence']:.4f}"
                 )
+            self._write_search(data.get("search") or {})
         if options["wait"] and job.status != Job.Status.SUCCEEDED:
             raise CommandError(f"Job {job.pk} ended {job.status}: {job.error}")
+
+    def _search_bar(self, options: dict[str, Any]) -> tuple[str, float | None]:
+        """(metric, bar) from --search and its --max-... option, or ("", None)."""
+        given = [
+            (metric, options[key])
+            for metric, key in (
+                ("perplexity_change_pct", "max_ppl_change_pct"),
+                ("kl_divergence", "max_kld"),
+                ("exact_match_drop_points", "max_exact_match_drop"),
+            )
+            if options[key] is not None
+        ]
+        if not options["search"]:
+            if given:
+                raise CommandError("A --max-... bar only applies with --search.")
+            return "", None
+        if not given:
+            raise CommandError(
+                "--search needs a bar: --max-ppl-change-pct, --max-kld or "
+                "--max-exact-match-drop."
+            )
+        return given[0]
+
+    def _write_search(self, search: dict[str, Any]) -> None:
+        """The search's trail and answer, as the job page shows them."""
+        if not search:
+            return
+        self.stdout.write(f"  search: {search['label']}, smallest first")
+        for trial in search.get("trail", []):
+            self.stdout.write(f"    {trial['format']}: {trial['reason']}")
+        if search.get("summary"):
+            self.stdout.write(f"  {search['summary']}")
 
     def _format(self, method: str, text: str) -> str:
         if method == Job.Method.GGUF and not text.lower().startswith("gguf-"):

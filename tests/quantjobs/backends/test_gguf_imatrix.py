@@ -136,3 +136,32 @@ def test_q4_k_m_uses_an_importance_matrix_from_the_users_text_on_request(
     )
     meta = result.metadata["imatrix"]
     assert meta["source"] == "request" and meta["tokens"] == 512  # tokens really used
+
+
+@pytest.mark.slow
+def test_a_jobs_second_format_reuses_the_first_ones_importance_matrix(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    metas = []
+    for index, fmt in enumerate(("gguf-Q4_K_M", "gguf-Q6_K")):
+        out = tmp_path / f"out-{index}"
+        out.mkdir()
+        result = GgufBackend().quantize(
+            QuantizeRequest(
+                source_path=sample_path(SAMPLE),
+                source_kind="gguf",
+                format=fmt,
+                work_dir=out,
+                calibration_text=default_calibration_text(),
+                options={"imatrix": "on", "imatrix_chunks": 1},
+                shared_dir=shared,
+            ),
+            nothing,
+            nothing,
+        )
+        metas.append(result.metadata["imatrix"])
+    first, second = metas
+    assert "reused" not in first and second["reused"] is True
+    assert second["tokens"] == first["tokens"] == 512
