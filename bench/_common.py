@@ -124,13 +124,6 @@ def pct(measured: float, projected: float) -> float:
     return 100.0 * (projected - measured) / measured
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(seconds, result) of one call."""
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
 # --------------------------------------------------------------------------
 # The GGUF types of the sample, produced once with the product's GGUF backend
 # --------------------------------------------------------------------------
@@ -220,8 +213,3 @@ def gguf_tensor_bytes(path: Path) -> int:
 
     reader = GGUFReader(str(path))
     return int(sum(int(t.n_bytes) for t in reader.tensors))
-
-
-def fmt_mib(n: float | None) -> str:
-    """Bytes as MiB with one decimal (labelled by the caller)."""
-    return "-" if n is None else f"{n / MIB:,.1f}"

@@ -63,7 +63,7 @@ def run_llama_perplexity(
     model: Path, text_file: Path, *, chunks: int | None, extra: list[str]
 ) -> tuple[float, dict[str, float]]:
     """(wall seconds, parsed figures) of one llama-perplexity process."""
-    from quantjobs.backends.llama_eval import ensure_llama_perplexity
+    from tests.llama_tools import ensure_llama_perplexity
 
     binary = ensure_llama_perplexity()
     # Same flags as llama_perplexity_reference: one sequence per batch.
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return child(args.child, args.paths, args.chunks or None)
 
     rec = Recorder("eval_agreement", quick=args.quick)
-    from quantjobs.backends.llama_eval import ensure_llama_perplexity
     from quantjobs.evaltext import default_eval_text
+    from tests.llama_tools import ensure_llama_perplexity
 
     try:
         binary = ensure_llama_perplexity(rec.note, timeout_s=1800)

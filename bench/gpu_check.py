@@ -109,7 +109,7 @@ def run_awq(work: Path, text: str, calibration: str, quick: bool) -> dict[str, A
     """AWQ int4 g64 of the sample on CUDA, evaluated on the GPU."""
     from quantjobs.backends.awq import AwqBackend
     from quantjobs.backends.base import EvaluateRequest, QuantizeRequest
-    from quantjobs.backends.hf_convert import gguf_to_hf
+    from quantjobs.backends.gguf_to_hf import gguf_to_hf
     from quantjobs.samples import sample_path
 
     hf_dir = gguf_to_hf(sample_path(SAMPLE), work / "hf", _progress, _log)

@@ -34,8 +34,9 @@ from quantjobs.backends.base import (  # noqa: E402
     EvaluateRequest,
     QuantizeRequest,
 )
-from quantjobs.backends.hf_convert import convert_cached, sample_gguf_path  # noqa: E402
+from quantjobs.backends.gguf_to_hf import convert_cached  # noqa: E402
 from quantjobs.backends.torchq import corpus  # noqa: E402
+from quantjobs.samples import sample_path  # noqa: E402
 
 # (method, format, extra options)
 METHODS: list[tuple[str, str, dict[str, object]]] = [
@@ -208,7 +209,9 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="quant-methods-"))
     cache = Path(tempfile.gettempdir()) / "quantplan-tests" / "hf-convert"
-    source = convert_cached(sample_gguf_path(), cache, lambda f, s: None, print)
+    source = convert_cached(
+        sample_path("smollm2-135m-instruct-q4_1"), cache, lambda f, s: None, print
+    )
     plan = list(METHODS)
     if not args.no_gguf:
         plan += [("gguf", fmt, {}) for fmt in GGUF_FORMATS]

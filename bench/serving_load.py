@@ -5,7 +5,7 @@ load on loopback, and hold TTFT and time per output token against the latency mo
     python bench/serving_load.py [--prompt 128 --output 32 --requests 4] [--json PATH]
 
 The server is ``llama-server``, built from the llama.cpp sources of the pinned
-llama-cpp-python (``quantjobs.backends.gguf.tools.ensure_llama_tool``, as the
+llama-cpp-python (``tests/llama_tools.py``'s ``ensure_llama_tool``, as the
 ``llama-perplexity`` cross-check is built; ``--server PATH`` takes another build).
 One server per slot count: ``-np N`` slots over one unified KV cache, continuous
 batching, ``n_batch`` 2048 / ``n_ubatch`` 512 (llama-server's defaults), 2 threads,
@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rec = Recorder("serving_load", quick=args.quick)
     from quantjobs.backends.fingerprint import fingerprint
-    from quantjobs.backends.gguf.tools import ensure_llama_tool
+    from tests.llama_tools import ensure_llama_tool
 
     binary = args.server or ensure_llama_tool("llama-server", rec.note)
     fp = fingerprint(s.threads)

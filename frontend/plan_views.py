@@ -389,7 +389,8 @@ def plan_delete(request: HttpRequest, pk: str) -> HttpResponse:
 def recipe_context(request: HttpRequest, kind: str, pk: Any) -> dict[str, Any]:
     """The serving recipes of a plan or a job for ``_recipes.html`` (or why there are none)."""
     from planner.recipes import RecipeError
-    from planner.selectors import job_recipe_set, plan_recipe_set
+    from planner.selectors import plan_recipe_set
+    from quantjobs.recipes import job_recipe_set
 
     fmt = request.GET.get("recipe_format")
     build = plan_recipe_set if kind == "plan" else job_recipe_set

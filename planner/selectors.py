@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.http import Http404
 from django.urls import reverse
 
 from planner.engine.formats import parse_format
@@ -18,9 +19,21 @@ from planner.recipes import (
     plan_formats,
     recipes_for_plan_result,
 )
-from quantjobs import selectors as job_selectors
-from quantjobs.recipes import job_recipes
-from quantjobs.selectors import _get_owned
+
+
+def get_owned(queryset: QuerySet[Any], pk: Any) -> Any:
+    """The object of ``queryset`` (already scoped to its owner) with id ``pk``, or 404.
+
+    404 for another user's object and for a malformed id alike: ids leak nothing.
+    """
+    try:
+        return queryset.get(pk=pk)
+    except (queryset.model.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("Not found.") from exc
+    except Exception as exc:  # ValidationError for a malformed UUID
+        if exc.__class__.__name__ == "ValidationError":
+            raise Http404("Not found.") from exc
+        raise
 
 
 def plan_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Plan]:
@@ -30,7 +43,7 @@ def plan_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Plan]:
 
 def plan_get_for_user(*, user: AbstractBaseUser, plan_id: Any) -> Plan:
     """One of the user's plans, or 404."""
-    return _get_owned(plan_list_for_user(user=user), plan_id)
+    return get_owned(plan_list_for_user(user=user), plan_id)
 
 
 def comparison_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Comparison]:
@@ -42,16 +55,18 @@ def comparison_get_for_user(
     *, user: AbstractBaseUser, comparison_id: Any
 ) -> Comparison:
     """One of the user's comparisons, or 404."""
-    return _get_owned(comparison_list_for_user(user=user), comparison_id)
+    return get_owned(comparison_list_for_user(user=user), comparison_id)
 
 
-# Serving recipes of a plan or a job, with download URLs: what the API returns and
-# the pages render.
+# Serving recipes of a plan (and, through quantjobs.recipes, of a job), with
+# download URLs: what the API returns and the pages render.
 
 
-def _recipe_set(
-    fmt: str, formats: list[str], recipes: list[Recipe], route: str, pk: Any
+def recipe_set_with_urls(
+    *, fmt: str, formats: list[str], recipes: list[Recipe], route: str, pk: Any
 ) -> dict[str, Any]:
+    """A recipe set as the API returns it: each recipe with the URL of its download
+    (``route`` with ``pk`` and the recipe's id, for format ``fmt``)."""
     query = urlencode({"format": fmt})
     return {
         "format": fmt,
@@ -84,21 +99,10 @@ def plan_recipe_set(
     recipes = recipes_for_plan_result(
         plan.report, fmt, request=plan.request, source=f"Quantplan plan {plan.name}"
     )
-    fmt = parse_format(fmt).id
-    return _recipe_set(
-        fmt, plan_formats(plan.report), recipes, "api-plan-recipe-download", plan.pk
-    )
-
-
-def job_recipe_set(
-    *, user: AbstractBaseUser, job_id: Any, fmt: str | None
-) -> dict[str, Any]:
-    """The recipes of a user's job's artifact of ``fmt`` (default: its first), with
-    download URLs. Http404 for another user's job; NoArtifactYet before it has a file;
-    RecipeError for a format it has no file of.
-    """
-    job = job_selectors.job_get_for_user(user=user, job_id=job_id)
-    found = job_recipes(job=job, fmt=(fmt or "").strip()[:64] or None)
-    return _recipe_set(
-        found.format, found.formats, found.recipes, "api-job-recipe-download", job.pk
+    return recipe_set_with_urls(
+        fmt=parse_format(fmt).id,
+        formats=plan_formats(plan.report),
+        recipes=recipes,
+        route="api-plan-recipe-download",
+        pk=plan.pk,
     )

@@ -172,33 +172,11 @@ def model_resolve(
 def _model_from_upload(
     upload_id: str, user: AbstractBaseUser | None
 ) -> tuple[engine.ModelSpec, str]:
-    from quantjobs.modelspec import ModelSpecError, spec_from_json
-    from quantjobs.selectors import upload_find_for_user
+    from planner.model_sources import ModelSourceError, model_sources
 
-    found = upload_find_for_user(user=user, upload_id=upload_id)
-    if found is None:
-        raise PlanInputError(
-            "No such upload: pick one of your uploaded models (upload it first).",
-            field="upload",
-        )
-    if found.status != found.Status.READY:
-        why = (
-            "it is still being checked; plan it once it shows ready"
-            if found.status == found.Status.CHECKING
-            else f"it was refused: {found.reason}"
-        )
-        raise PlanInputError(
-            f"{found.name or found.filename} cannot be planned: {why}", field="upload"
-        )
-    stored = found.model_spec or {}
-    if "error" in stored or not stored:
-        why = stored.get("error") or "its shape was not read when it was uploaded"
-        raise PlanInputError(
-            f"{found.name or found.filename} cannot be planned: {why}", field="upload"
-        )
     try:
-        spec = spec_from_json(stored)
-    except ModelSpecError as exc:
+        spec = model_sources().upload_spec(user=user, upload_id=upload_id)
+    except ModelSourceError as exc:
         raise PlanInputError(str(exc), field="upload") from None
     return spec, spec.model_id
 
@@ -206,9 +184,12 @@ def _model_from_upload(
 def _model_from_path(text: str, *, any_path: bool) -> tuple[engine.ModelSpec, str]:
     from pathlib import Path
 
-    from quantjobs.modelspec import ModelSpecError, spec_from_path
-    from quantjobs.sources import SourceError, local_model_path
+    from planner.model_sources import ModelSourceError, model_sources
 
+    try:
+        sources = model_sources()
+    except ModelSourceError as exc:
+        raise PlanInputError(str(exc), field="path") from None
     if any_path:
         try:
             path = Path(text).expanduser().resolve()
@@ -218,12 +199,12 @@ def _model_from_path(text: str, *, any_path: bool) -> tuple[engine.ModelSpec, st
             raise PlanInputError(f"{text}: no such file or directory.", field="path")
     else:
         try:
-            path = local_model_path(text)
-        except SourceError as exc:
+            path = sources.local_path(text)
+        except ModelSourceError as exc:
             raise PlanInputError(str(exc), field="path") from None
     try:
-        spec = spec_from_path(path)
-    except ModelSpecError as exc:
+        spec = sources.path_spec(path)
+    except ModelSourceError as exc:
         raise PlanInputError(str(exc), field="path") from None
     return spec, spec.model_id
 

@@ -10,15 +10,19 @@ class QuantjobsConfig(AppConfig):
     name = "quantjobs"
 
     def ready(self) -> None:
-        """Offer the ledger to plans: the planner reads it without importing us."""
+        """Offer the planner what it reads without importing us: the ledger
+        (planner/measurements.py), uploads and local model files
+        (planner/model_sources.py)."""
         from planner.measurements import (
             register_calibration_source,
             register_device_source,
             register_measurement_source,
         )
         from quantjobs.calibration import speed_calibrations
+        from quantjobs.plan_sources import plan_sources_register
         from quantjobs.selectors import format_measurements_for_model, measuring_devices
 
         register_measurement_source(format_measurements_for_model)
         register_calibration_source(speed_calibrations)
         register_device_source(measuring_devices)
+        plan_sources_register()

@@ -1,6 +1,6 @@
 """Artifacts on disk: the one module that publishes them (hashed once, checked
-against what the backend reported, moved into place atomically, recorded with their
-result) and deletes them as a whole."""
+against the size the backend reported, moved into place atomically, recorded with
+their result) and deletes them as a whole."""
 
 from __future__ import annotations
 
@@ -64,15 +64,27 @@ def _move_atomically(source: Path, final: Path) -> None:
 
 
 def publish_artifact(
-    *, job: Job, fmt: str, temp_path: Path, expected_sha256: str | None
+    *,
+    job: Job,
+    fmt: str,
+    temp_path: Path,
+    sha256: str | None,
+    size_bytes: int | None,
 ) -> Artifact:
-    """Hash a finished file (the one hash of it this side makes), check it against
-    the backend's digest when it sent one, move it into the store, create its row."""
-    actual = sha256_file(temp_path)
-    if expected_sha256 and actual != expected_sha256:
+    """Move a finished file into the store and create its row.
+
+    Each file is hashed once: a digest the backend made of this very file (the GGUF
+    backend hashes what it has just verified) is recorded as it is, and a file it
+    did not hash is hashed here. A file whose size is not the one the backend
+    reported is refused, since it is not the file the backend described.
+    """
+    actual_bytes = temp_path.stat().st_size
+    if size_bytes is not None and actual_bytes != size_bytes:
         raise ArtifactCheckFailed(
-            f"{temp_path.name}: sha256 {actual} differs from the backend's {expected_sha256}"
+            f"{temp_path.name}: {actual_bytes} bytes, not the {size_bytes} the "
+            "backend reported"
         )
+    digest = sha256 or sha256_file(temp_path)
     artifact_id = uuid.uuid4()
     filename = _filename_for(job, fmt, temp_path)
     relative = Path(str(job.user_id)) / str(artifact_id) / filename
@@ -92,7 +104,7 @@ def publish_artifact(
             filename=filename,
             path=str(relative),
             size_bytes=final.stat().st_size,
-            sha256=actual,
+            sha256=digest,
             content_type="application/x-tar"
             if filename.endswith(".tar")
             else "application/octet-stream",
@@ -123,7 +135,8 @@ def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
             job=job,
             fmt=fmt,
             temp_path=source,
-            expected_sha256=str(event["sha256"]) if event.get("sha256") else None,
+            sha256=str(event["sha256"]) if event.get("sha256") else None,
+            size_bytes=_int_or_none(event.get("size_bytes")),
         )
         meta = event.get("metadata") or {}
         result, _ = JobResult.objects.update_or_create(
@@ -150,6 +163,13 @@ def publish_result(*, job: Job, event: dict[str, Any]) -> JobResult:
         )
     _record_calibration(result)
     return result
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _record_calibration(result: JobResult) -> None:

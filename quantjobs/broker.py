@@ -41,23 +41,6 @@ def broker_ping(timeout_s: float = 2.0) -> tuple[bool, str]:
     return True, "ok"
 
 
-def workers_online(timeout_s: float = 1.0) -> dict[str, list[str]]:
-    """Map of worker hostname to the queues it consumes, from a broadcast ping."""
-    from config.celery import app
-
-    try:
-        replies: dict[str, Any] | None = app.control.inspect(
-            timeout=timeout_s
-        ).active_queues()
-    except Exception:
-        logger.warning("worker inspection failed", exc_info=True)
-        return {}
-    return {
-        host: sorted(q["name"] for q in queues)
-        for host, queues in (replies or {}).items()
-    }
-
-
 RUN_JOB_TASK = "quantjobs.run_job"
 CHECK_UPLOAD_TASK = "quantjobs.check_upload"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner import engine
+from planner.model_sources import ModelSourceError
 
 MAX_CONFIG_BYTES = 1_000_000
 INSPECT_TIMEOUT_S = 60.0
@@ -25,7 +26,7 @@ SPLIT_NAME = re.compile(
 )
 
 
-class ModelSpecError(ValueError):
+class ModelSpecError(ModelSourceError):
     """A model whose shape cannot be read; the message says what to change."""
 
 

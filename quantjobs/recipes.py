@@ -1,8 +1,15 @@
-"""Serving recipes for a job's artifact, with its plan's numbers when it has a plan."""
+"""Serving recipes for a job's artifact, with its plan's numbers when it has a plan.
+
+A selector: the API (``quantjobs/api/recipes.py``) and the job page read a job's
+recipes here, never through the planner (which does not import quantjobs).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
 
 from planner.engine.catalog import CatalogError, get_model
 from planner.engine.formats import FormatError, parse_format
@@ -13,8 +20,9 @@ from planner.recipes import (
     recipes_for_artifact,
     recipes_for_plan_result,
 )
+from planner.selectors import recipe_set_with_urls
 from quantjobs.models import Artifact, Job
-from quantjobs.selectors import job_model
+from quantjobs.selectors import job_get_for_user, job_model
 
 SERVE_CONTEXT_TOKENS = 4096  # without a plan: a common serving context
 
@@ -100,4 +108,22 @@ def job_recipes(*, job: Job, fmt: str | None = None) -> JobRecipes:
         )
     return JobRecipes(
         format=artifact.format, formats=formats, artifact=artifact, recipes=recipes
+    )
+
+
+def job_recipe_set(
+    *, user: AbstractBaseUser, job_id: Any, fmt: str | None
+) -> dict[str, Any]:
+    """The recipes of a user's job's artifact of ``fmt`` (default: its first), with
+    download URLs. Http404 for another user's job; NoArtifactYet before it has a file;
+    RecipeError for a format it has no file of.
+    """
+    job = job_get_for_user(user=user, job_id=job_id)
+    found = job_recipes(job=job, fmt=(fmt or "").strip()[:64] or None)
+    return recipe_set_with_urls(
+        fmt=found.format,
+        formats=found.formats,
+        recipes=found.recipes,
+        route="api-job-recipe-download",
+        pk=job.pk,
     )

@@ -42,6 +42,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from quantjobs.artifacts import delete_artifact, publish_result
 from quantjobs.broker import job_enqueue, message_pending
 from quantjobs.models import Artifact, Job, JobResult
 
@@ -271,7 +272,7 @@ def _handle_event(
     elif kind == "model_config":
         _store_model_spec(job, event.get("config"))
     elif kind == "result":
-        publish_result(job, event)
+        publish_result(job=job, event=event)
         outcome.results.append(event)
         job.append_log(f"{event.get('format')}: artifact checked and stored")
     elif kind == "trial":
@@ -307,13 +308,6 @@ def _store_model_spec(job: Job, config: Any) -> None:
     job.model_spec = spec
 
 
-def publish_result(job: Job, event: dict[str, Any]) -> JobResult:
-    """Check an artifact the child wrote, move it into place, record it."""
-    from quantjobs.artifacts import publish_result as publish
-
-    return publish(job=job, event=event)
-
-
 def _stderr_tail(work_dir: Path) -> str:
     try:
         data = (work_dir / "stderr.log").read_bytes()[-STDERR_TAIL_CHARS:]
@@ -325,8 +319,6 @@ def _stderr_tail(work_dir: Path) -> str:
 def discard_published(job: Job) -> None:
     """Drop what an attempt published (files, rows, results), so nothing partial or
     left over from a lost attempt is listed, served or counted."""
-    from quantjobs.artifacts import delete_artifact
-
     for artifact in Artifact.objects.filter(job=job):
         delete_artifact(artifact)
     JobResult.objects.filter(job=job).delete()

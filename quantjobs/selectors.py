@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from planner.engine.quality import perplexity_change_pct
+from planner.selectors import get_owned
 from quantjobs.models import (
     Artifact,
     Job,
@@ -34,21 +35,9 @@ def job_list_for_user(
     return jobs
 
 
-def _get_owned(queryset: QuerySet[Any], pk: Any) -> Any:
-    # 404 for another user's object and for a malformed id alike: ids leak nothing.
-    try:
-        return queryset.get(pk=pk)
-    except (queryset.model.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("Not found.") from exc
-    except Exception as exc:  # ValidationError for a malformed UUID
-        if exc.__class__.__name__ == "ValidationError":
-            raise Http404("Not found.") from exc
-        raise
-
-
 def job_get_for_user(*, user: AbstractBaseUser, job_id: Any) -> Job:
     """One of the user's jobs, or 404."""
-    return _get_owned(job_list_for_user(user=user), job_id)
+    return get_owned(job_list_for_user(user=user), job_id)
 
 
 def job_result_get_for_user(
@@ -69,7 +58,7 @@ def artifact_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Artifact]:
 
 def artifact_get_for_user(*, user: AbstractBaseUser, artifact_id: Any) -> Artifact:
     """One of the user's artifacts, or 404."""
-    return _get_owned(artifact_list_for_user(user=user), artifact_id)
+    return get_owned(artifact_list_for_user(user=user), artifact_id)
 
 
 def upload_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUpload]:
@@ -84,7 +73,7 @@ def upload_ready_list_for_user(*, user: AbstractBaseUser) -> QuerySet[ModelUploa
 
 def upload_get_for_user(*, user: AbstractBaseUser, upload_id: Any) -> ModelUpload:
     """One of the user's uploads, or 404."""
-    return _get_owned(upload_list_for_user(user=user), upload_id)
+    return get_owned(upload_list_for_user(user=user), upload_id)
 
 
 def upload_find_for_user(
@@ -252,7 +241,7 @@ def job_results_for_compare(*, jobs: list[Job]) -> list[dict[str, Any]]:
 
 def tus_upload_get_for_user(*, user: AbstractBaseUser, tus_id: Any) -> TusUpload:
     """One of the user's resumable uploads in progress, or 404."""
-    return _get_owned(TusUpload.objects.filter(user=user), tus_id)
+    return get_owned(TusUpload.objects.filter(user=user), tus_id)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ from typing import Any
 
 from django.conf import settings
 
+from planner.model_sources import ModelSourceError
 from quantjobs.models import Job
 
 HF_VARIANT = "hf"
 
 
-class SourceError(ValueError):
+class SourceError(ModelSourceError):
     """The source a user named cannot be used; the message says what to change."""
 
 

@@ -1,4 +1,8 @@
-"""Celery tasks: thin wrappers that pass ids to services."""
+"""Celery tasks: thin wrappers that pass ids to services.
+
+There is no periodic task: every worker reaps stale jobs from its heartbeat thread
+(``quantjobs/worker.py`` → ``services.jobs_reap_stale``), so no beat process is needed.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,6 @@ def run_job(job_id: str) -> None:
     services.job_execute(
         job_id=job_id, worker=current_task.request.hostname or "worker"
     )
-
-
-@shared_task(name="quantjobs.reap_stale_jobs", ignore_result=True)
-def reap_stale_jobs() -> None:
-    """Requeue or fail jobs whose worker died; resend queued jobs the broker lost."""
-    services.jobs_reap_stale()
 
 
 @shared_task(name="quantjobs.check_upload", acks_late=True, ignore_result=True)

@@ -58,12 +58,46 @@ def test_the_domain_apps_never_import_the_pages(package: str) -> None:
     assert not {k: v for k, v in bad.items() if v}
 
 
+def _imports_by_function(path: Path) -> set[tuple[str, str]]:
+    """(the function an import sits in, or "" at module level; the module imported)."""
+    found: set[tuple[str, str]] = set()
+
+    def visit(node: ast.AST, where: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, where or child.name)
+                continue
+            if isinstance(child, ast.ImportFrom) and child.module:
+                found.add((where, child.module))
+            elif isinstance(child, ast.Import):
+                found.update((where, a.name) for a in child.names)
+            visit(child, where)
+
+    visit(ast.parse(path.read_text()), "")
+    return found
+
+
+def test_the_planner_never_imports_quantjobs() -> None:
+    found = {
+        (str(path.relative_to(ROOT)), where or "<module>", module)
+        for path in _modules("planner")
+        for where, module in _imports_by_function(path)
+        if module == "quantjobs" or module.startswith("quantjobs.")
+    }
+    assert not found, (
+        "the planner imports quantjobs; read uploads and local files through "
+        "planner/model_sources.py, measurements through planner/measurements.py, "
+        f"and job reads from quantjobs' own selectors: {sorted(found)}"
+    )
+
+
 def test_a_rule_break_is_seen(tmp_path: Path) -> None:
     page = tmp_path / "views.py"
     page.write_text(
         "def view():\n    from quantjobs.api.serializers import JobOutput\n"
     )
     assert "quantjobs.api.serializers" in _imports(page)
+    assert ("view", "quantjobs.api.serializers") in _imports_by_function(page)
 
 
 # What the planner must not reach into quantjobs for: measurements and the

@@ -1,9 +1,10 @@
-"""Serving recipes over REST: for a saved plan's format, or a finished job's artifact.
+"""Serving recipes over REST for a saved plan's format.
 
-``GET plans/{id}/recipes/?format=FMT`` and ``GET jobs/{id}/recipes/?format=FMT`` list
-the recipes (owner only, 404 otherwise); ``…/recipes/{recipe_id}/download/`` returns
-one as an attachment. The routes are ``urlpatterns`` below, included by
-``planner/api/urls.py``.
+``GET plans/{id}/recipes/?format=FMT`` lists the recipes (owner only, 404 otherwise);
+``…/recipes/{recipe_id}/download/`` returns one as an attachment. The routes are
+``urlpatterns`` below, included by ``planner/api/urls.py``. A job's recipes
+(``jobs/{id}/recipes/``) are served by ``quantjobs/api/recipes.py`` with the
+serializers and helpers defined here.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ from django.http import Http404, HttpResponse
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.schema import ErrorOutput
 from planner.recipes import RecipeError
-from planner.selectors import job_recipe_set, plan_recipe_set
-from quantjobs.recipes import NoArtifactYet
+from planner.selectors import plan_recipe_set
 
 FORMAT_PARAM = OpenApiParameter(
     "format",
@@ -61,30 +60,21 @@ class WeightFormatNegotiation(DefaultContentNegotiation):
     settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
 
 
-class NoArtifact(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "no_artifact"
-
-
-def _format_param(request: Request) -> str | None:
+def format_param(request: Request) -> str | None:
+    """The weight format a recipes request asks for (``?format=``), if any."""
     value = request.query_params.get("format")
     return value.strip()[:64] if value and value.strip() else None
 
 
-def _api_recipe_set(kind: str, request: Request, pk: str) -> dict[str, Any]:
+def _api_recipe_set(request: Request, pk: str) -> dict[str, Any]:
     try:
-        if kind == "plan":
-            return plan_recipe_set(
-                user=request.user, plan_id=pk, fmt=_format_param(request)
-            )
-        return job_recipe_set(user=request.user, job_id=pk, fmt=_format_param(request))
-    except NoArtifactYet as exc:
-        raise NoArtifact(str(exc)) from None
+        return plan_recipe_set(user=request.user, plan_id=pk, fmt=format_param(request))
     except RecipeError as exc:
         raise ValidationError({"format": [str(exc)]}) from None
 
 
-def _download(recipe_set: dict[str, Any], recipe_id: str) -> HttpResponse:
+def recipe_download(recipe_set: dict[str, Any], recipe_id: str) -> HttpResponse:
+    """One recipe of ``recipe_set`` as an attachment; 404 naming the ids there are."""
     recipes = recipe_set["recipes"]
     recipe = next((r for r in recipes if r["id"] == recipe_id), None)
     if recipe is None:
@@ -107,7 +97,7 @@ class PlanRecipesApi(APIView):
 
     @extend_schema(parameters=[FORMAT_PARAM], responses={200: RecipeSetOutput})
     def get(self, request: Request, pk: str) -> Response:
-        return Response(RecipeSetOutput(_api_recipe_set("plan", request, pk)).data)
+        return Response(RecipeSetOutput(_api_recipe_set(request, pk)).data)
 
 
 class PlanRecipeDownloadApi(APIView):
@@ -120,35 +110,7 @@ class PlanRecipeDownloadApi(APIView):
         responses={(200, "text/plain"): OpenApiResponse(response=OpenApiTypes.STR)},
     )
     def get(self, request: Request, pk: str, recipe_id: str) -> HttpResponse:
-        return _download(_api_recipe_set("plan", request, pk), recipe_id)
-
-
-class JobRecipesApi(APIView):
-    """Commands and manifests that serve a finished job's artifact."""
-
-    content_negotiation_class = WeightFormatNegotiation
-
-    @extend_schema(
-        parameters=[FORMAT_PARAM], responses={200: RecipeSetOutput, 409: ErrorOutput}
-    )
-    def get(self, request: Request, pk: str) -> Response:
-        return Response(RecipeSetOutput(_api_recipe_set("job", request, pk)).data)
-
-
-class JobRecipeDownloadApi(APIView):
-    """One job recipe as a file."""
-
-    content_negotiation_class = WeightFormatNegotiation
-
-    @extend_schema(
-        parameters=[FORMAT_PARAM],
-        responses={
-            (200, "text/plain"): OpenApiResponse(response=OpenApiTypes.STR),
-            409: ErrorOutput,  # the job has no file yet
-        },
-    )
-    def get(self, request: Request, pk: str, recipe_id: str) -> HttpResponse:
-        return _download(_api_recipe_set("job", request, pk), recipe_id)
+        return recipe_download(_api_recipe_set(request, pk), recipe_id)
 
 
 urlpatterns = [
@@ -157,11 +119,5 @@ urlpatterns = [
         "plans/<str:pk>/recipes/<str:recipe_id>/download/",
         PlanRecipeDownloadApi.as_view(),
         name="api-plan-recipe-download",
-    ),
-    path("jobs/<str:pk>/recipes/", JobRecipesApi.as_view(), name="api-job-recipes"),
-    path(
-        "jobs/<str:pk>/recipes/<str:recipe_id>/download/",
-        JobRecipeDownloadApi.as_view(),
-        name="api-job-recipe-download",
     ),
 ]

@@ -27,7 +27,7 @@ urlpatterns = [
     ),
 ]
 
-# Serving recipes of plans and jobs, and their downloads (planner/api/recipes.py).
+# Serving recipes of plans, and their downloads (planner/api/recipes.py).
 from planner.api.recipes import urlpatterns as recipe_urlpatterns  # noqa: E402
 
 urlpatterns += recipe_urlpatterns

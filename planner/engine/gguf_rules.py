@@ -79,13 +79,6 @@ def _use_more_bits(i_layer: int, n_layers: int) -> bool:
     )
 
 
-def _is_quantizable(t: TensorInfo) -> bool:
-    """Whether llama-quantize may change this tensor's type at all."""
-    if not t.is_matrix or not t.name.endswith("weight"):
-        return False
-    return "_norm.weight" not in t.name and "ffn_gate_inp.weight" not in t.name
-
-
 def _is_70b_class(spec: ModelSpec) -> bool:
     """llama.cpp's LLM_TYPE_70B (80-layer Llama with GQA, 80-layer Qwen2)."""
     if spec.num_layers != 80:

@@ -124,14 +124,6 @@ class StepModel:
     host_expert_bytes: float = 0.0
     host_kv_share: float = 0.0
 
-    def kv_read_bytes(self, context_tokens: float) -> float:
-        """KV bytes one token's attention reads at this context (per GPU)."""
-        window = min(context_tokens, self.sliding_window or context_tokens)
-        return (
-            self.kv_bytes_per_token_full * context_tokens
-            + self.kv_bytes_per_token_sliding * window
-        )
-
     def allreduce_s(self, tokens: float) -> float:
         """Time of one step's all-reduces (2 per layer) for ``tokens`` tokens."""
         n = self.tensor_parallel

@@ -152,7 +152,7 @@ def ensure_hf(
     """Torch methods need a Hugging Face directory: convert a GGUF source first."""
     if kind == "hf":
         return path
-    from quantjobs.backends.hf_convert import convert_cached
+    from quantjobs.backends.gguf_to_hf import convert_cached
 
     # The conversion is deterministic: cached by the GGUF's content hash, built in
     # a private folder and renamed into place so concurrent jobs never see half.
@@ -322,8 +322,8 @@ def run(request: dict[str, Any], reporter: Reporter) -> None:
                 if reference["warning"]:
                     reporter.log(f"Warning: {reference['warning']}")
         artifact = quantized.artifact_path
-        # The publisher (quantjobs.artifacts) hashes what it stores; a digest the
-        # backend already made of this very file is passed on to be checked there.
+        # A digest the backend already made of this very file is passed on, so the
+        # publisher (quantjobs.artifacts) does not hash it again.
         known_sha256 = quantized.metadata.get("sha256")
         if artifact.is_dir():
             reporter.progress(1.0, "Packing the model directory")

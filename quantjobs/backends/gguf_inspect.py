@@ -19,11 +19,14 @@ side is :func:`inspect_gguf`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,6 +331,11 @@ def inspect_gguf(
     ``llama_check`` also loads the file's vocabulary with llama.cpp in the child,
     so a file that would abort llama.cpp is refused here rather than crashing
     the worker later.
+
+    A file is validated once per process: asking again about the same unchanged
+    file (same inode, size and modification time) returns the earlier answer when
+    that validation was at least as strict (llama.cpp's check if asked for, no more
+    memory or time than allowed now). Refusals are not remembered.
     """
     path = Path(path)
     try:
@@ -342,6 +350,66 @@ def inspect_gguf(
         raise BackendError(
             f"{path.name} is too small ({st.st_size} bytes) to be a GGUF model."
         )
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    known = _validated(key, timeout_s, max_memory_bytes, llama_check)
+    if known is not None:
+        return known
+    info = _validate_in_child(
+        path,
+        timeout_s=timeout_s,
+        max_memory_bytes=max_memory_bytes,
+        llama_check=llama_check,
+    )
+    _remember(key, _Validation(timeout_s, max_memory_bytes, llama_check, info))
+    return info
+
+
+@dataclass(frozen=True)
+class _Validation:
+    timeout_s: float
+    max_memory_bytes: int
+    llama_check: bool
+    info: GgufInfo
+
+
+_VALIDATED_FILES = 64
+_validated_lock = threading.Lock()
+_validated_files: OrderedDict[tuple[Any, ...], list[_Validation]] = OrderedDict()
+
+
+def _validated(
+    key: tuple[Any, ...], timeout_s: float, max_memory_bytes: int, llama_check: bool
+) -> GgufInfo | None:
+    """An earlier validation of this very file that was at least as strict."""
+    with _validated_lock:
+        runs = list(_validated_files.get(key, ()))
+    for run in runs:
+        if (
+            run.timeout_s <= timeout_s
+            and run.max_memory_bytes <= max_memory_bytes
+            and (run.llama_check or not llama_check)
+        ):
+            # Answer as a validation without llama.cpp's check would have.
+            return (
+                run.info
+                if llama_check
+                else dataclasses.replace(run.info, llama_check=None)
+            )
+    return None
+
+
+def _remember(key: tuple[Any, ...], run: _Validation) -> None:
+    with _validated_lock:
+        _validated_files.setdefault(key, []).append(run)
+        _validated_files.move_to_end(key)
+        while len(_validated_files) > _VALIDATED_FILES:
+            _validated_files.popitem(last=False)
+
+
+def _validate_in_child(
+    path: Path, *, timeout_s: float, max_memory_bytes: int, llama_check: bool
+) -> GgufInfo:
+    """Run the validator on ``path`` in its own limited process group."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(_repo_root()), env.get("PYTHONPATH", "")) if p

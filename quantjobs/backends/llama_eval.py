@@ -19,9 +19,9 @@ speed are measured first, in a fresh process that loads the candidate as a
 server would (``quantjobs.backends.gguf.serving``: peak RSS after load and a
 warm-up decode, then llama-bench's pp/tg runs with repetitions).
 
-:func:`llama_perplexity_reference` runs llama.cpp's own ``llama-perplexity``
-(built from the llama.cpp sources vendored in the llama-cpp-python sdist) as an
-independent cross-check of our scoring.
+The tests cross-check this scoring against llama.cpp's own ``llama-perplexity``
+(``tests/llama_tools.py`` builds it from the llama.cpp sources vendored in the
+llama-cpp-python sdist).
 """
 
 from __future__ import annotations
@@ -49,21 +49,13 @@ from quantjobs.backends.base import (
 from quantjobs.backends.chat_template import render_chat_prompts
 from quantjobs.backends.gguf.serving import ServingRequest, measure_serving
 from quantjobs.backends.gguf.session import LlamaLogs, LlamaSession
-from quantjobs.backends.gguf.tools import (
-    ensure_llama_perplexity,
-    ensure_llama_tool,
-    llama_perplexity_reference,
-)
 from quantjobs.backends.task_quality import QaAnswer, normalise_answer, summarise
 
 __all__ = [
     "LlamaLogs",
     "LlamaSession",
     "PerplexityScore",
-    "ensure_llama_perplexity",
-    "ensure_llama_tool",
     "evaluate_gguf",
-    "llama_perplexity_reference",
     "score_tokens",
 ]
 

@@ -95,7 +95,7 @@ def test_the_model_batches_slots_and_the_error_is_relative_to_the_measurement() 
 
 @pytest.mark.slow
 def test_llama_server_serves_every_slot_count_and_reports_what_clients_saw() -> None:
-    from quantjobs.backends.gguf.tools import ensure_llama_tool
+    from tests.llama_tools import ensure_llama_tool
 
     binary = ensure_llama_tool("llama-server")
     s = LoadSettings(

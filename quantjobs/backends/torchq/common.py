@@ -22,7 +22,7 @@ from quantjobs.backends.base import (
     QuantizeResult,
     sha256_file,
 )
-from quantjobs.backends.hf_convert import convert_cached
+from quantjobs.backends.gguf_to_hf import convert_cached
 from quantjobs.backends.hf_source import HfSource, validate_hf_dir
 from quantjobs.backends.torchq import corpus
 from quantjobs.backends.torchq.formats import WeightFormat
@@ -36,7 +36,7 @@ def source_dir(request: QuantizeRequest, progress: ProgressFn, log: LogFn) -> Pa
     """The request's model as a checked Hugging Face directory.
 
     A GGUF source is converted once (into the job's work dir) through
-    ``hf_convert``; the converted directory is also the reference to compare with.
+    ``gguf_to_hf``; the converted directory is also the reference to compare with.
     """
     if request.source_kind == "gguf":
         log("Source is a GGUF: converting it to a Hugging Face directory first")

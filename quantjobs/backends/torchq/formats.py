@@ -52,10 +52,6 @@ class WeightFormat:
         """Largest stored integer, ``2**bits - 1``."""
         return (1 << self.bits) - 1
 
-    def group_for(self, in_features: int) -> int:
-        """The effective group length for a layer with ``in_features`` inputs."""
-        return in_features if self.group_size == -1 else self.group_size
-
 
 def parse_format(fmt: str, method: Method) -> WeightFormat:
     """Parse a planner format string for ``method``; BackendError if malformed."""

@@ -8,8 +8,8 @@ import pytest
 
 from quantjobs.backends.base import QuantizeRequest
 from quantjobs.backends.torchq import corpus
-from quantjobs.backends.torchq.testing import build_tiny_llama
 from tests.helpers import RequestFactory
+from tests.torch_tiny import build_tiny_llama
 
 
 @pytest.fixture(scope="session")

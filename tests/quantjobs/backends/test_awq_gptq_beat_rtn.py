@@ -18,8 +18,9 @@ import torch
 
 from quantjobs.backends import load_backend
 from quantjobs.backends.base import EvaluateRequest, EvaluateResult, QuantizeRequest
-from quantjobs.backends.hf_convert import convert_cached, sample_gguf_path
+from quantjobs.backends.gguf_to_hf import convert_cached
 from quantjobs.backends.torchq import corpus
+from tests.gguf_tiny import sample_gguf_path
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(2)

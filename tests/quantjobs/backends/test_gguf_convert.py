@@ -1,7 +1,7 @@
 """HF safetensors -> GGUF with llama.cpp's own converter, checked through the sample.
 
 The sample GGUF is turned into a Hugging Face directory with transformers (by
-``quantjobs.backends.hf_convert``), converted back by ``convert_hf_to_gguf.py``
+``quantjobs.backends.gguf_to_hf``), converted back by ``convert_hf_to_gguf.py``
 from the pinned llama-cpp-python sdist, and compared with the sample
 dequantized to F16 by gguf-py: same tensors, same tokens, same perplexity.
 """
@@ -139,7 +139,7 @@ def test_an_architecture_the_converter_does_not_know_is_a_clear_error(
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    from quantjobs.backends.hf_convert import gguf_to_hf
+    from quantjobs.backends.gguf_to_hf import gguf_to_hf
 
     root = tmp_path_factory.mktemp("convert")
     exported = gguf_to_hf(sample_path(SAMPLE), root / "hf", nothing, nothing)

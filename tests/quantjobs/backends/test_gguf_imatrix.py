@@ -13,9 +13,10 @@ from quantjobs.backends.base import QuantizeRequest
 from quantjobs.backends.gguf import GgufBackend
 from quantjobs.backends.gguf.dequant import dequantize_to_f16
 from quantjobs.backends.gguf.imatrix import ImatrixResult, compute_imatrix
-from quantjobs.backends.llama_eval import LlamaSession, ensure_llama_tool
+from quantjobs.backends.llama_eval import LlamaSession
 from quantjobs.evaltext import default_calibration_text
 from quantjobs.samples import sample_path
+from tests.llama_tools import ensure_llama_tool
 
 SAMPLE = "smollm2-135m-instruct-q4_1"
 CHUNKS = 3

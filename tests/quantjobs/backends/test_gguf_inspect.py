@@ -6,6 +6,7 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -244,6 +245,61 @@ def test_it_refuses_a_hostile_file_with_a_reason(
     assert reason in message, message
     assert message.startswith("model.gguf was refused: ")
     assert os.getpid() == pid  # the parsing happened elsewhere; we are still here
+
+
+def _validator_runs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The validating child processes started from now on (the real ones)."""
+    from quantjobs.backends import gguf_inspect
+
+    runs: list[Path] = []
+    real = gguf_inspect._validate_in_child
+
+    def counting(path: Path, **limits: Any) -> Any:
+        runs.append(path)
+        return real(path, **limits)
+
+    monkeypatch.setattr(gguf_inspect, "_validate_in_child", counting)
+    return runs
+
+
+def test_an_unchanged_file_is_validated_once_unless_asked_for_more(
+    write: Callable[[bytes], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = _validator_runs(monkeypatch)
+    path = write(build())
+    first = inspect_gguf(path, timeout_s=120)
+    assert inspect_gguf(path, timeout_s=300) == first  # no stricter: answered
+    assert len(runs) == 1
+    # Less memory than it passed with: validated again (and then remembered).
+    assert inspect_gguf(path, timeout_s=300, max_memory_bytes=1 << 30) == first
+    inspect_gguf(path, timeout_s=300, max_memory_bytes=1 << 30)
+    assert len(runs) == 2
+
+
+def test_a_file_changed_since_it_was_validated_is_validated_again(
+    write: Callable[[bytes], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = _validator_runs(monkeypatch)
+    path = write(build())
+    inspect_gguf(path, timeout_s=120)
+    good = path.read_bytes()
+    path.write_bytes(good[:4] + struct.pack("<I", 99) + good[8:])  # same size
+    with pytest.raises(BackendError, match="version 99 is not supported"):
+        inspect_gguf(path, timeout_s=300)
+    assert len(runs) == 2
+
+
+def test_llama_cpps_check_is_run_once_and_not_reported_unasked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = _validator_runs(monkeypatch)
+    path = sample_path("smollm2-135m-instruct-q4_1")
+    checked = inspect_gguf(path, timeout_s=300, llama_check=True)
+    plain = inspect_gguf(path, timeout_s=300)
+    again = inspect_gguf(path, timeout_s=300, llama_check=True)
+    assert checked.llama_check is not None and again == checked
+    assert plain.llama_check is None and plain.tensor_count == checked.tensor_count
+    assert len(runs) <= 1  # an earlier test in this process may have checked it
 
 
 def test_it_refuses_a_file_that_is_not_there(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from quantjobs.backends.llama_eval import (
     LlamaSession,
     _normalise_answer,
     evaluate_gguf,
-    llama_perplexity_reference,
     score_tokens,
 )
 from quantjobs.evaltext import default_eval_text
 from quantjobs.samples import sample_path
+from tests.llama_tools import llama_perplexity_reference
 
 SAMPLE = "smollm2-135m-instruct-q4_1"
 

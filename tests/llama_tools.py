@@ -1,8 +1,10 @@
 """llama.cpp's own command-line tools, built from the sources llama-cpp-python vendors.
 
-``llama-perplexity`` is the independent cross-check of our perplexity scoring
-and ``llama-imatrix`` of our importance matrices. Neither ships in the wheel, so
-they are built once with cmake from the llama.cpp inside the pinned
+For tests and benchmarks only (no job runs them): ``llama-perplexity`` is the
+independent cross-check of our perplexity scoring (tests/quantjobs/backends/
+test_llama_eval.py, bench/eval_agreement.py) and ``llama-imatrix`` of our
+importance matrices (test_gguf_imatrix.py); ``llama-server`` is what
+bench/serving_load.py loads. None ships in the wheel, so they are built once with cmake from the llama.cpp inside the pinned
 llama-cpp-python sdist (about 4 minutes on 2 cores) and cached; the sources are
 the extraction the converter uses too (see llama_cpp_source).
 """
@@ -21,12 +23,6 @@ from pathlib import Path
 
 from quantjobs.backends.base import BackendError, LogFn
 from quantjobs.backends.gguf.llama_cpp_source import ensure_llama_cpp_source, file_lock
-
-__all__ = [
-    "ensure_llama_perplexity",
-    "ensure_llama_tool",
-    "llama_perplexity_reference",
-]
 
 _CMAKE_FLAGS = (
     # Instruction sets: the ones the installed library was built with (see
@@ -159,7 +155,7 @@ def llama_perplexity_reference(
 
     ``-b n_ctx`` keeps one sequence per batch (the tool's default batch of 2048
     would pack four 512-token chunks together), and ``--chunks`` matches
-    ``max_chunks``, so it scores the same positions as :func:`score_tokens`.
+    ``max_chunks``, so it scores the same positions as ``quantjobs.backends.llama_eval.score_tokens``.
     """
     binary = ensure_llama_perplexity()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""A tiny random Llama checkpoint, for fast tests and smoke runs of the backends.
+"""A tiny random Llama checkpoint, for fast tests of the torch backends.
 
 Dimensions are multiples of 64 so that autoawq's clipping search (which splits
 output channels in batches of 64) and every group size up to 64 apply. Weights

@@ -11,13 +11,10 @@ import pytest
 import torch
 
 from quantjobs.backends.base import BackendError, QuantizeRequest, sha256_file
-from quantjobs.backends.hf_convert import (
-    convert_cached,
-    gguf_to_hf,
-    sample_gguf_path,
-)
+from quantjobs.backends.gguf_to_hf import convert_cached, gguf_to_hf
 from quantjobs.backends.hf_source import validate_hf_dir
 from quantjobs.backends.rtn import RtnBackend
+from tests.gguf_tiny import sample_gguf_path
 
 torch.set_num_threads(2)
 # Shared with the other sample tests: the conversion is reused, keyed by content.
