@@ -124,6 +124,25 @@ def _published_job(user: Any, plan: Any) -> Any:
             "reference": dequantized("Q4_1"),
         },
     )
+    # The job answers as a finished search does: bar, candidates, trail, answer.
+    from planner.engine.search import search_bar
+    from quantjobs.search import new_search, search_conclude, search_record_trial
+
+    job.search = new_search(
+        search_bar("perplexity_change_pct", 3.0),
+        [
+            {"format": "gguf-Q3_K_M", "projected_bytes": 90_000_000},
+            {"format": FORMAT, "projected_bytes": None},
+        ],
+        "projected file size (planner engine)",
+    )
+    job.save(update_fields=["search"])
+    for fmt, value, passed in (("gguf-Q3_K_M", 7.5, False), (FORMAT, 2.1, True)):
+        search_record_trial(
+            job=job,
+            event={"format": fmt, "value": value, "passed": passed, "reason": "x"},
+        )
+    search_conclude(job=job)
     return job
 
 
