@@ -44,13 +44,15 @@ MAX_COMPARED = 20
 MAX_SHARE_URL_CHARS = 8000
 
 
-def _choices() -> dict[str, list[tuple[str, str]]]:
+def _choices(user: Any) -> dict[str, list[tuple[str, str]]]:
     gpus = [(g.id, g.name) for g in engine.catalog.load_gpus()]
     # Machines that measure: a plan for one of them uses its calibrated speeds.
-    gpus += [
-        (d.plan_id, f"Worker {d.hostname} (its own CPU, calibrated by its runs)")
-        for d in measurements.measuring_devices()
-    ]
+    # Signed-in users only: the public planner shows no internals (host names).
+    if user.is_authenticated:
+        gpus += [
+            (d.plan_id, f"Worker {d.hostname} (its own CPU, calibrated by its runs)")
+            for d in measurements.measuring_devices()
+        ]
     formats = [(f.id, f.label) for f in engine.list_formats()]
     prices = [
         (p.id, f"{p.provider} {p.model}") for p in engine.catalog.load_api_prices()
@@ -164,7 +166,7 @@ def _compute(
         return None
 
 
-def _keep_uploaded_config(form: PlanForm) -> PlanForm:
+def _keep_uploaded_config(form: PlanForm, user: Any) -> PlanForm:
     """A config.json that came as a file stays in the form as text, so a re-plan
     (another GPU, say) keeps the model instead of asking for it again."""
     if form.cleaned_data.get("config_file") is None or not form.cleaned_data.get(
@@ -179,7 +181,7 @@ def _keep_uploaded_config(form: PlanForm) -> PlanForm:
         upload_choices=form.fields["upload"].choices[1:]
         if "upload" in form.fields
         else [],
-        **_choices(),
+        **_choices(user),
     )
     kept.is_valid()
     return kept
@@ -217,7 +219,7 @@ def plan_page(request: HttpRequest) -> HttpResponse:
         source,
         request.FILES or None,
         upload_choices=_upload_choices(request.user),
-        **_choices(),
+        **_choices(request.user),
     )
     reports: list[dict[str, Any]] = []
     share_query = ""
@@ -234,7 +236,7 @@ def plan_page(request: HttpRequest) -> HttpResponse:
                     saving = False
             if saving:
                 return _save(request, form, computed, share_query)
-            form = _keep_uploaded_config(form)
+            form = _keep_uploaded_config(form, request.user)
             reports = [_render_report(services.report_to_dict(r)) for _d, r in computed]
     share_url = request.build_absolute_uri(f"{reverse('plan')}?{share_query}")
     context = {
@@ -298,7 +300,10 @@ def _export_response(
 def plan_export(request: HttpRequest, fmt: str) -> HttpResponse:
     """A plan given by its share query, as JSON or CSV (no account needed)."""
     form = PlanForm(
-        request.GET, None, upload_choices=_upload_choices(request.user), **_choices()
+        request.GET,
+        None,
+        upload_choices=_upload_choices(request.user),
+        **_choices(request.user),
     )
     computed = _compute(form, request.user) if form.is_valid() else None
     if computed is None:

@@ -237,3 +237,16 @@ def test_the_web_plan_and_the_saved_plan_show_the_labels(
     assert row["sources"]["quality"].startswith("measured (your job ")
     detail = client.get(reverse("plan-detail", args=[plan.pk])).content.decode()
     assert "calibrated from 3 runs" in detail
+
+
+def test_the_public_planner_names_no_workers(
+    client: Any, user: Any, worker: Any
+) -> None:
+    anonymous = client.get(reverse("plan")).content.decode()
+    assert "worker:w1" not in anonymous and "Worker w1" not in anonymous
+    refused = client.get(
+        reverse("plan"), {"model": MODEL, "gpus_chosen": ["worker:w1"]}
+    )
+    assert "calibrated from" not in refused.content.decode()
+    client.force_login(user)
+    assert "Worker w1" in client.get(reverse("plan")).content.decode()
