@@ -32,6 +32,7 @@ from planner.engine.search import (
     outcome,
     search_bar,
 )
+from planner.measurements import SearchFinding
 from quantjobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -255,18 +256,19 @@ def _keep_only(job: Job, keep: str | None) -> None:
 
 
 def search_findings_for_plan(
-    *, user: AbstractBaseUser, plan_id: Any
-) -> list[dict[str, Any]]:
+    *, user: AbstractBaseUser | None, plan_id: Any
+) -> list[SearchFinding]:
     """The answers of finished searches run from a plan, newest first: the plan
-    page states them as measured recommendations."""
+    page, API and CLI state them as measured recommendations (``user=None``: any
+    user's, for the operator's CLI). Registered with ``planner.measurements``."""
     from quantjobs.selectors import job_model
 
     findings = []
-    jobs = Job.objects.filter(
-        user=user,
-        plan_id=plan_id,
-        status=Job.Status.SUCCEEDED,
-    ).exclude(search={})
+    jobs = Job.objects.filter(plan_id=plan_id, status=Job.Status.SUCCEEDED).exclude(
+        search={}
+    )
+    if user is not None:
+        jobs = jobs.filter(user=user)
     for job in jobs.order_by("-finished_at"):
         search = job.search or {}
         if not search.get("finished"):
@@ -284,18 +286,21 @@ def search_findings_for_plan(
             )
         else:
             text = f"measured: {search['summary']}"
+        closest_value = search.get("closest_value")
         findings.append(
-            {
-                "job_id": str(job.pk),
-                "answer": search.get("answer"),
-                "closest": search.get("closest"),
-                "closest_value": search.get("closest_value"),
-                "label": search.get("label"),
-                "model": model.name,
-                "stand_in_for": model.stand_in_for,
-                "text": text,
-                "finished_at": job.finished_at,
-            }
+            SearchFinding(
+                job_id=str(job.pk),
+                answer=search.get("answer"),
+                closest=search.get("closest"),
+                closest_value=float(closest_value)
+                if isinstance(closest_value, (int, float))
+                else None,
+                label=str(search.get("label") or ""),
+                model=model.name,
+                stand_in_for=model.stand_in_for,
+                text=text,
+                finished_at=job.finished_at.isoformat() if job.finished_at else "",
+            )
         )
     return findings
 

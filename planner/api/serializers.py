@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.schema import dataclass_serializer, stored_json, typed_dict_serializer
@@ -15,6 +16,7 @@ from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS, FinetuneEst
 from planner.engine.formats import FormatSpec
 from planner.engine.plan import PlanResult
 from planner.engine.recommend import Recommendation, Rejection
+from planner.measurements import SearchFinding
 from planner.models import Plan
 from planner.recipes.target import Recipe
 from planner.services import DEFAULT_FORMATS, PlanInput
@@ -173,15 +175,43 @@ PlanRequestOutput = dataclass_serializer(
 )
 
 
+SearchFindingOutput = dataclass_serializer(
+    SearchFinding,
+    name="MeasuredRecommendationOutput",
+    doc="A finished accuracy-aware search run from this plan: the format it "
+    "measured within the bar (answer), or none and the closest miss; "
+    "source is always 'measured'.",
+)
+
+
 class PlanOutput(serializers.ModelSerializer[Plan]):
-    """A saved plan with its report, as it was computed when saved."""
+    """A saved plan with its report, as it was computed when saved, and the
+    measured recommendations of the searches run from it since."""
 
     request = stored_json(PlanRequestOutput)
     report = stored_json(PlanReportBody)
+    measured_recommendations = serializers.SerializerMethodField(
+        help_text="Finished searches run from this plan, newest first; empty: none."
+    )
 
     class Meta:
         model = Plan
-        fields = ["id", "name", "model_id", "request", "report", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "model_id",
+            "request",
+            "report",
+            "measured_recommendations",
+            "created_at",
+        ]
+
+    @extend_schema_field(SearchFindingOutput(many=True))
+    def get_measured_recommendations(self, plan: Plan) -> list[dict[str, Any]]:
+        # The view reads them through planner.selectors and passes them in (no
+        # default: a caller that forgets must not claim "no search").
+        findings: list[SearchFinding] = self.context["measured_recommendations"]
+        return [f.to_dict() for f in findings]
 
 
 class PlanSummaryOutput(serializers.ModelSerializer[Plan]):

@@ -292,6 +292,87 @@ def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
     )
 
 
+def test_the_plan_api_and_cli_show_a_finished_searchs_answer_as_measured(
+    user: Any, other_user: Any, clean_media: Path, api: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from planner.models import Plan
+    from quantjobs import runner
+
+    plan = Plan.objects.create(
+        user=user, name="p", model_id="llama-3-8b", report={"model": "llama-3-8b",
+        "gpu": "l4", "results": []},
+    )  # fmt: skip
+    bare = Plan.objects.create(user=user, name="bare", model_id="llama-3-8b")
+    job = _search_job(
+        user,
+        ["selftest-a", "selftest-b", "selftest-c"],
+        0.05,
+        {"selftest-a": 0.3, "selftest-b": 0.01},
+        plan=plan,
+    )
+    runner.execute(job)
+    # Another user's search from the same plan id is not this user's answer.
+    theirs = _search_job(
+        other_user, ["selftest-a"], 0.5, {"selftest-a": 0.3}, plan=plan
+    )
+    runner.execute(theirs)
+    text = (
+        "measured: selftest-b is the smallest format within KL divergence ≤ 0.05 nats"
+    )
+
+    body = api.get(f"/api/v1/plans/{plan.pk}/").json()
+    found = body["measured_recommendations"]
+    assert [(f["job_id"], f["answer"], f["source"]) for f in found] == [
+        (str(job.pk), "selftest-b", "measured")
+    ]
+    assert found[0]["text"].startswith(text)
+    assert found[0]["label"] == "KL divergence ≤ 0.05 nats"
+    assert api.get(f"/api/v1/plans/{bare.pk}/").json()["measured_recommendations"] == []
+
+    out = StringIO()
+    call_command("plan", "--plan", str(plan.pk), "--json", stdout=out)
+    cli = json.loads(out.getvalue())
+    # The operator's CLI sees every user's searches run from the plan, newest first.
+    assert {(f["job_id"], f["answer"]) for f in cli["measured_recommendations"]} == {
+        (str(job.pk), "selftest-b"),
+        (str(theirs.pk), "selftest-a"),
+    }
+    assert cli["id"] == str(plan.pk) and cli["report"]["gpu"] == "l4"
+    out = StringIO()
+    call_command("plan", "--plan", str(plan.pk), stdout=out)
+    assert "Measured recommendations" in out.getvalue()
+    assert f"{text} on " in out.getvalue() and f"(job {job.pk}" in out.getvalue()
+
+    out = StringIO()
+    call_command("plan", "--plan", str(bare.pk), "--json", stdout=out)
+    assert json.loads(out.getvalue())["measured_recommendations"] == []
+    out = StringIO()
+    call_command("plan", "--plan", str(bare.pk), stdout=out)
+    assert "Plan 'bare'" in out.getvalue()
+    assert "Measured" not in out.getvalue() and "measured:" not in out.getvalue()
+
+
+def test_the_plan_cli_names_a_missing_plan_and_refuses_mixed_arguments(
+    user: Any,
+) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from planner.models import Plan
+
+    with pytest.raises(CommandError, match="No saved plan has id 'nope'"):
+        call_command("plan", "--plan", "nope")
+    plan = Plan.objects.create(user=user, name="p", model_id="llama-3-8b")
+    with pytest.raises(CommandError, match="drop --model"):
+        call_command("plan", "--plan", str(plan.pk), "--model", "llama-3-8b")
+    with pytest.raises(CommandError, match="--plan ID"):
+        call_command("plan", "--gpu", "l4")
+
+
 def test_a_search_from_a_plan_tries_the_cheapest_on_the_plans_gpus_first(
     api: Any, user: Any, redis_url: str
 ) -> None:

@@ -2,7 +2,8 @@
 
 With a traffic (``--requests-per-s`` or ``--tokens-per-month``) it searches GPU
 types (``--gpu`` repeated, or the whole catalog), counts and formats for the
-cheapest deployment that meets the latency targets.
+cheapest deployment that meets the latency targets. ``--plan ID`` shows a saved
+plan as it was computed, with the measured answers of the searches run from it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
+from django.http import Http404
 
-from planner import capacity_services, services
+from planner import capacity_services, selectors, services
 from planner.measurements import WORKER_PREFIX
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -25,7 +27,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--model",
-            required=True,
+            default=None,
             help="Catalog id, HF id, config.json path, or a .gguf file (the first "
             "part of a split one) or model folder, read from its own metadata.",
         )
@@ -56,7 +58,20 @@ class Command(BaseCommand):
             "--api-price", default=None, help="API price id to compare with."
         )
         parser.add_argument("--price-usd-per-hour", type=float, default=None)
-        parser.add_argument("--json", action="store_true", help="Print JSON (a list).")
+        parser.add_argument(
+            "--plan",
+            dest="plan_id",
+            default=None,
+            metavar="ID",
+            help="Show a saved plan (any user's) as it was computed, with the "
+            "measured recommendations of the searches run from it.",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print JSON: a list of formats; with --plan, the saved plan's object "
+            "as the API answers it.",
+        )
         traffic = parser.add_argument_group(
             "capacity search (any of these switches it on)"
         )
@@ -88,6 +103,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["plan_id"] is not None:
+            self._saved(options)
+            return
+        if not options["model"]:
+            raise CommandError(
+                "Give --model (and --gpu) to compute a plan, or --plan ID to show a "
+                "saved one."
+            )
         gpus = options["gpu"] or []
         if (
             options["requests_per_s"] is not None
@@ -158,6 +181,56 @@ class Command(BaseCommand):
             return
         self._print_table(body)
 
+    def _saved(self, options: dict[str, Any]) -> None:
+        """A saved plan's report and the measured answers of searches run from it."""
+        flags = {"model": "--model", "gpu": "--gpu", "formats": "--format"}
+        given = [flag for key, flag in flags.items() if options[key]]
+        if given:
+            raise CommandError(
+                f"--plan shows a saved plan as it was computed; drop {', '.join(given)}."
+            )
+        try:
+            plan = selectors.plan_get(plan_id=options["plan_id"])
+            found = selectors.plan_measured_recommendations(plan=plan, user=None)
+        except Http404:
+            raise CommandError(
+                f"No saved plan has id {options['plan_id']!r}."
+            ) from None
+        except DatabaseError:
+            raise CommandError(
+                "--plan reads saved plans from the database, which is not set up "
+                "here: run `python manage.py migrate` (or `make run` once)."
+            ) from None
+        if options["json"]:
+            body = {
+                "id": str(plan.pk),
+                "name": plan.name,
+                "model_id": plan.model_id,
+                "request": plan.request,
+                "report": plan.report,
+                "measured_recommendations": [f.to_dict() for f in found],
+                "created_at": plan.created_at.isoformat(),
+            }
+            self.stdout.write(json.dumps(body, indent=2))
+            return
+        report = plan.report or {}
+        self.stdout.write(
+            f"Plan {plan.name!r} ({plan.pk}), saved {plan.created_at:%Y-%m-%d %H:%M}: "
+            f"{report.get('model', plan.model_id)} on {report.get('gpu', '?')}\n"
+        )
+        self._print_table(report)
+        if found:
+            self.stdout.write(
+                "\nMeasured recommendations (searches run from this plan):"
+            )
+            for f in found:
+                stand_in = (
+                    f"; measured on {f.model}, a stand-in for {f.stand_in_for}"
+                    if f.stand_in_for
+                    else ""
+                )
+                self.stdout.write(f"  - {f.text} (job {f.job_id}{stand_in})")
+
     def _capacity(self, options: dict[str, Any], gpus: list[str]) -> None:
         model, config = options["model"], None
         path = Path(model)
@@ -213,7 +286,8 @@ class Command(BaseCommand):
     def _print_table(self, body: dict[str, Any]) -> None:
         header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}"
         self.stdout.write(header)
-        for row in body["results"]:
+        rows = body.get("results") or []  # a saved plan's stored report may lack it
+        for row in rows:
             self.stdout.write(
                 f"{row['format']:<16}{row['weights_bytes'] / 1e9:>11.2f}"
                 f"{row['kv_cache_bytes'] / 1e9:>8.2f}{row['total_bytes_per_gpu'] / 1e9:>13.2f}"
@@ -222,7 +296,7 @@ class Command(BaseCommand):
                 f"{row['cost_usd_per_million_tokens'] or 0:>10.2f}"
             )
         self.stdout.write("\nWhere the numbers come from:")
-        for row in body["results"]:
+        for row in rows:
             sources = row.get("sources") or {}
             self.stdout.write(
                 f"  {row['format']}: tok/s {sources.get('decode_tokens_per_s', '?')}; "
