@@ -11,7 +11,7 @@ from config.schema import dataclass_serializer, stored_json, typed_dict_serializ
 from planner.capacity_services import CapacityInput, FinetuneInput
 from planner.engine.capacity import Candidate, CapacityReport
 from planner.engine.catalog import ApiPrice, CatalogModel, GpuSpec
-from planner.engine.cost import QuantJobEstimate
+from planner.engine.cost import MAX_ELECTRICITY_USD_PER_KWH, QuantJobEstimate
 from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS, FinetuneEstimate
 from planner.engine.formats import FormatSpec
 from planner.engine.plan import PlanResult
@@ -77,6 +77,14 @@ class PlanCreateInput(serializers.Serializer[Any]):
     api_price = serializers.CharField(max_length=100, required=False, allow_null=True)
     price_usd_per_hour = serializers.FloatField(
         min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    electricity_usd_per_kwh = serializers.FloatField(
+        min_value=0,
+        max_value=MAX_ELECTRICITY_USD_PER_KWH,
+        required=False,
+        allow_null=True,
+        help_text="Electricity price for the owned cost (purchase over its "
+        "depreciation period plus power); default 0.12 USD/kWh.",
     )
     max_quality_loss_pct = serializers.FloatField(
         min_value=0, max_value=1000, required=False, allow_null=True

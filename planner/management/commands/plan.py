@@ -59,6 +59,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--price-usd-per-hour", type=float, default=None)
         parser.add_argument(
+            "--electricity-usd-per-kwh",
+            type=float,
+            default=None,
+            help="Electricity price of owning the GPUs: a plan's owned cost, and a "
+            "capacity search's with --provider owned; default 0.12.",
+        )
+        parser.add_argument(
             "--plan",
             dest="plan_id",
             default=None,
@@ -94,12 +101,6 @@ class Command(BaseCommand):
             default=None,
             help="Price from this provider only; 'owned' prices a purchase "
             "(depreciation and power) instead of renting.",
-        )
-        traffic.add_argument(
-            "--electricity-usd-per-kwh",
-            type=float,
-            default=None,
-            help="Electricity price when owning (--provider owned); default 0.12.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -151,6 +152,7 @@ class Command(BaseCommand):
             utilization=options["utilization"],
             api_price=options["api_price"],
             price_usd_per_hour=options["price_usd_per_hour"],
+            electricity_usd_per_kwh=options["electricity_usd_per_kwh"],
         )
         try:
             # The operator's CLI sees every user's measurements (labelled by job).
@@ -284,7 +286,7 @@ class Command(BaseCommand):
             )
 
     def _print_table(self, body: dict[str, Any]) -> None:
-        header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}"
+        header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}{'owned $/mo':>11}{'owned $/1M':>11}"
         self.stdout.write(header)
         rows = body.get("results") or []  # a saved plan's stored report may lack it
         for row in rows:
@@ -294,7 +296,17 @@ class Command(BaseCommand):
                 f"{row['gpus_needed'] or '-':>5}{'yes' if row['fits'] else 'no':>6}"
                 f"{row['decode_tokens_per_s'] or 0:>9.1f}{row['cost_usd_per_month'] or 0:>10.0f}"
                 f"{row['cost_usd_per_million_tokens'] or 0:>10.2f}"
+                f"{_money(row.get('owned_cost_usd_per_month'), 0):>11}"
+                f"{_money(row.get('owned_cost_usd_per_million_tokens'), 2):>11}"
             )
+        prices = {
+            (r.get("price_source", ""), r.get("owned_price_source", "")) for r in rows
+        }
+        for rented, owned in sorted(prices):
+            self.stdout.write(f"\nPrice: {rented or '?'}")
+            # A plan saved before owned costs were reported has no owned source.
+            if owned:
+                self.stdout.write(f"Owning instead: {owned.removeprefix('owned: ')}")
         self.stdout.write("\nWhere the numbers come from:")
         for row in rows:
             sources = row.get("sources") or {}
@@ -310,3 +322,8 @@ class Command(BaseCommand):
             self.stdout.write(f"\nRecommended: {rec['format']}")
             for reason in rec.get("reasons", []):
                 self.stdout.write(f"  - {reason}")
+
+
+def _money(value: Any, digits: int) -> str:
+    """A USD figure for the table, or '-' when it is unknown (nothing to price)."""
+    return "-" if value is None else f"{value:.{digits}f}"
