@@ -465,3 +465,23 @@ def test_an_exact_match_search_judges_the_drop_in_points(
         "passed: exact-match drop 0 points ≤ 5 points",
     ]
     assert job.search["answer"] == "selftest-b"
+
+
+def test_the_job_form_and_the_api_offer_the_engines_search_metrics_alike() -> None:
+    from frontend.forms import JobForm
+    from planner.engine.search import METRICS
+    from quantjobs.api.serializers import JobCreateInput
+
+    form_field = JobForm().fields["search_metric"]
+    api_field = JobCreateInput().fields["search_metric"]
+    offered = [value for value, _ in form_field.choices if value]
+    assert offered == list(api_field.choices) == list(METRICS)
+    # Each says its unit and the cap search_bar holds it to.
+    assert api_field.choices["kl_divergence"] == "KL divergence (nats, at most 5)"
+    assert dict(form_field.choices)["exact_match_drop_points"] == (
+        "Smallest format within an exact-match drop (points, at most 100; needs a "
+        "prompt/answer .jsonl)"
+    )
+    assert form_field.help_text == api_field.help_text.removeprefix(
+        "Makes the job a search. "
+    )
