@@ -12,6 +12,7 @@ from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
     OWNED_PROVIDER,
+    CostEstimate,
     estimate_cost,
     hourly_price_usd,
     owned_usd_per_hour,
@@ -274,32 +275,19 @@ def _plan_one(
     }
     if sources["artifact_bytes"].startswith("measured") and measurement:
         artifact = int(measurement.artifact_bytes or artifact)
-    cost = estimate_cost(
-        speed,
-        usd_per_gpu_hour=usd_per_gpu_hour,
-        price_source=price_source,
-        gpus=n,
-        utilization=req.utilization,
-        prompt_tokens=req.prompt_tokens,
-        output_tokens=req.output_tokens,
-        api=api,
-    )
-    # The same deployment owned rather than rented: the engine's one cost formula
-    # at the owned hourly price, so the two per-1M-token figures compare directly.
-    owned_usd_per_gpu_hour, owned_source = owned
-    owned_cost = (
-        estimate_cost(
-            speed,
-            usd_per_gpu_hour=owned_usd_per_gpu_hour,
-            price_source=owned_source,
-            gpus=n,
-            utilization=req.utilization,
-            prompt_tokens=req.prompt_tokens,
-            output_tokens=req.output_tokens,
-        )
-        if owned_usd_per_gpu_hour is not None
-        else None
-    )
+
+    def cost_at(usd: float | None, source: str, vs: ApiPrice | None) -> CostEstimate:
+        return estimate_cost(
+            speed, usd_per_gpu_hour=usd, price_source=source, gpus=n,
+            utilization=req.utilization, prompt_tokens=req.prompt_tokens,
+            output_tokens=req.output_tokens, api=vs,
+        )  # fmt: skip
+
+    cost = cost_at(usd_per_gpu_hour, price_source, api)
+    # The same deployment owned rather than rented, by the same formula at the
+    # owned hourly price, so the two per-1M-token figures compare directly.
+    owned_source = owned[1]
+    owned_cost = cost_at(owned[0], owned_source, None) if owned[0] is not None else None
     layout = weight_layout(spec, loaded)
     job = quantization_job_estimate(
         spec, loaded, gpu, usd_per_gpu_hour=usd_per_gpu_hour

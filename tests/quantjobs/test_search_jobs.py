@@ -261,13 +261,16 @@ def test_a_candidate_that_fails_ends_the_search_partial_with_its_trail(
     assert not job.search["finished"]
 
 
-def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
-    user: Any, clean_media: Path, logged_in: Any
-) -> None:
+def _searched_plan(user: Any) -> tuple[Any, Any]:
+    """A plan with a finished search run from it (the runner, over a real child):
+    selftest-b is the first of three candidates within a KLD of 0.05 nats."""
     from planner.models import Plan
     from quantjobs import runner
 
-    plan = Plan.objects.create(user=user, name="p", model_id="llama-3-8b")
+    plan = Plan.objects.create(
+        user=user, name="p", model_id="llama-3-8b",
+        report={"model": "llama-3-8b", "gpu": "l4", "results": []},
+    )  # fmt: skip
     job = _search_job(
         user,
         ["selftest-a", "selftest-b", "selftest-c"],
@@ -276,6 +279,13 @@ def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
         plan=plan,
     )
     runner.execute(job)
+    return plan, job
+
+
+def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
+    user: Any, clean_media: Path, logged_in: Any
+) -> None:
+    plan, job = _searched_plan(user)
 
     html = logged_in.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="job-search"' in html and 'data-answer="selftest-b"' in html
@@ -302,19 +312,8 @@ def test_the_plan_api_and_cli_show_a_finished_searchs_answer_as_measured(
     from planner.models import Plan
     from quantjobs import runner
 
-    plan = Plan.objects.create(
-        user=user, name="p", model_id="llama-3-8b", report={"model": "llama-3-8b",
-        "gpu": "l4", "results": []},
-    )  # fmt: skip
+    plan, job = _searched_plan(user)
     bare = Plan.objects.create(user=user, name="bare", model_id="llama-3-8b")
-    job = _search_job(
-        user,
-        ["selftest-a", "selftest-b", "selftest-c"],
-        0.05,
-        {"selftest-a": 0.3, "selftest-b": 0.01},
-        plan=plan,
-    )
-    runner.execute(job)
     # Another user's search from the same plan id is not this user's answer.
     theirs = _search_job(
         other_user, ["selftest-a"], 0.5, {"selftest-a": 0.3}, plan=plan
