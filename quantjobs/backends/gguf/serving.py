@@ -26,6 +26,17 @@ for the measuring process only, never the job; Linux caps real-time tasks at 95%
 of each second) so that a worker shared with other work measures what an idle
 one would; without the permission it measures as usual and says so.
 
+Each run also records what took CPU time from it: the machine's steal (the
+hypervisor running other guests on our vCPUs, ``/proc/stat``) and the run delay
+of the process's threads (runnable, but another process of this machine held
+the core, ``/proc/<pid>/task/*/schedstat``). On a shared 2-vCPU VM these, and a
+host that is slower for minutes at a time without reporting steal, moved tg128
+by 10-30% between runs and jobs while pp512 moved less (its few, long matrix
+products stall less at llama.cpp's barriers). No measurement inside a job can
+remove that, so runs whose range passes ``SPREAD_WARNING_PCT`` of their median
+carry a warning, in the notes, the API and the job page: every run is kept and
+the median is of all of them.
+
 Run as ``python -m quantjobs.backends.gguf.serving REQUEST.json``; it prints one
 JSON object (a :class:`ServingMeasurement`) on stdout. :func:`measure_serving`
 starts it and reads it back.
