@@ -10,23 +10,27 @@ llama-cpp-python (``tests/llama_tools.py``'s ``ensure_llama_tool``, as the
 One server per slot count: ``-np N`` slots over one unified KV cache, continuous
 batching, ``n_batch`` 2048 / ``n_ubatch`` 512 (llama-server's defaults), 2 threads,
 no prompt cache. The load generator is closed-loop and bounded: ``N`` clients on
-``N`` slots, each sending ``--requests`` requests of ``--prompt`` random tokens,
-``--output`` greedy tokens (``ignore_eos``), streamed over HTTP on 127.0.0.1. The
-clients start ``1/N`` of a request's duration apart, so arrivals are spread as in
-a steady state (left together, equal requests would start and finish in lockstep
-and every prompt would wait for all the others). Measured on 2 CPU cores
-(2026-12-02) they drift back into step anyway: a 128-token prompt takes ~0.5 s,
-requests that arrive meanwhile are batched into the next step, and TTFT then
-grows with the slots (0.7 s at 1 slot, 3.9 s at 8) while TPOT stays near a pure
-decode step -- a convoy the steady-state model does not describe (see the report). TTFT = first streamed token
-minus the send time, at the client; time per output token = (last - first token)
-/ (output - 1), per request; the server's own ``timings`` are kept beside them.
+``N`` slots, each sending ``--requests`` requests of random tokens, streamed over
+HTTP on 127.0.0.1, greedy with ``ignore_eos``. Prompt and output lengths are drawn
+per request, uniform within ``--spread`` (default +-50%) of ``--prompt`` and
+``--output`` (vLLM's random dataset, ``--random-range-ratio``), and the clients
+start ``1/N`` of a request's duration apart. Equal requests (``--spread 0``) fall
+into lockstep on 2 CPU cores (measured 2026-12-02): requests that arrive during a
+~0.5 s prompt are batched into the next step, finish together and come back
+together, so TTFT grows with the slots while TPOT stays near a pure decode step --
+a convoy that real traffic, whose lengths vary, does not keep up. TTFT = first
+streamed token minus the send time, at the client; time per output token = (last -
+first token) / (output - 1), per request; the server's own ``timings`` are kept
+beside them.
 
 The model side is ``planner.engine.latency.load_point`` for a device built from
 this worker's fingerprint (``quantjobs.backends.fingerprint``: CPU, threads,
 llama.cpp instruction sets, measured read bandwidth) by ``device_from_fingerprint``
 -- the device a job on this worker is planned for, not one fitted to these runs.
-The error per point is (model - measured) / measured; goal: within 20%.
+The error per point is (model - measured) / measured; goal: within 20%. A second
+table holds the model calibrated on the 1-slot run (its prefill and decode slowed
+by the factors that run measured, as the calibration ledger corrects a device from
+its jobs): the 2-8 slot rows then test the batching model alone.
 
 ``--check`` prints what would run (server command lines, load, model device) and
 exits without building or serving: bench/gpu_check.py reuses this module with a
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import socket
 import statistics
@@ -58,6 +63,9 @@ SAMPLE = "smollm2-135m-instruct-q4_1"
 SAMPLE_MODEL_ID = "smollm2-135m-instruct"
 SAMPLE_FORMAT = "gguf-Q4_1"
 GOAL_PCT = 20.0
+# Request lengths vary by +-50% around the means: real traffic does, and equal
+# requests in a closed loop fall into lockstep (see the module's docstring).
+LENGTH_SPREAD = 0.5
 N_BATCH = 2048  # llama-server's defaults
 N_UBATCH = 512
 READY_TIMEOUT_S = 120.0
@@ -71,6 +79,7 @@ class LoadSettings:
     prompt_tokens: int = 128
     output_tokens: int = 32
     requests_per_client: int = 4
+    length_spread: float = LENGTH_SPREAD
     threads: int = 2
     gpu_layers: int = 0
     slots: tuple[int, ...] = SLOTS
@@ -83,15 +92,29 @@ class LoadSettings:
             raise ValueError("--output must be between 2 and 1024 tokens.")
         if not 1 <= self.requests_per_client <= 100:
             raise ValueError("--requests must be between 1 and 100 per client.")
+        if not 0 <= self.length_spread <= 0.9:
+            raise ValueError("--spread must be between 0 and 0.9.")
         if not 1 <= self.threads <= 256:
             raise ValueError("--threads must be between 1 and 256.")
         if not self.slots or any(not 1 <= n <= 64 for n in self.slots):
             raise ValueError("--slots must list slot counts between 1 and 64.")
 
+    def lengths(self, rng: Any) -> tuple[int, int]:
+        """One request's (prompt, output) tokens: uniform within the spread of the
+        means (vLLM's random dataset ``--random-range-ratio``), both at least 1/2."""
+
+        def draw(mean: int, low: int) -> int:
+            lo = max(low, round(mean * (1 - self.length_spread)))
+            hi = max(lo, round(mean * (1 + self.length_spread)))
+            return int(rng.integers(lo, hi + 1))
+
+        return draw(self.prompt_tokens, 1), draw(self.output_tokens, 2)
+
     @property
     def context_per_slot(self) -> int:
-        """Tokens of KV cache per slot: the request, rounded up to 256."""
-        need = self.prompt_tokens + self.output_tokens + 8
+        """Tokens of KV cache per slot: the longest request, rounded up to 256."""
+        longest = (self.prompt_tokens + self.output_tokens) * (1 + self.length_spread)
+        need = math.ceil(longest) + 8
         return -(-need // 256) * 256
 
 
@@ -273,9 +296,10 @@ def run_load(
         rng = np.random.default_rng(1000 * slots + i)
         time.sleep(i * stagger_s / slots)
         for _ in range(s.requests_per_client):
-            prompt = [int(t) for t in rng.integers(100, n_vocab - 100, s.prompt_tokens)]
+            p, o = s.lengths(rng)
+            prompt = [int(t) for t in rng.integers(100, n_vocab - 100, p)]
             try:
-                t = completion(port, prompt, s.output_tokens)
+                t = completion(port, prompt, o)
             except (OSError, RuntimeError, ValueError) as exc:
                 with lock:
                     errors.append(str(exc))
@@ -327,18 +351,35 @@ def model_points(
     *,
     model_id: str = SAMPLE_MODEL_ID,
     fmt: str = SAMPLE_FORMAT,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> dict[int, dict[str, float]]:
     """The latency model's TTFT and time per output token at each slot count.
 
     Mean figures are ``load_point`` (requests in flight = slots); the p95 figures
     are those of exactly ``slots`` in flight with a whole step to wait for (a
     closed loop never has more in flight than it has clients).
+
+    ``scale`` = (prompt, decode) slows the step model's prefill and decode down by
+    those factors (``one_slot_scale``): the machine's speed taken from a measured
+    single-slot run, as the calibration ledger takes it from jobs, so that the
+    other slot counts test what the model says about batching alone.
     """
+    from dataclasses import replace
+
     from planner.engine import get_model, parse_format
     from planner.engine.latency import _tpot, _ttft, load_point, step_model
 
     spec = get_model(model_id).spec
     m = step_model(spec, parse_format(fmt), device, engine="llama.cpp", gpus=1)
+    prompt_f, decode_f = scale
+    if scale != (1.0, 1.0):
+        m = replace(
+            m,
+            prefill_flops_per_s=m.prefill_flops_per_s / prompt_f,
+            decode_flops_per_s=m.decode_flops_per_s / decode_f,
+            bandwidth_bytes_per_s=m.bandwidth_bytes_per_s / decode_f,
+            floor_s=m.floor_s * decode_f,
+        )
     p, o = s.prompt_tokens, s.output_tokens
     out: dict[int, dict[str, float]] = {}
     for n in s.slots:
@@ -351,6 +392,29 @@ def model_points(
             "output_tokens_per_s": point.output_tokens_per_s,
         }
     return out
+
+
+def one_slot_scale(
+    measured: list[dict[str, Any]], model: dict[int, dict[str, float]]
+) -> tuple[float, float] | None:
+    """(prompt, decode) factors by which one slot measured slower than the model:
+    measured / model mean TTFT and time per output token; None without a 1-slot run."""
+    one = next((m for m in measured if int(m["slots"]) == 1), None)
+    if one is None or 1 not in model:
+        return None
+    return (
+        one["ttft_mean_s"] / model[1]["ttft_mean_s"],
+        one["tpot_mean_s"] / model[1]["tpot_mean_s"],
+    )
+
+
+def worst_error(rows: list[dict[str, Any]], *, skip_one: bool = False) -> float:
+    """The largest |error| of mean TTFT and TPOT over the rows (in %)."""
+    return max(
+        max(abs(r["error_ttft_mean_s_pct"]), abs(r["error_tpot_mean_s_pct"]))
+        for r in rows
+        if not (skip_one and r["slots"] == 1)
+    )
 
 
 def compare(
@@ -442,6 +506,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--prompt", type=int, default=128, help="prompt tokens per request")
     ap.add_argument("--output", type=int, default=32, help="output tokens per request")
     ap.add_argument("--requests", type=int, default=4, help="requests per client")
+    ap.add_argument(
+        "--spread",
+        type=float,
+        default=LENGTH_SPREAD,
+        help="request lengths vary uniformly by this share around the means "
+        "(0: equal requests, which fall into lockstep)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--slots", default=",".join(map(str, SLOTS)))
     ap.add_argument("--gpu-layers", type=int, default=0, help="-ngl (0: CPU)")
@@ -464,6 +535,7 @@ def settings_from(args: argparse.Namespace) -> LoadSettings:
         prompt_tokens=args.prompt,
         output_tokens=args.output,
         requests_per_client=2 if args.quick else args.requests,
+        length_spread=args.spread,
         threads=args.threads,
         gpu_layers=args.gpu_layers,
         slots=slots,
@@ -500,16 +572,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = model_device(fp)
     rec.note(f"model device: {device.name}; {load_str()}")
     measured = serve_all(binary, model, s)
-    rows = compare(measured, model_points(device, s))
+    model = model_points(device, s)
+    rows = compare(measured, model)
     print_table(rows)
-    worst = max(
-        max(abs(r["error_ttft_mean_s_pct"]), abs(r["error_tpot_mean_s_pct"]))
-        for r in rows
-    )
+    worst = worst_error(rows)
     rec.note(
         f"llama-server vs latency model, mean TTFT and TPOT at {list(s.slots)} "
         f"slots: worst error {worst:.0f}% (goal {GOAL_PCT:.0f}%; {load_str()})"
     )
+    scale = one_slot_scale(measured, model)
+    calibrated_rows: list[dict[str, Any]] = []
+    if scale and len(s.slots) > 1:
+        calibrated_rows = compare(measured, model_points(device, s, scale=scale))
+        print(
+            f"calibrated on the 1-slot run (prompt x{scale[0]:.2f}, decode "
+            f"x{scale[1]:.2f} slower than the fingerprint's model):"
+        )
+        print_table(calibrated_rows)
+        rec.note(
+            "batching alone (model calibrated on 1 slot), worst error at "
+            f"{[n for n in s.slots if n != 1]} slots: "
+            f"{worst_error(calibrated_rows, skip_one=True):.0f}%"
+        )
     rec.data.update(
         {
             "settings": s.__dict__ | {"slots": list(s.slots)},
@@ -517,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": device.name,
             "rows": rows,
             "worst_mean_error_pct": worst,
+            "one_slot_scale": list(scale) if scale else None,
+            "calibrated_rows": calibrated_rows,
         }
     )
     rec.write(args.json)

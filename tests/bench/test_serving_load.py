@@ -9,6 +9,7 @@ from bench.serving_load import (
     compare,
     main,
     model_points,
+    one_slot_scale,
     parse_args,
     percentile,
     serve_all,
@@ -37,6 +38,26 @@ def test_each_slot_count_gets_its_own_unified_cache_sized_for_its_slots() -> Non
     assert "--host 127.0.0.1" in joined and "--port 8123" in joined
 
 
+def test_request_lengths_vary_around_the_means_within_the_spread() -> None:
+    import numpy as np
+
+    s = LoadSettings(prompt_tokens=128, output_tokens=32, length_spread=0.5)
+    rng = np.random.default_rng(0)
+    drawn = [s.lengths(rng) for _ in range(2000)]
+    prompts, outputs = zip(*drawn, strict=True)
+    assert min(prompts) == 64 and max(prompts) == 192
+    assert min(outputs) == 16 and max(outputs) == 48
+    assert np.mean(prompts) == pytest.approx(128, rel=0.03)
+    assert np.mean(outputs) == pytest.approx(32, rel=0.03)
+    # The KV cache of a slot holds the longest request.
+    assert s.context_per_slot == 256
+    equal = LoadSettings(prompt_tokens=128, output_tokens=32, length_spread=0.0)
+    assert {equal.lengths(rng) for _ in range(20)} == {(128, 32)}
+    # Short outputs keep the two tokens a time per output token needs.
+    short = LoadSettings(prompt_tokens=4, output_tokens=2, length_spread=0.9)
+    assert min(short.lengths(rng)[1] for _ in range(200)) == 2
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -45,6 +66,7 @@ def test_each_slot_count_gets_its_own_unified_cache_sized_for_its_slots() -> Non
         (["--requests", "0"], "--requests must be between"),
         (["--slots", "1,0"], "--slots must list"),
         (["--slots", "one"], "comma-separated"),
+        (["--spread", "1"], "--spread must be between"),
     ],
 )
 def test_settings_that_cannot_be_measured_are_refused(
@@ -91,6 +113,28 @@ def test_the_model_batches_slots_and_the_error_is_relative_to_the_measurement() 
     ]
     rows = compare(measured, model)
     assert all(r["error_tpot_mean_s_pct"] == pytest.approx(-50.0) for r in rows)
+
+
+def test_a_model_calibrated_on_one_slot_matches_it_and_slows_every_slot_count() -> None:
+    device = device_from_fingerprint(WorkerFingerprint.from_dict(FINGERPRINT))
+    s = LoadSettings()
+    model = model_points(device, s)
+    # One slot measured 1.5x slower to first token and 1.2x slower per token.
+    one = {
+        "slots": 1,
+        "ttft_mean_s": model[1]["ttft_mean_s"] * 1.5,
+        "tpot_mean_s": model[1]["tpot_mean_s"] * 1.2,
+    }
+    scale = one_slot_scale([one], model)
+    assert scale == pytest.approx((1.5, 1.2))
+    calibrated = model_points(device, s, scale=scale)
+    assert calibrated[1]["ttft_mean_s"] == pytest.approx(one["ttft_mean_s"], rel=0.02)
+    assert calibrated[1]["tpot_mean_s"] == pytest.approx(one["tpot_mean_s"], rel=0.02)
+    for n in (2, 4, 8):
+        assert calibrated[n]["tpot_mean_s"] > model[n]["tpot_mean_s"]
+        assert calibrated[n]["ttft_mean_s"] > model[n]["ttft_mean_s"]
+    # No single-slot run: nothing to calibrate on.
+    assert one_slot_scale([{**one, "slots": 2}], model) is None
 
 
 @pytest.mark.slow
