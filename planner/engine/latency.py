@@ -40,6 +40,7 @@ from .runtime import LLAMA_CPP_UBATCH_TOKENS
 from .spec import ModelSpec
 from .speed import (
     CPU_BANDWIDTH_EFFICIENCY,
+    CPU_DECODE_MFU,
     CPU_PREFILL_MFU,
     DECODE_BANDWIDTH_EFFICIENCY,
     DECODE_MFU,
@@ -259,6 +260,7 @@ def step_model(
     if gpu.kind == "gpu":
         peak_tflops, used = compute_tflops(gpu, dtype)
         mfu = PREFILL_MFU.get(engine, 0.4)
+        decode_mfu = DECODE_MFU
         bw_eff = DECODE_BANDWIDTH_EFFICIENCY.get(engine, 0.7)
         layer_floor = LAYER_FLOOR_S.get(engine, 20e-6)
         overhead = STEP_OVERHEAD_S.get(engine, 1e-3)
@@ -267,6 +269,7 @@ def step_model(
             gpu, "fp16" if gpu.kind == "apple" else "fp32"
         )
         mfu = CPU_PREFILL_MFU
+        decode_mfu = CPU_DECODE_MFU if gpu.kind == "cpu" else DECODE_MFU
         bw_eff = (
             CPU_BANDWIDTH_EFFICIENCY
             if gpu.kind == "cpu"
@@ -306,7 +309,7 @@ def step_model(
         attention_flops_per_token_per_ctx=4 * spec.num_layers * attn_dim / tp,
         bandwidth_bytes_per_s=max(gpu.memory_bandwidth_bytes_per_s * bw_eff, 1.0),
         prefill_flops_per_s=peak * mfu,
-        decode_flops_per_s=peak * DECODE_MFU,
+        decode_flops_per_s=peak * decode_mfu,
         floor_s=spec.num_layers * layer_floor + overhead,
         allreduce_latency_s=ALLREDUCE_LATENCY_S[link],
         allreduce_bytes_per_s=link_bytes / 2 * ALLREDUCE_BUS_EFFICIENCY,

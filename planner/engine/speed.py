@@ -30,6 +30,11 @@ CPU_BANDWIDTH_EFFICIENCY = 0.6  # llama.cpp on many-core CPUs
 CPU_PREFILL_MFU = 0.3
 # Share of peak FLOPs reached by batched decode GEMMs (small M dimension).
 DECODE_MFU = 0.35
+# llama.cpp on a CPU runs a few decode tokens through its vec-dot kernels, at about
+# half the efficiency of the prompt's tiled GEMM: measured with llama-server on 2
+# EPYC cores (2026-12-02), a step took 20.6 ms for 1 sequence and 35.0 ms for 2
+# (+14.4 ms a sequence) while a prompt cost 7.0 ms a token (bench/serving_load.py).
+CPU_DECODE_MFU = CPU_PREFILL_MFU / 2
 # Tensor parallelism loses this much per doubling to all-reduce (NVLink / PCIe).
 TP_EFFICIENCY_PER_DOUBLING_NVLINK = 0.9
 TP_EFFICIENCY_PER_DOUBLING_PCIE = 0.75
@@ -125,6 +130,7 @@ def estimate_speed(
         peak_tflops, used_dtype = compute_tflops(gpu, dtype)
         mfu = PREFILL_MFU.get(engine, 0.4)
         bw_eff = DECODE_BANDWIDTH_EFFICIENCY.get(engine, 0.7)
+        decode_mfu = DECODE_MFU
     else:
         peak_tflops, used_dtype = compute_tflops(
             gpu, "fp16" if gpu.kind == "apple" else "fp32"
@@ -135,6 +141,7 @@ def estimate_speed(
             if gpu.kind == "cpu"
             else DECODE_BANDWIDTH_EFFICIENCY["llama.cpp"]
         )
+        decode_mfu = CPU_DECODE_MFU if gpu.kind == "cpu" else DECODE_MFU
     if used_dtype != dtype:
         notes.append(
             f"{gpu.name} has no {dtype} tensor throughput listed; used {used_dtype}"
@@ -170,7 +177,7 @@ def estimate_speed(
     decode_flops = batch * (
         2 * params.matmul_per_token + 4 * spec.num_layers * attn_dim * avg_context
     )
-    compute_s = decode_flops / (flops_per_s / mfu * DECODE_MFU)
+    compute_s = decode_flops / (flops_per_s / mfu * decode_mfu)
     step_s = max(memory_s, compute_s)
     bound = "memory" if memory_s >= compute_s else "compute"
     per_seq = 1 / step_s
