@@ -62,24 +62,30 @@ class PlanListCreateApi(generics.ListAPIView[Plan]):
         payload = PlanCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.to_plan_input()
+        if not payload.validated_data.get("save"):
+            # Only shown: the engine's memoised report of this very request.
+            try:
+                return Response(
+                    services.plan_compute_body(data=data, user=request.user)
+                )
+            except services.PlanInputError as exc:
+                raise ValidationError({exc.field: [str(exc)]}) from None
         try:
             report = services.plan_compute(data=data, user=request.user)
         except services.PlanInputError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         body: dict[str, Any] = services.report_to_dict(report)
-        if payload.validated_data.get("save"):
-            try:
-                plan = services.plan_save(
-                    user=request.user,
-                    name=payload.validated_data.get("name", ""),
-                    data=data,
-                    report=report,
-                )
-            except services.PlanLimitReached as exc:
-                raise Throttled(detail=str(exc)) from None
-            body["id"] = str(plan.pk)
-            return Response(body, status=status.HTTP_201_CREATED)
-        return Response(body)
+        try:
+            plan = services.plan_save(
+                user=request.user,
+                name=payload.validated_data.get("name", ""),
+                data=data,
+                report=report,
+            )
+        except services.PlanLimitReached as exc:
+            raise Throttled(detail=str(exc)) from None
+        body["id"] = str(plan.pk)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class PlanDetailApi(APIView):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 from .calibration import ledger_engine, measurement_for, speed_calibration_for
@@ -65,6 +67,7 @@ __all__ = [
     "clear_caches",
     "engine_support",
     "plan",
+    "plan_dict",
     "validate_request",
 ]
 
@@ -460,6 +463,7 @@ def clear_caches() -> None:
         gguf_rules.gguf_tensor_sizes,
         weights._layout,
         weights._tensor_groups,
+        _plan_json,
         runtime._fixed_bytes_cached,
         cost._job,
         kv_cache.kv_bytes_per_token_per_layer,
@@ -487,3 +491,51 @@ def plan(request: PlanRequest) -> PlanReport:
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )
+
+
+PLAN_CACHE_SIZE = 256  # distinct requests whose reports are kept (each ~10 KB of JSON)
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    """A request with a hashable key of everything ``plan()`` reads from it."""
+
+    key: Hashable
+    request: PlanRequest = field(compare=False, hash=False)
+
+
+def _request_key(request: PlanRequest) -> Hashable:
+    """Every field of the request, hashable; TypeError when one cannot be."""
+    key = tuple(
+        json.dumps(value, sort_keys=True, default=repr)
+        if f.name == "measured"
+        else tuple(value)
+        if isinstance(value, list | tuple)
+        else value
+        for f in fields(request)
+        for value in (getattr(request, f.name),)
+    )
+    hash(key)
+    return key
+
+
+@lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _plan_json(keyed: _Keyed) -> str:
+    return json.dumps(plan(keyed.request).to_dict())
+
+
+def plan_dict(request: PlanRequest) -> dict[str, Any]:
+    """``plan(request).to_dict()``, memoised per request: a fresh dict every call.
+
+    The web answers the same plans over and over (issue 14, point 7) and ``plan()``
+    is pure, so each distinct request is planned once (a bounded LRU) and kept as
+    JSON text, which no caller can change; parsing it anew costs a fifth of
+    planning again. The ledger's measurements and calibrations are part of the
+    request, so a new measurement is a new key and the next plan shows it.
+    """
+    try:
+        keyed = _Keyed(_request_key(request), request)
+    except TypeError:  # e.g. a ``measured`` value json cannot hold
+        return plan(request).to_dict()
+    loaded: dict[str, Any] = json.loads(_plan_json(keyed))
+    return loaded
