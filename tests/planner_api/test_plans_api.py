@@ -191,3 +191,24 @@ def test_catalog_lists_have_ids(api: Any, kind: str) -> None:
 def test_catalog_sizes_meet_the_brief(api: Any) -> None:
     assert len(api.get("/api/v1/catalog/models/").json()) >= 25
     assert len(api.get("/api/v1/catalog/gpus/").json()) >= 20
+
+
+def test_each_plan_input_binds_its_own_fields_and_keeps_its_own_errors() -> None:
+    from planner.api.serializers import PlanCreateInput
+
+    bad = PlanCreateInput(
+        data={"model": "llama-3.1-8b", "gpu": "l4", "formats": ["x" * 65], "context": 0}
+    )
+    good = PlanCreateInput(
+        data={"model": "llama-3.1-8b", "gpu": "l4", "formats": ["gguf-Q8_0"]}
+    )
+    assert not bad.is_valid()
+    assert set(bad.errors) == {"formats", "context"}
+    assert good.is_valid(), good.errors
+    assert good.validated_data["formats"] == ["gguf-Q8_0"]
+    assert set(PlanCreateInput(data=good.initial_data).fields) == set(good.fields)
+    # Shallow copies, each bound to its own serializer; the declared ones untouched.
+    assert good.fields["formats"] is not bad.fields["formats"]
+    assert good.fields["formats"].parent is good
+    assert bad.fields["formats"].parent is bad
+    assert PlanCreateInput._declared_fields["formats"].parent is None
