@@ -257,15 +257,14 @@ def plan_compute(
     return _engine_errors(engine.plan, request)
 
 
-def plan_compute_body(
-    *, data: PlanInput, user: AbstractBaseUser | None
-) -> dict[str, Any]:
-    """``report_to_dict(plan_compute(...))`` for an answer that is only shown: the
-    engine's memoised report of the very same request (ledger included), copied."""
+def plan_compute_json(*, data: PlanInput, user: AbstractBaseUser | None) -> str:
+    """``report_to_dict(plan_compute(...))`` as compact JSON text, for an answer
+    that is only shown: the engine's memoised plan of the very same request
+    (the ledger's measurements included)."""
     request = _plan_request(
         data=data, user=user, any_path=False, all_measurements=False
     )
-    return _engine_errors(engine.plan_dict, request)
+    return _engine_errors(engine.plan_json, request)
 
 
 def _engine_errors(

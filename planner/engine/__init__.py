@@ -47,7 +47,7 @@ from .plan import (
     PlanResult,
     clear_caches,
     plan,
-    plan_dict,
+    plan_json,
 )
 from .quality import expected_quality_loss, measured_quality, quality_table
 from .recommend import Recommendation, pareto_front
@@ -139,7 +139,7 @@ __all__ = [
     "pareto_front",
     "parse_format",
     "plan",
-    "plan_dict",
+    "plan_json",
     "quality_table",
     "quantization_job_estimate",
     "tensor_inventory",

@@ -67,7 +67,7 @@ __all__ = [
     "clear_caches",
     "engine_support",
     "plan",
-    "plan_dict",
+    "plan_json",
     "validate_request",
 ]
 
@@ -521,21 +521,25 @@ def _request_key(request: PlanRequest) -> Hashable:
 
 @lru_cache(maxsize=PLAN_CACHE_SIZE)
 def _plan_json(keyed: _Keyed) -> str:
-    return json.dumps(plan(keyed.request).to_dict())
+    return _dumps(plan(keyed.request).to_dict())
 
 
-def plan_dict(request: PlanRequest) -> dict[str, Any]:
-    """``plan(request).to_dict()``, memoised per request: a fresh dict every call.
+def _dumps(report: dict[str, Any]) -> str:
+    # Compact and UTF-8, as Django REST framework writes JSON by default.
+    return json.dumps(report, ensure_ascii=False, separators=(",", ":"))
+
+
+def plan_json(request: PlanRequest) -> str:
+    """``plan(request).to_dict()`` as compact JSON text, memoised per request.
 
     The web answers the same plans over and over (issue 14, point 7) and ``plan()``
     is pure, so each distinct request is planned once (a bounded LRU) and kept as
-    JSON text, which no caller can change; parsing it anew costs a fifth of
-    planning again. The ledger's measurements and calibrations are part of the
-    request, so a new measurement is a new key and the next plan shows it.
+    text, which no caller can change. The ledger's measurements and calibrations
+    are part of the request: a new measurement is a new key, and the next plan
+    shows it.
     """
     try:
         keyed = _Keyed(_request_key(request), request)
-    except TypeError:  # e.g. a ``measured`` value json cannot hold
-        return plan(request).to_dict()
-    loaded: dict[str, Any] = json.loads(_plan_json(keyed))
-    return loaded
+    except TypeError:  # a request field that cannot be hashed: plan it afresh
+        return _dumps(plan(request).to_dict())
+    return _plan_json(keyed)

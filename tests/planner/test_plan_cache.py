@@ -1,12 +1,13 @@
-"""``plan_dict``: the memoised JSON form of a plan is the plan's, copied, and
+"""``plan_json``: the memoised JSON form of a plan is the plan's, copied, and
 follows the ledger (a new measurement is a new plan)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
-from planner.engine import GpuSpec, ModelSpec, PlanRequest, plan, plan_dict
+from planner.engine import GpuSpec, ModelSpec, PlanRequest, plan, plan_json
 from planner.engine.calibration import FormatMeasurement
 from planner.engine.plan import _plan_json
 
@@ -15,6 +16,11 @@ FORMATS = ("fp16", "awq-4bit-g128", "gguf-Q4_K_M")
 
 def _json(value: object) -> object:
     return json.loads(json.dumps(value))
+
+
+def plan_dict(request: PlanRequest) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(plan_json(request))
+    return loaded
 
 
 def test_the_memoised_plan_is_the_plans_json_and_each_caller_gets_a_copy(
@@ -31,6 +37,7 @@ def test_the_memoised_plan_is_the_plans_json_and_each_caller_gets_a_copy(
     again = plan_dict(PlanRequest(model=llama3_8b, gpu=h100, formats=list(FORMATS)))
     assert again == expected
     assert _plan_json.cache_info().hits == hits + 1  # planned once, answered twice
+    assert plan_json(request) is plan_json(request)  # text: nothing to change
 
 
 def test_a_new_measurement_changes_the_next_memoised_plan(
