@@ -40,6 +40,7 @@ from .gguf_rules import (
 from .gguf_spec import GgufTensor, model_spec_from_gguf
 from .gguf_types import GGUF_FILE_TYPES
 from .kv_cache import CACHE_DTYPES, CacheDtypeError, kv_cache_bytes
+from .memo import plan_json
 from .plan import (
     PlanError,
     PlanReport,
@@ -47,7 +48,6 @@ from .plan import (
     PlanResult,
     clear_caches,
     plan,
-    plan_json,
 )
 from .quality import expected_quality_loss, measured_quality, quality_table
 from .recommend import Recommendation, pareto_front

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .calibration import ledger_engine, measurement_for, speed_calibration_for
@@ -67,7 +65,6 @@ __all__ = [
     "clear_caches",
     "engine_support",
     "plan",
-    "plan_json",
     "validate_request",
 ]
 
@@ -450,7 +447,16 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
 
 def clear_caches() -> None:
     """Forget every memoised size and layout (benchmarks measure cold runs with it)."""
-    from . import cost, gguf_file, gguf_rules, kv_cache, runtime, tensors, weights
+    from . import (
+        cost,
+        gguf_file,
+        gguf_rules,
+        kv_cache,
+        memo,
+        runtime,
+        tensors,
+        weights,
+    )
 
     for fn in (
         tensors._inventory,
@@ -463,7 +469,7 @@ def clear_caches() -> None:
         gguf_rules.gguf_tensor_sizes,
         weights._layout,
         weights._tensor_groups,
-        _plan_json,
+        memo._plan_json,
         runtime._fixed_bytes_cached,
         cost._job,
         kv_cache.kv_bytes_per_token_per_layer,
@@ -491,55 +497,3 @@ def plan(request: PlanRequest) -> PlanReport:
         pareto=pareto_front(results),
         assumptions=_report_assumptions(request),
     )
-
-
-PLAN_CACHE_SIZE = 256  # distinct requests whose reports are kept (each ~10 KB of JSON)
-
-
-@dataclass(frozen=True)
-class _Keyed:
-    """A request with a hashable key of everything ``plan()`` reads from it."""
-
-    key: Hashable
-    request: PlanRequest = field(compare=False, hash=False)
-
-
-def _request_key(request: PlanRequest) -> Hashable:
-    """Every field of the request, hashable; TypeError when one cannot be."""
-    key = tuple(
-        json.dumps(value, sort_keys=True, default=repr)
-        if f.name == "measured"
-        else tuple(value)
-        if isinstance(value, list | tuple)
-        else value
-        for f in fields(request)
-        for value in (getattr(request, f.name),)
-    )
-    hash(key)
-    return key
-
-
-@lru_cache(maxsize=PLAN_CACHE_SIZE)
-def _plan_json(keyed: _Keyed) -> str:
-    return _dumps(plan(keyed.request).to_dict())
-
-
-def _dumps(report: dict[str, Any]) -> str:
-    # Compact and UTF-8, as Django REST framework writes JSON by default.
-    return json.dumps(report, ensure_ascii=False, separators=(",", ":"))
-
-
-def plan_json(request: PlanRequest) -> str:
-    """``plan(request).to_dict()`` as compact JSON text, memoised per request.
-
-    The web answers the same plans over and over (issue 14, point 7) and ``plan()``
-    is pure, so each distinct request is planned once (a bounded LRU) and kept as
-    text, which no caller can change. The ledger's measurements and calibrations
-    are part of the request: a new measurement is a new key, and the next plan
-    shows it.
-    """
-    try:
-        keyed = _Keyed(_request_key(request), request)
-    except TypeError:  # a request field that cannot be hashed: plan it afresh
-        return _dumps(plan(request).to_dict())
-    return _plan_json(keyed)

@@ -9,7 +9,7 @@ from typing import Any
 
 from planner.engine import GpuSpec, ModelSpec, PlanRequest, plan, plan_json
 from planner.engine.calibration import FormatMeasurement
-from planner.engine.plan import _plan_json
+from planner.engine.memo import _plan_json
 
 FORMATS = ("fp16", "awq-4bit-g128", "gguf-Q4_K_M")
 
