@@ -285,25 +285,17 @@ def write_report(
         handle.write("\n".join(lines))
 
 
-CUDA_CMAKE_FLAGS = (
-    "-DGGML_CUDA=ON",
-    "-DCMAKE_BUILD_TYPE=Release",
-    "-DBUILD_SHARED_LIBS=OFF",
-    "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_SERVER=ON",
-    "-DLLAMA_BUILD_UI=OFF",
-    "-DLLAMA_USE_PREBUILT_UI=OFF",
-    "-DLLAMA_OPENSSL=OFF",
-    "-DLLAMA_BUILD_TOOLS=ON",
-    "-DGGML_CCACHE=OFF",
-)
+def cuda_cmake_flags() -> tuple[str, ...]:
+    """The CPU tools' build (the shared llama.cpp tool flags), with CUDA."""
+    from quantjobs.backends.gguf.llama_cpp_source import TOOL_CMAKE_FLAGS
+
+    return ("-DGGML_CUDA=ON", *TOOL_CMAKE_FLAGS)
 
 
 def cuda_server_build_steps(src: Path, build: Path, arch: str) -> list[list[str]]:
     """cmake steps that build llama-server with CUDA for one architecture."""
     return [
-        ["cmake", "-S", str(src), "-B", str(build), *CUDA_CMAKE_FLAGS,
+        ["cmake", "-S", str(src), "-B", str(build), *cuda_cmake_flags(),
          f"-DCMAKE_CUDA_ARCHITECTURES={arch}"],
         ["cmake", "--build", str(build), "--target", "llama-server", "-j",
          str(os.cpu_count() or 4)],

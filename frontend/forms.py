@@ -9,6 +9,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
 from quantjobs.models import Job
+from quantjobs.search import SEARCH_HELP, SEARCH_MAX_HELP, search_metric_choices
 
 
 class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
@@ -47,6 +48,10 @@ class ApiTokenForm(forms.Form):
         return timezone.now() + timedelta(days=days) if days else None
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
 class JobForm(forms.Form):
     """Quantize and benchmark: method, formats, source and optional evaluation text."""
 
@@ -61,24 +66,17 @@ class JobForm(forms.Form):
     search_metric = forms.ChoiceField(
         choices=[
             ("", "No search: make every format"),
-            ("perplexity_change_pct", "Smallest format within a perplexity change (%)"),
-            ("kl_divergence", "Smallest format within a KL divergence (nats)"),
-            (
-                "exact_match_drop_points",
-                "Smallest format within an exact-match drop (points; needs a "
-                "prompt/answer .jsonl)",
+            *(
+                (metric, f"Smallest format within {_article(label)} {label}")
+                for metric, label in search_metric_choices()
             ),
         ],
         required=False,
         label="Search",
-        help_text="Tries the formats smallest first and stops at the first whose "
-        "measured loss is within the bar. GGUF searches run on CPU workers; AWQ "
-        "and GPTQ candidates need a GPU worker.",
+        help_text=SEARCH_HELP,
     )
     search_max = forms.FloatField(
-        required=False,
-        label="Search bar",
-        help_text="The largest loss to accept, e.g. 3 (%), 0.05 (KLD) or 5 (points).",
+        required=False, label="Search bar", help_text=SEARCH_MAX_HELP
     )
     source_kind = forms.ChoiceField(
         choices=Job.SourceKind.choices, initial=Job.SourceKind.SAMPLE, label="Source"

@@ -21,7 +21,6 @@ from frontend.templatetags.quantplan import report_view
 from planner import engine, exports, measurements, selectors, services
 from planner.models import Plan
 from planner.services import DEFAULT_FORMATS, PlanInput
-from quantjobs.search import search_findings_for_plan
 
 DEFAULT_MODEL = "llama-3-70b"
 DEFAULT_GPU = "a100-80gb"
@@ -349,7 +348,9 @@ def plan_detail(request: HttpRequest, pk: str) -> HttpResponse:
         "reports": [_render_report(plan.report)],
         "share_query": _query_of_saved(plan),
         # Searches run from this plan: their answers are measured recommendations.
-        "search_findings": search_findings_for_plan(user=request.user, plan_id=plan.pk),
+        "search_findings": selectors.plan_measured_recommendations(
+            plan=plan, user=request.user
+        ),
         **recipe_context(request, "plan", plan.pk),
     }
     return render(request, "frontend/plan_detail.html", context)

@@ -1,8 +1,9 @@
 """Where plans read measurements from, without the planner importing who measures.
 
 The planner only declares what it needs: the measurements of one model (quality,
-size, memory), the speed calibrations of one device, and the fingerprints of
-the machines that measured. The app that measures (``quantjobs``) registers its
+size, memory), the speed calibrations of one device, the fingerprints of the
+machines that measured, and the answers of accuracy-aware searches run from a
+saved plan (its measured recommendations). The app that measures (``quantjobs``) registers its
 selectors here in its ``AppConfig.ready()``; with none registered, plans are
 purely estimated and say so. Each function is a read (a selector): keyword-only
 arguments, plain engine dataclasses out.
@@ -61,9 +62,40 @@ class MeasuringDevice:
 
 DeviceSource = Callable[[], Sequence[MeasuringDevice]]
 
+
+@dataclass(frozen=True)
+class SearchFinding:
+    """A finished accuracy-aware search run from a plan: its measured answer."""
+
+    job_id: str
+    answer: str | None  # the format within the bar; None: no candidate met it
+    closest: str | None  # with no answer, the candidate that came closest
+    closest_value: float | None
+    label: str  # the bar, e.g. "perplexity change ≤ 3%"
+    model: str  # the model measured
+    stand_in_for: str | None  # the plan's model, when the search measured another
+    text: str  # one sentence, starting "measured: "
+    finished_at: str  # ISO 8601
+    source: str = "measured"  # as a plan row's ``sources`` say it
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return dataclasses.asdict(self)
+
+
+class SearchFindingSource(Protocol):
+    """The finished searches run from one plan, newest first (``user=None``: any
+    user's, for the operator's CLI)."""
+
+    def __call__(
+        self, *, user: AbstractBaseUser | None, plan_id: Any
+    ) -> Sequence[SearchFinding]: ...
+
+
 _measurements: list[MeasurementSource] = []
 _calibrations: list[CalibrationSource] = []
 _devices: list[DeviceSource] = []
+_search_findings: list[SearchFindingSource] = []
 
 
 def register_measurement_source(fn: MeasurementSource) -> MeasurementSource:
@@ -87,6 +119,13 @@ def register_device_source(fn: DeviceSource) -> DeviceSource:
     return fn
 
 
+def register_search_finding_source(fn: SearchFindingSource) -> SearchFindingSource:
+    """Let plans show this app's finished searches run from them (idempotent)."""
+    if fn not in _search_findings:
+        _search_findings.append(fn)
+    return fn
+
+
 def measurements_for_model(
     *, user: AbstractBaseUser | None, model_id: str
 ) -> list[FormatMeasurement]:
@@ -101,6 +140,14 @@ def calibrations_for_device(*, device: str, engine: str) -> list[SpeedCalibratio
     if not device:
         return []
     return [c for fn in _calibrations for c in fn(device=device, engine=engine)]
+
+
+def search_findings_for_plan(
+    *, user: AbstractBaseUser | None, plan_id: Any
+) -> list[SearchFinding]:
+    """Every registered source's finished searches run from plan ``plan_id``:
+    the plan's measured recommendations (none registered: none)."""
+    return [f for fn in _search_findings for f in fn(user=user, plan_id=plan_id)]
 
 
 def measuring_devices() -> list[MeasuringDevice]:

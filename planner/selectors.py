@@ -11,6 +11,7 @@ from django.http import Http404
 from django.urls import reverse
 
 from planner.engine.formats import parse_format
+from planner.measurements import SearchFinding, search_findings_for_plan
 from planner.models import Comparison, Plan
 from planner.recipes import (
     Recipe,
@@ -44,6 +45,20 @@ def plan_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Plan]:
 def plan_get_for_user(*, user: AbstractBaseUser, plan_id: Any) -> Plan:
     """One of the user's plans, or 404."""
     return get_owned(plan_list_for_user(user=user), plan_id)
+
+
+def plan_get(*, plan_id: Any) -> Plan:
+    """Any user's plan, or 404: for the operator's CLI."""
+    return get_owned(Plan.objects.all(), plan_id)
+
+
+def plan_measured_recommendations(
+    *, plan: Plan, user: AbstractBaseUser | None
+) -> list[SearchFinding]:
+    """The answers of finished accuracy-aware searches run from ``plan``, newest
+    first (``user``'s searches; None: anyone's, for the operator's CLI). The page,
+    the API and ``manage.py plan --plan`` show these, labelled measured."""
+    return search_findings_for_plan(user=user, plan_id=plan.pk)
 
 
 def comparison_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Comparison]:

@@ -68,6 +68,8 @@ class PlanInput:
     output_tokens: int = 256
     api_price: str | None = None
     price_usd_per_hour: float | None = None
+    # Owning the GPUs: the electricity price (None: the engine's stated default).
+    electricity_usd_per_kwh: float | None = None
     max_quality_loss_pct: float | None = None
     min_tokens_per_s: float | None = None
     max_ttft_s: float | None = None
@@ -321,6 +323,7 @@ def _plan_request(
         output_tokens=data.output_tokens,
         api_price_id=data.api_price,
         price_usd_per_hour=data.price_usd_per_hour,
+        electricity_usd_per_kwh=data.electricity_usd_per_kwh,
         max_quality_loss_pct=data.max_quality_loss_pct,
         min_tokens_per_s=data.min_tokens_per_s,
         max_ttft_s=data.max_ttft_s,

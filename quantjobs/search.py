@@ -25,6 +25,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 
 from planner.engine.search import (
+    EXACT_MATCH_DROP_POINTS,
+    METRICS,
     SearchBar,
     SearchError,
     Trial,
@@ -32,6 +34,7 @@ from planner.engine.search import (
     outcome,
     search_bar,
 )
+from planner.measurements import SearchFinding
 from quantjobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,33 @@ DEFAULT_CANDIDATES: dict[str, list[str]] = {
     Job.Method.AWQ: ["awq-4bit-g128", "awq-4bit-g64", "awq-4bit-g32"],
     Job.Method.GPTQ: ["gptq-3bit-g128", "gptq-4bit-g128", "gptq-8bit-g128"],
 }
+
+
+# The search bar as the job form and the API offer it, read from the engine's
+# metrics; its bounds (each metric's cap, no negative loss) are search_bar's, which
+# the one service applies to both.
+_METRIC_NOTES = {EXACT_MATCH_DROP_POINTS: "; needs a prompt/answer .jsonl"}
+SEARCH_HELP = (
+    "Tries the candidates smallest first and stops at the first whose measured loss "
+    "is within the bar. GGUF searches run on CPU workers; AWQ and GPTQ candidates "
+    "need a GPU worker."
+)
+SEARCH_MAX_HELP = (
+    "The largest loss to accept: 3 for a 3% perplexity change, 0.05 for a KL "
+    "divergence of 0.05 nats, 5 for 5 exact-match points."
+)
+
+
+def search_metric_choices() -> list[tuple[str, str]]:
+    """(metric, 'perplexity change (%, at most 100)') for each metric a search bar
+    can measure."""
+    return [
+        (
+            metric,
+            f"{name} ({unit.strip()}, at most {cap:g}{_METRIC_NOTES.get(metric, '')})",
+        )
+        for metric, (name, unit, cap) in METRICS.items()
+    ]
 
 
 def search_bar_from_input(metric: str, max_value: Any) -> SearchBar:
@@ -255,18 +285,19 @@ def _keep_only(job: Job, keep: str | None) -> None:
 
 
 def search_findings_for_plan(
-    *, user: AbstractBaseUser, plan_id: Any
-) -> list[dict[str, Any]]:
+    *, user: AbstractBaseUser | None, plan_id: Any
+) -> list[SearchFinding]:
     """The answers of finished searches run from a plan, newest first: the plan
-    page states them as measured recommendations."""
+    page, API and CLI state them as measured recommendations (``user=None``: any
+    user's, for the operator's CLI). Registered with ``planner.measurements``."""
     from quantjobs.selectors import job_model
 
     findings = []
-    jobs = Job.objects.filter(
-        user=user,
-        plan_id=plan_id,
-        status=Job.Status.SUCCEEDED,
-    ).exclude(search={})
+    jobs = Job.objects.filter(plan_id=plan_id, status=Job.Status.SUCCEEDED).exclude(
+        search={}
+    )
+    if user is not None:
+        jobs = jobs.filter(user=user)
     for job in jobs.order_by("-finished_at"):
         search = job.search or {}
         if not search.get("finished"):
@@ -284,30 +315,36 @@ def search_findings_for_plan(
             )
         else:
             text = f"measured: {search['summary']}"
+        closest_value = search.get("closest_value")
         findings.append(
-            {
-                "job_id": str(job.pk),
-                "answer": search.get("answer"),
-                "closest": search.get("closest"),
-                "closest_value": search.get("closest_value"),
-                "label": search.get("label"),
-                "model": model.name,
-                "stand_in_for": model.stand_in_for,
-                "text": text,
-                "finished_at": job.finished_at,
-            }
+            SearchFinding(
+                job_id=str(job.pk),
+                answer=search.get("answer"),
+                closest=search.get("closest"),
+                closest_value=float(closest_value)
+                if isinstance(closest_value, (int, float))
+                else None,
+                label=str(search.get("label") or ""),
+                model=model.name,
+                stand_in_for=model.stand_in_for,
+                text=text,
+                finished_at=job.finished_at.isoformat() if job.finished_at else "",
+            )
         )
     return findings
 
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "SEARCH_HELP",
+    "SEARCH_MAX_HELP",
     "SearchError",
     "bar_of",
     "new_search",
     "search_bar_from_input",
     "search_conclude",
     "search_findings_for_plan",
+    "search_metric_choices",
     "search_record_trial",
     "search_reset",
     "sized_candidates",

@@ -22,28 +22,18 @@ import time
 from pathlib import Path
 
 from quantjobs.backends.base import BackendError, LogFn
-from quantjobs.backends.gguf.llama_cpp_source import ensure_llama_cpp_source, file_lock
+from quantjobs.backends.gguf.llama_cpp_source import (
+    TOOL_CMAKE_FLAGS,
+    ensure_llama_cpp_source,
+    file_lock,
+)
 
 _CMAKE_FLAGS = (
     # Instruction sets: the ones the installed library was built with (see
     # _isa_flags), never -march=native, whose AMX kernels crash on our virtual
     # machines and whose other kernels would sum in another order than ours.
     "-DGGML_NATIVE=OFF",
-    "-DCMAKE_BUILD_TYPE=Release",
-    "-DBUILD_SHARED_LIBS=OFF",
-    "-DLLAMA_BUILD_TESTS=OFF",
-    "-DLLAMA_BUILD_EXAMPLES=OFF",
-    # On for llama-server (bench/serving_load.py); a target is built only when
-    # asked for, so the other tools cost nothing more. No web UI: it would be
-    # fetched from the network or built with npm, and the benchmark needs none.
-    "-DLLAMA_BUILD_SERVER=ON",
-    "-DLLAMA_BUILD_UI=OFF",
-    "-DLLAMA_USE_PREBUILT_UI=OFF",
-    "-DLLAMA_BUILD_APP=OFF",
-    "-DLLAMA_OPENSSL=OFF",
-    "-DLLAMA_BUILD_TOOLS=ON",
-    "-DLLAMA_BUILD_COMMON=ON",
-    "-DGGML_CCACHE=OFF",
+    *TOOL_CMAKE_FLAGS,
 )
 
 

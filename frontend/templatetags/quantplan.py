@@ -135,6 +135,7 @@ def report_view(report: dict[str, Any]) -> dict[str, Any]:
         "has_api": any(
             r.get("api_cost_usd_per_million_tokens") is not None for r in rows
         ),
+        "has_owned": any(r.get("owned_cost_usd_per_month") is not None for r in rows),
         "has_price": any(
             r.get("cost_usd_per_million_tokens") is not None for r in rows
         ),

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.schema import dataclass_serializer, stored_json, typed_dict_serializer
 from planner.capacity_services import CapacityInput, FinetuneInput
 from planner.engine.capacity import Candidate, CapacityReport
 from planner.engine.catalog import ApiPrice, CatalogModel, GpuSpec
-from planner.engine.cost import QuantJobEstimate
+from planner.engine.cost import MAX_ELECTRICITY_USD_PER_KWH, QuantJobEstimate
 from planner.engine.finetune import ALL_LINEAR, METHODS, OPTIMIZERS, FinetuneEstimate
 from planner.engine.formats import FormatSpec
 from planner.engine.plan import PlanResult
 from planner.engine.recommend import Recommendation, Rejection
+from planner.measurements import SearchFinding
 from planner.models import Plan
 from planner.recipes.target import Recipe
 from planner.services import DEFAULT_FORMATS, PlanInput
@@ -96,6 +98,14 @@ class PlanCreateInput(serializers.Serializer[Any]):
     api_price = serializers.CharField(max_length=100, required=False, allow_null=True)
     price_usd_per_hour = serializers.FloatField(
         min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    electricity_usd_per_kwh = serializers.FloatField(
+        min_value=0,
+        max_value=MAX_ELECTRICITY_USD_PER_KWH,
+        required=False,
+        allow_null=True,
+        help_text="Electricity price for the owned cost (purchase over its "
+        "depreciation period plus power); default 0.12 USD/kWh.",
     )
     max_quality_loss_pct = serializers.FloatField(
         min_value=0, max_value=1000, required=False, allow_null=True
@@ -194,15 +204,43 @@ PlanRequestOutput = dataclass_serializer(
 )
 
 
+SearchFindingOutput = dataclass_serializer(
+    SearchFinding,
+    name="MeasuredRecommendationOutput",
+    doc="A finished accuracy-aware search run from this plan: the format it "
+    "measured within the bar (answer), or none and the closest miss; "
+    "source is always 'measured'.",
+)
+
+
 class PlanOutput(serializers.ModelSerializer[Plan]):
-    """A saved plan with its report, as it was computed when saved."""
+    """A saved plan with its report, as it was computed when saved, and the
+    measured recommendations of the searches run from it since."""
 
     request = stored_json(PlanRequestOutput)
     report = stored_json(PlanReportBody)
+    measured_recommendations = serializers.SerializerMethodField(
+        help_text="Finished searches run from this plan, newest first; empty: none."
+    )
 
     class Meta:
         model = Plan
-        fields = ["id", "name", "model_id", "request", "report", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "model_id",
+            "request",
+            "report",
+            "measured_recommendations",
+            "created_at",
+        ]
+
+    @extend_schema_field(SearchFindingOutput(many=True))
+    def get_measured_recommendations(self, plan: Plan) -> list[dict[str, Any]]:
+        # The view reads them through planner.selectors and passes them in (no
+        # default: a caller that forgets must not claim "no search").
+        findings: list[SearchFinding] = self.context["measured_recommendations"]
+        return [f.to_dict() for f in findings]
 
 
 class PlanSummaryOutput(serializers.ModelSerializer[Plan]):

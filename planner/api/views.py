@@ -108,12 +108,16 @@ def _json_response(request: Request, text: str) -> HttpResponse:
 
 
 class PlanDetailApi(APIView):
-    """A saved plan, or delete it."""
+    """A saved plan (with the measured answers of searches run from it), or delete
+    it."""
 
     @extend_schema(responses={200: PlanOutput})
     def get(self, request: Request, pk: str) -> Response:
         plan = selectors.plan_get_for_user(user=request.user, plan_id=pk)
-        return Response(PlanOutput(plan).data)
+        found = selectors.plan_measured_recommendations(plan=plan, user=request.user)
+        return Response(
+            PlanOutput(plan, context={"measured_recommendations": found}).data
+        )
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:

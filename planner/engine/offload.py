@@ -18,6 +18,7 @@ llama.cpp does for large batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .catalog import GpuSpec
 from .formats import FormatSpec
@@ -30,6 +31,9 @@ from .runtime import (
 from .spec import ModelSpec
 from .tensors import EMBEDDING, EXPERTS, LM_HEAD
 from .weights import weight_layout
+
+if TYPE_CHECKING:
+    from .request import PlanRequest
 
 FIT_MARGIN_BYTES = 1 << 30  # llama.cpp --fit's default free-memory target per device
 # Host RAM bandwidth llama.cpp reaches on the machine around the GPU: dual-channel
@@ -123,3 +127,34 @@ def offload_plan(
         host_expert_bytes=host_experts,
         kv_host_share=cpu_layers / n,
     )
+
+
+def one_gpu_offload(
+    req: PlanRequest,
+    loaded: FormatSpec,
+    cache: str,
+    engine: str,
+    *,
+    fits: bool,
+    gpus: int,
+) -> dict[str, Any] | None:
+    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
+    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
+        return None
+    placed = offload_plan(
+        req.model,
+        loaded,
+        req.gpu,
+        context_tokens=req.context_tokens,
+        sequences=req.concurrency,
+        cache_dtype=cache,
+    )
+    if placed is None:
+        return None
+    return {
+        "flags": placed.flags,
+        "gpu_layers": placed.gpu_layers,
+        "cpu_moe_layers": placed.cpu_moe_layers,
+        "gpu_bytes": placed.gpu_bytes,
+        "host_weight_bytes": placed.host_weight_bytes,
+    }

@@ -12,13 +12,15 @@ from .catalog import ApiPrice
 from .cost import (
     HOURS_PER_MONTH,
     OWNED_PROVIDER,
+    CostEstimate,
     estimate_cost,
     hourly_price_usd,
+    owned_usd_per_hour,
     quantization_job_estimate,
 )
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import kv_cache_bytes
-from .offload import offload_plan
+from .offload import one_gpu_offload
 from .provenance import (
     calibrated_speed,
     quality_with_label,
@@ -122,6 +124,12 @@ class PlanResult:
     # Where each number comes from: "measured (...)", "calibrated from n runs"
     # or "estimated (...)", keyed by the field it describes.
     sources: dict[str, str] = field(default_factory=dict)
+    # Owning the same GPUs instead (purchase over its depreciation period plus
+    # electricity, cost.owned_usd_per_hour) at the same utilization, next to the
+    # price above; None where the catalog lists no purchase price (the source says).
+    owned_cost_usd_per_month: float | None = None
+    owned_cost_usd_per_million_tokens: float | None = None
+    owned_price_source: str = ""
 
     @property
     def quality_loss_pct(self) -> float | None:
@@ -182,6 +190,7 @@ def _plan_one(
     api: ApiPrice | None,
     usd_per_gpu_hour: float | None,
     price_source: str,
+    owned: tuple[float | None, str],
 ) -> PlanResult:
     spec, gpu, engine = req.model, req.gpu, req.engine
     loaded, warnings, blockers = engine_support(fmt, gpu, engine)
@@ -219,7 +228,7 @@ def _plan_one(
             "not modelled"
         )
     fits = not reasons
-    offload = _one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
+    offload = one_gpu_offload(req, loaded, cache, engine, fits=fits, gpus=n)
     if offload is not None:
         warnings.append(
             f"on one {gpu.name}, llama.cpp can run it with "
@@ -266,16 +275,19 @@ def _plan_one(
     }
     if sources["artifact_bytes"].startswith("measured") and measurement:
         artifact = int(measurement.artifact_bytes or artifact)
-    cost = estimate_cost(
-        speed,
-        usd_per_gpu_hour=usd_per_gpu_hour,
-        price_source=price_source,
-        gpus=n,
-        utilization=req.utilization,
-        prompt_tokens=req.prompt_tokens,
-        output_tokens=req.output_tokens,
-        api=api,
-    )
+
+    def cost_at(usd: float | None, source: str, vs: ApiPrice | None) -> CostEstimate:
+        return estimate_cost(
+            speed, usd_per_gpu_hour=usd, price_source=source, gpus=n,
+            utilization=req.utilization, prompt_tokens=req.prompt_tokens,
+            output_tokens=req.output_tokens, api=vs,
+        )  # fmt: skip
+
+    cost = cost_at(usd_per_gpu_hour, price_source, api)
+    # The same deployment owned rather than rented, by the same formula at the
+    # owned hourly price, so the two per-1M-token figures compare directly.
+    owned_source = owned[1]
+    owned_cost = cost_at(owned[0], owned_source, None) if owned[0] is not None else None
     layout = weight_layout(spec, loaded)
     job = quantization_job_estimate(
         spec, loaded, gpu, usd_per_gpu_hour=usd_per_gpu_hour
@@ -368,38 +380,12 @@ def _plan_one(
         offload=offload,
         prompt_tokens_per_s=speed.prefill_tokens_per_s,
         sources=sources,
+        owned_cost_usd_per_month=owned_cost.usd_per_month if owned_cost else None,
+        owned_cost_usd_per_million_tokens=(
+            owned_cost.usd_per_million_tokens if owned_cost else None
+        ),
+        owned_price_source=owned_source,
     )
-
-
-def _one_gpu_offload(
-    req: PlanRequest,
-    loaded: FormatSpec,
-    cache: str,
-    engine: str,
-    *,
-    fits: bool,
-    gpus: int,
-) -> dict[str, Any] | None:
-    """The llama.cpp 1-GPU partial-offload placement when the format needs more."""
-    if engine != "llama.cpp" or req.gpu.kind != "gpu" or (fits and gpus == 1):
-        return None
-    placed = offload_plan(
-        req.model,
-        loaded,
-        req.gpu,
-        context_tokens=req.context_tokens,
-        sequences=req.concurrency,
-        cache_dtype=cache,
-    )
-    if placed is None:
-        return None
-    return {
-        "flags": placed.flags,
-        "gpu_layers": placed.gpu_layers,
-        "cpu_moe_layers": placed.cpu_moe_layers,
-        "gpu_bytes": placed.gpu_bytes,
-        "host_weight_bytes": placed.host_weight_bytes,
-    }
 
 
 def _paid_for(req: PlanRequest) -> str:
@@ -486,7 +472,8 @@ def plan(request: PlanRequest) -> PlanReport:
         override_usd_per_hour=request.price_usd_per_hour,
         usd_per_kwh=request.electricity_usd_per_kwh,
     )
-    results = [_plan_one(request, f, cache, api, usd, source) for f in formats]
+    owned = owned_usd_per_hour(request.gpu, usd_per_kwh=request.electricity_usd_per_kwh)
+    results = [_plan_one(request, f, cache, api, usd, source, owned) for f in formats]
     limits = Limits(
         request.max_quality_loss_pct, request.min_tokens_per_s, request.max_ttft_s
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from .calibration import FormatMeasurement, SpeedCalibration
 from .catalog import ApiPrice, CatalogError, GpuSpec, get_api_price
+from .cost import MAX_ELECTRICITY_USD_PER_KWH
 from .formats import FormatError, FormatSpec, parse_format
 from .kv_cache import CacheDtypeError, normalize_cache_dtype
 from .runtime import ENGINES, TENSOR_PARALLEL_SIZES
@@ -149,6 +150,11 @@ def validate_request(req: PlanRequest) -> tuple[list[FormatSpec], str, ApiPrice 
         "electricity_usd_per_kwh",
     ):
         _check_limit(name, getattr(req, name))
+    if (req.electricity_usd_per_kwh or 0) > MAX_ELECTRICITY_USD_PER_KWH:
+        raise PlanError(
+            f"electricity_usd_per_kwh: at most {MAX_ELECTRICITY_USD_PER_KWH:g} USD/kWh, "
+            f"got {req.electricity_usd_per_kwh!r}"
+        )
     try:
         cache = normalize_cache_dtype(req.kv_cache_dtype)
     except CacheDtypeError as exc:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from config.schema import stored_json
 from quantjobs.models import Artifact, Job, JobResult
 from quantjobs.presenters import result_row
+from quantjobs.search import SEARCH_HELP, SEARCH_MAX_HELP, search_metric_choices
 from quantjobs.selectors import job_model
 
 from .search_serializers import SearchOutput
@@ -32,22 +33,11 @@ class JobCreateInput(serializers.Serializer[Any]):
     # Accuracy-aware search: the smallest candidate whose measured loss is within
     # the bar. GGUF runs on CPU workers; AWQ and GPTQ candidates need a GPU worker.
     search_metric = serializers.ChoiceField(
-        choices=[
-            ("perplexity_change_pct", "perplexity change, %"),
-            ("kl_divergence", "KL divergence, nats"),
-            ("exact_match_drop_points", "exact-match drop, points (needs a "
-             "prompt/answer .jsonl eval_file)"),
-        ],
+        choices=search_metric_choices(),
         required=False,
-        help_text="Makes the job a search: try the candidates smallest first and "
-        "stop at the first within search_max. GGUF searches run on CPU workers; "
-        "AWQ and GPTQ need a GPU worker.",
-    )  # fmt: skip
-    search_max = serializers.FloatField(
-        required=False,
-        help_text="The largest loss to accept: 3 for 3% perplexity change, 0.05 for "
-        "a KLD of 0.05, 5 for 5 exact-match points.",
+        help_text=f"Makes the job a search. {SEARCH_HELP}",
     )
+    search_max = serializers.FloatField(required=False, help_text=SEARCH_MAX_HELP)
     source_kind = serializers.ChoiceField(
         choices=Job.SourceKind.choices, default=Job.SourceKind.SAMPLE
     )

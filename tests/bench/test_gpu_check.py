@@ -65,3 +65,19 @@ def test_the_cuda_server_is_built_for_the_gpus_architecture(tmp_path: Path) -> N
     assert "-DCMAKE_CUDA_ARCHITECTURES=90" in configure
     assert "-DLLAMA_BUILD_SERVER=ON" in configure
     assert build[-3:-1] == ["llama-server", "-j"]
+
+
+def test_the_cuda_and_the_cpu_tool_builds_share_one_list_of_cmake_flags(
+    tmp_path: Path,
+) -> None:
+    from quantjobs.backends.gguf.llama_cpp_source import TOOL_CMAKE_FLAGS
+    from tests import llama_tools
+
+    configure, _ = cuda_server_build_steps(tmp_path / "src", tmp_path / "b", "90")
+    flags = configure[5:]
+    assert flags == [
+        "-DGGML_CUDA=ON",
+        *TOOL_CMAKE_FLAGS,
+        "-DCMAKE_CUDA_ARCHITECTURES=90",
+    ]
+    assert llama_tools._CMAKE_FLAGS == ("-DGGML_NATIVE=OFF", *TOOL_CMAKE_FLAGS)

@@ -56,6 +56,28 @@ def test_an_api_price_adds_its_column_and_the_break_even_volume(logged_in: Any) 
     assert "Break-even" in html
 
 
+def test_the_plan_page_shows_owning_next_to_renting_where_the_gpu_is_sold(
+    logged_in: Any,
+) -> None:
+    from planner import services
+    from planner.services import PlanInput
+
+    html = html_of(logged_in.post("/", PLAN_FORM))  # an A100 80GB has a purchase price
+    assert "Owned <span" in html and "owned instead:" in html
+    report = services.plan_compute(
+        data=PlanInput(model="llama-3-70b", gpu="a100-80gb", formats=("gguf-Q4_K_M",),
+                       context_tokens=8192, concurrency=8),
+        user=None,
+    )  # fmt: skip
+    row = report.results[0]
+    assert row.owned_cost_usd_per_month is not None
+    assert f"${row.owned_cost_usd_per_month:,.0f}" in html
+    assert row.owned_price_source.split(" + ")[0] in html  # the hover names the price
+    # No purchase price listed (an A10): no owned column at all.
+    a10 = html_of(logged_in.post("/", {**PLAN_FORM, "gpus_chosen": ["a10"]}))
+    assert "Owned <span" not in a10 and "owned instead:" not in a10
+
+
 def test_a_broken_config_is_a_field_error_next_to_it_and_keeps_the_text(
     logged_in: Any,
 ) -> None:

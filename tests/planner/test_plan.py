@@ -388,3 +388,70 @@ def test_rejections_are_structured_with_a_code_and_the_numbers(
     for r in rec.rejected:
         assert r.message in (rec.why_none or "")
     assert rec.to_dict()["rejected"][0]["reasons"][0]["code"]
+
+
+def test_each_row_prices_owning_next_to_renting_with_the_cost_formulas(
+    llama3_8b: ModelSpec,
+) -> None:
+    from planner.engine import estimate_speed, parse_format
+    from planner.engine.cost import estimate_cost, owned_usd_per_hour
+
+    gpus = {g.id: g for g in load_gpus()}
+    l40s = gpus["l40s"]  # rented from 0.79 USD/h, sold for a purchase price
+    row = plan(_request(llama3_8b, l40s, formats=["gguf-Q4_K_M"], gpus=1)).results[0]
+    assert row.price_source.startswith(("runpod", "modal", "replicate"))
+    owned_per_hour, owned_source = owned_usd_per_hour(l40s)
+    assert owned_source.startswith("owned: ") and row.owned_price_source == owned_source
+    assert owned_per_hour is not None
+    assert row.owned_cost_usd_per_month == pytest.approx(owned_per_hour * 730)
+    # Per 1M tokens: the rented figure scaled by owned/rented hourly prices (same
+    # speed, same utilization), so the two columns compare like for like.
+    assert row.cost_usd_per_hour and row.cost_usd_per_million_tokens
+    assert row.owned_cost_usd_per_million_tokens == pytest.approx(
+        row.cost_usd_per_million_tokens * owned_per_hour / row.cost_usd_per_hour
+    )
+    speed = estimate_speed(
+        llama3_8b, parse_format("gguf-Q4_K_M"), l40s, engine="vllm", gpus=1,
+        concurrency=1, prompt_tokens=1024, output_tokens=256,
+    )  # fmt: skip
+    by_formula = estimate_cost(
+        speed, usd_per_gpu_hour=owned_per_hour, price_source=owned_source, gpus=1,
+        utilization=0.5, prompt_tokens=1024, output_tokens=256,
+    )  # fmt: skip
+    assert row.owned_cost_usd_per_million_tokens == pytest.approx(
+        by_formula.usd_per_million_tokens
+    )
+
+    # Dearer electricity: owning costs more, renting the same.
+    dear = plan(
+        _request(
+            llama3_8b,
+            l40s,
+            formats=["gguf-Q4_K_M"],
+            gpus=1,
+            electricity_usd_per_kwh=0.5,
+        )  # fmt: skip
+    ).results[0]
+    assert dear.cost_usd_per_month == row.cost_usd_per_month
+    assert row.owned_cost_usd_per_month is not None
+    assert dear.owned_cost_usd_per_month is not None
+    # 350 W x PUE 1.3 x 730 h x (0.50 - 0.12) USD/kWh more a month.
+    assert dear.owned_cost_usd_per_month - row.owned_cost_usd_per_month == (
+        pytest.approx(0.350 * 1.3 * 730 * 0.38)
+    )
+    assert "at 0.5 USD/kWh" in dear.owned_price_source
+
+    # A GPU the catalog lists no purchase price for: no owned figures, and why.
+    a10 = plan(_request(llama3_8b, gpus["a10"], formats=["gguf-Q4_K_M"])).results[0]
+    assert a10.cost_usd_per_month is not None
+    assert a10.owned_cost_usd_per_month is None
+    assert a10.owned_cost_usd_per_million_tokens is None
+    assert a10.owned_price_source.startswith("cannot price owning")
+    assert a10.to_dict()["owned_cost_usd_per_month"] is None
+
+
+def test_an_electricity_price_above_the_limit_is_refused(
+    llama3_8b: ModelSpec, h100: GpuSpec
+) -> None:
+    with pytest.raises(PlanError, match="electricity_usd_per_kwh: at most 10"):
+        plan(_request(llama3_8b, h100, electricity_usd_per_kwh=11.0))

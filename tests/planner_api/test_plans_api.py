@@ -90,6 +90,64 @@ def test_the_api_and_the_cli_give_the_same_objects(api: Any) -> None:
     assert cli == api_rows
 
 
+def test_a_plan_prices_owning_next_to_renting_in_the_api_and_the_cli(
+    api: Any,
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def api_row(**extra: Any) -> dict[str, Any]:
+        body = {"model": "llama-3.1-8b", "gpu": "l40s", "formats": ["gguf-Q4_K_M"]}
+        response = api.post("/api/v1/plans/", {**body, **extra}, format="json")
+        assert response.status_code == 200, response.content
+        row: dict[str, Any] = response.json()["results"][0]
+        return row
+
+    cheap, dear = api_row(), api_row(electricity_usd_per_kwh=0.5)
+    for row in (cheap, dear):
+        assert row["cost_usd_per_month"] > 0 and row["price_source"]
+        assert row["owned_cost_usd_per_month"] > 0
+        assert row["owned_cost_usd_per_million_tokens"] > 0
+        assert row["owned_price_source"].startswith("owned: ")
+    # Only the owned figures depend on the electricity price.
+    assert dear["cost_usd_per_month"] == cheap["cost_usd_per_month"]
+    assert dear["owned_cost_usd_per_month"] > cheap["owned_cost_usd_per_month"]
+    assert "at 0.5 USD/kWh" in dear["owned_price_source"]
+
+    out = StringIO()
+    call_command(
+        "plan", "--model", "llama-3.1-8b", "--gpu", "l40s", "--format", "gguf-Q4_K_M",
+        "--electricity-usd-per-kwh", "0.5", "--json", stdout=out,
+    )  # fmt: skip
+    assert json.loads(out.getvalue()) == [dear]
+    out = StringIO()
+    call_command(
+        "plan", "--model", "llama-3.1-8b", "--gpu", "l40s", "--format", "gguf-Q4_K_M",
+        stdout=out,
+    )  # fmt: skip
+    text = out.getvalue()
+    assert "owned $/mo" in text and "owned $/1M" in text
+    assert f"{cheap['owned_cost_usd_per_month']:.0f}" in text
+    owned = cheap["owned_price_source"].removeprefix("owned: ")
+    assert f"Owning instead: {owned}" in text and "over 36 months" in owned
+
+    # A GPU with no purchase price: null, and the text says why.
+    a10 = api.post(
+        "/api/v1/plans/", {"model": "llama-3.1-8b", "gpu": "a10"}, format="json"
+    ).json()["results"][0]
+    assert a10["owned_cost_usd_per_month"] is None
+    assert a10["owned_price_source"].startswith("cannot price owning")
+
+    refused = api.post(
+        "/api/v1/plans/",
+        {"model": "llama-3.1-8b", "gpu": "l40s", "electricity_usd_per_kwh": 11},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "electricity_usd_per_kwh" in refused.json()
+
+
 def test_saved_plans_are_listed_reopened_and_private(api: Any, other_api: Any) -> None:
     created = api.post(
         "/api/v1/plans/",

@@ -261,13 +261,16 @@ def test_a_candidate_that_fails_ends_the_search_partial_with_its_trail(
     assert not job.search["finished"]
 
 
-def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
-    user: Any, clean_media: Path, logged_in: Any
-) -> None:
+def _searched_plan(user: Any) -> tuple[Any, Any]:
+    """A plan with a finished search run from it (the runner, over a real child):
+    selftest-b is the first of three candidates within a KLD of 0.05 nats."""
     from planner.models import Plan
     from quantjobs import runner
 
-    plan = Plan.objects.create(user=user, name="p", model_id="llama-3-8b")
+    plan = Plan.objects.create(
+        user=user, name="p", model_id="llama-3-8b",
+        report={"model": "llama-3-8b", "gpu": "l4", "results": []},
+    )  # fmt: skip
     job = _search_job(
         user,
         ["selftest-a", "selftest-b", "selftest-c"],
@@ -276,6 +279,13 @@ def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
         plan=plan,
     )
     runner.execute(job)
+    return plan, job
+
+
+def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
+    user: Any, clean_media: Path, logged_in: Any
+) -> None:
+    plan, job = _searched_plan(user)
 
     html = logged_in.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="job-search"' in html and 'data-answer="selftest-b"' in html
@@ -290,6 +300,76 @@ def test_the_job_page_shows_the_trail_and_the_plan_page_the_answer(
         "measured: selftest-b is the smallest format within KL divergence ≤ 0.05 nats"
         in plan_html
     )
+
+
+def test_the_plan_api_and_cli_show_a_finished_searchs_answer_as_measured(
+    user: Any, other_user: Any, clean_media: Path, api: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from planner.models import Plan
+    from quantjobs import runner
+
+    plan, job = _searched_plan(user)
+    bare = Plan.objects.create(user=user, name="bare", model_id="llama-3-8b")
+    # Another user's search from the same plan id is not this user's answer.
+    theirs = _search_job(
+        other_user, ["selftest-a"], 0.5, {"selftest-a": 0.3}, plan=plan
+    )
+    runner.execute(theirs)
+    text = (
+        "measured: selftest-b is the smallest format within KL divergence ≤ 0.05 nats"
+    )
+
+    body = api.get(f"/api/v1/plans/{plan.pk}/").json()
+    found = body["measured_recommendations"]
+    assert [(f["job_id"], f["answer"], f["source"]) for f in found] == [
+        (str(job.pk), "selftest-b", "measured")
+    ]
+    assert found[0]["text"].startswith(text)
+    assert found[0]["label"] == "KL divergence ≤ 0.05 nats"
+    assert api.get(f"/api/v1/plans/{bare.pk}/").json()["measured_recommendations"] == []
+
+    out = StringIO()
+    call_command("plan", "--plan", str(plan.pk), "--json", stdout=out)
+    cli = json.loads(out.getvalue())
+    # The operator's CLI sees every user's searches run from the plan, newest first.
+    assert {(f["job_id"], f["answer"]) for f in cli["measured_recommendations"]} == {
+        (str(job.pk), "selftest-b"),
+        (str(theirs.pk), "selftest-a"),
+    }
+    assert cli["id"] == str(plan.pk) and cli["report"]["gpu"] == "l4"
+    out = StringIO()
+    call_command("plan", "--plan", str(plan.pk), stdout=out)
+    assert "Measured recommendations" in out.getvalue()
+    assert f"{text} on " in out.getvalue() and f"(job {job.pk}" in out.getvalue()
+
+    out = StringIO()
+    call_command("plan", "--plan", str(bare.pk), "--json", stdout=out)
+    assert json.loads(out.getvalue())["measured_recommendations"] == []
+    out = StringIO()
+    call_command("plan", "--plan", str(bare.pk), stdout=out)
+    assert "Plan 'bare'" in out.getvalue()
+    assert "Measured" not in out.getvalue() and "measured:" not in out.getvalue()
+
+
+def test_the_plan_cli_names_a_missing_plan_and_refuses_mixed_arguments(
+    user: Any,
+) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from planner.models import Plan
+
+    with pytest.raises(CommandError, match="No saved plan has id 'nope'"):
+        call_command("plan", "--plan", "nope")
+    plan = Plan.objects.create(user=user, name="p", model_id="llama-3-8b")
+    with pytest.raises(CommandError, match="drop --model"):
+        call_command("plan", "--plan", str(plan.pk), "--model", "llama-3-8b")
+    with pytest.raises(CommandError, match="--plan ID"):
+        call_command("plan", "--gpu", "l4")
 
 
 def test_a_search_from_a_plan_tries_the_cheapest_on_the_plans_gpus_first(
@@ -384,3 +464,23 @@ def test_an_exact_match_search_judges_the_drop_in_points(
         "passed: exact-match drop 0 points ≤ 5 points",
     ]
     assert job.search["answer"] == "selftest-b"
+
+
+def test_the_job_form_and_the_api_offer_the_engines_search_metrics_alike() -> None:
+    from frontend.forms import JobForm
+    from planner.engine.search import METRICS
+    from quantjobs.api.serializers import JobCreateInput
+
+    form_field = JobForm().fields["search_metric"]
+    api_field = JobCreateInput().fields["search_metric"]
+    offered = [value for value, _ in form_field.choices if value]
+    assert offered == list(api_field.choices) == list(METRICS)
+    # Each says its unit and the cap search_bar holds it to.
+    assert api_field.choices["kl_divergence"] == "KL divergence (nats, at most 5)"
+    assert dict(form_field.choices)["exact_match_drop_points"] == (
+        "Smallest format within an exact-match drop (points, at most 100; needs a "
+        "prompt/answer .jsonl)"
+    )
+    assert form_field.help_text == api_field.help_text.removeprefix(
+        "Makes the job a search. "
+    )

@@ -2,7 +2,8 @@
 
 With a traffic (``--requests-per-s`` or ``--tokens-per-month``) it searches GPU
 types (``--gpu`` repeated, or the whole catalog), counts and formats for the
-cheapest deployment that meets the latency targets.
+cheapest deployment that meets the latency targets. ``--plan ID`` shows a saved
+plan as it was computed, with the measured answers of the searches run from it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
+from django.http import Http404
 
-from planner import capacity_services, services
+from planner import capacity_services, selectors, services
 from planner.measurements import WORKER_PREFIX
 from planner.services import DEFAULT_FORMATS, PlanInput
 
@@ -25,7 +27,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--model",
-            required=True,
+            default=None,
             help="Catalog id, HF id, config.json path, or a .gguf file (the first "
             "part of a split one) or model folder, read from its own metadata.",
         )
@@ -56,7 +58,27 @@ class Command(BaseCommand):
             "--api-price", default=None, help="API price id to compare with."
         )
         parser.add_argument("--price-usd-per-hour", type=float, default=None)
-        parser.add_argument("--json", action="store_true", help="Print JSON (a list).")
+        parser.add_argument(
+            "--electricity-usd-per-kwh",
+            type=float,
+            default=None,
+            help="Electricity price of owning the GPUs: a plan's owned cost, and a "
+            "capacity search's with --provider owned; default 0.12.",
+        )
+        parser.add_argument(
+            "--plan",
+            dest="plan_id",
+            default=None,
+            metavar="ID",
+            help="Show a saved plan (any user's) as it was computed, with the "
+            "measured recommendations of the searches run from it.",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print JSON: a list of formats; with --plan, the saved plan's object "
+            "as the API answers it.",
+        )
         traffic = parser.add_argument_group(
             "capacity search (any of these switches it on)"
         )
@@ -80,14 +102,16 @@ class Command(BaseCommand):
             help="Price from this provider only; 'owned' prices a purchase "
             "(depreciation and power) instead of renting.",
         )
-        traffic.add_argument(
-            "--electricity-usd-per-kwh",
-            type=float,
-            default=None,
-            help="Electricity price when owning (--provider owned); default 0.12.",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["plan_id"] is not None:
+            self._saved(options)
+            return
+        if not options["model"]:
+            raise CommandError(
+                "Give --model (and --gpu) to compute a plan, or --plan ID to show a "
+                "saved one."
+            )
         gpus = options["gpu"] or []
         if (
             options["requests_per_s"] is not None
@@ -128,6 +152,7 @@ class Command(BaseCommand):
             utilization=options["utilization"],
             api_price=options["api_price"],
             price_usd_per_hour=options["price_usd_per_hour"],
+            electricity_usd_per_kwh=options["electricity_usd_per_kwh"],
         )
         try:
             # The operator's CLI sees every user's measurements (labelled by job).
@@ -157,6 +182,56 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(body["results"], indent=2))
             return
         self._print_table(body)
+
+    def _saved(self, options: dict[str, Any]) -> None:
+        """A saved plan's report and the measured answers of searches run from it."""
+        flags = {"model": "--model", "gpu": "--gpu", "formats": "--format"}
+        given = [flag for key, flag in flags.items() if options[key]]
+        if given:
+            raise CommandError(
+                f"--plan shows a saved plan as it was computed; drop {', '.join(given)}."
+            )
+        try:
+            plan = selectors.plan_get(plan_id=options["plan_id"])
+            found = selectors.plan_measured_recommendations(plan=plan, user=None)
+        except Http404:
+            raise CommandError(
+                f"No saved plan has id {options['plan_id']!r}."
+            ) from None
+        except DatabaseError:
+            raise CommandError(
+                "--plan reads saved plans from the database, which is not set up "
+                "here: run `python manage.py migrate` (or `make run` once)."
+            ) from None
+        if options["json"]:
+            body = {
+                "id": str(plan.pk),
+                "name": plan.name,
+                "model_id": plan.model_id,
+                "request": plan.request,
+                "report": plan.report,
+                "measured_recommendations": [f.to_dict() for f in found],
+                "created_at": plan.created_at.isoformat(),
+            }
+            self.stdout.write(json.dumps(body, indent=2))
+            return
+        report = plan.report or {}
+        self.stdout.write(
+            f"Plan {plan.name!r} ({plan.pk}), saved {plan.created_at:%Y-%m-%d %H:%M}: "
+            f"{report.get('model', plan.model_id)} on {report.get('gpu', '?')}\n"
+        )
+        self._print_table(report)
+        if found:
+            self.stdout.write(
+                "\nMeasured recommendations (searches run from this plan):"
+            )
+            for f in found:
+                stand_in = (
+                    f"; measured on {f.model}, a stand-in for {f.stand_in_for}"
+                    if f.stand_in_for
+                    else ""
+                )
+                self.stdout.write(f"  - {f.text} (job {f.job_id}{stand_in})")
 
     def _capacity(self, options: dict[str, Any], gpus: list[str]) -> None:
         model, config = options["model"], None
@@ -211,18 +286,29 @@ class Command(BaseCommand):
             )
 
     def _print_table(self, body: dict[str, Any]) -> None:
-        header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}"
+        header = f"{'format':<16}{'weights GB':>11}{'KV GB':>8}{'total/GPU GB':>13}{'GPUs':>5}{'fits':>6}{'tok/s':>9}{'$/month':>10}{'$/1M tok':>10}{'owned $/mo':>11}{'owned $/1M':>11}"
         self.stdout.write(header)
-        for row in body["results"]:
+        rows = body.get("results") or []  # a saved plan's stored report may lack it
+        for row in rows:
             self.stdout.write(
                 f"{row['format']:<16}{row['weights_bytes'] / 1e9:>11.2f}"
                 f"{row['kv_cache_bytes'] / 1e9:>8.2f}{row['total_bytes_per_gpu'] / 1e9:>13.2f}"
                 f"{row['gpus_needed'] or '-':>5}{'yes' if row['fits'] else 'no':>6}"
                 f"{row['decode_tokens_per_s'] or 0:>9.1f}{row['cost_usd_per_month'] or 0:>10.0f}"
                 f"{row['cost_usd_per_million_tokens'] or 0:>10.2f}"
+                f"{_money(row.get('owned_cost_usd_per_month'), 0):>11}"
+                f"{_money(row.get('owned_cost_usd_per_million_tokens'), 2):>11}"
             )
+        prices = {
+            (r.get("price_source", ""), r.get("owned_price_source", "")) for r in rows
+        }
+        for rented, owned in sorted(prices):
+            self.stdout.write(f"\nPrice: {rented or '?'}")
+            # A plan saved before owned costs were reported has no owned source.
+            if owned:
+                self.stdout.write(f"Owning instead: {owned.removeprefix('owned: ')}")
         self.stdout.write("\nWhere the numbers come from:")
-        for row in body["results"]:
+        for row in rows:
             sources = row.get("sources") or {}
             self.stdout.write(
                 f"  {row['format']}: tok/s {sources.get('decode_tokens_per_s', '?')}; "
@@ -236,3 +322,8 @@ class Command(BaseCommand):
             self.stdout.write(f"\nRecommended: {rec['format']}")
             for reason in rec.get("reasons", []):
                 self.stdout.write(f"  - {reason}")
+
+
+def _money(value: Any, digits: int) -> str:
+    """A USD figure for the table, or '-' when it is unknown (nothing to price)."""
+    return "-" if value is None else f"{value:.{digits}f}"

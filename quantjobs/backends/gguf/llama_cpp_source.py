@@ -28,12 +28,35 @@ from pathlib import Path
 from quantjobs.backends.base import BackendError, LogFn
 
 __all__ = [
+    "TOOL_CMAKE_FLAGS",
     "cache_root",
     "ensure_llama_cpp_source",
     "file_lock",
     "llama_cpp_version",
     "sdist_candidates",
 ]
+
+# How these sources are configured to build llama.cpp's command-line tools
+# (llama-perplexity, llama-imatrix, llama-server), whatever the backend: the test
+# helpers (tests/llama_tools.py) add the CPU's instruction sets, the GPU check
+# (bench/gpu_check.py) CUDA. A target is built only when asked for, so the tools
+# not asked for cost nothing. No web UI: it would be fetched from the network or
+# built with npm, and the benchmarks need none. tests/llama_tools.py keys its
+# build cache on these flags: a change rebuilds its tools once.
+TOOL_CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",  # llama-server: bench/serving_load.py, gpu_check.py
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_COMMON=ON",
+    "-DGGML_CCACHE=OFF",
+)
 
 # What a complete extraction holds; checked before it is used.
 _MARKERS = (
