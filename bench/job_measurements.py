@@ -1,6 +1,7 @@
 """Do jobs measure what they say? Repeatability of speed, and memory vs projection.
 
-Run ``python bench/job_measurements.py [--quick] [--json PATH]``. Every figure
+Run ``python bench/job_measurements.py [--quick] [--repeat-only] [--json PATH]``
+(``--repeat-only``: step 1 alone). Every figure
 comes from the job child itself (``python -m quantjobs.backends.child``, the
 process a worker runs for a job), on the bundled sample:
 
@@ -174,8 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"{PRIORITY_ENV}=realtime for the jobs' serving measurement",
     )
+    ap.add_argument(
+        "--repeat-only",
+        action="store_true",
+        help="only the three identical jobs (step 1): their max/min ratios",
+    )
     args = ap.parse_args(argv)
-    rec = Recorder("job_measurements", quick=args.quick)
+    # --repeat-only writes its own result file: a full run's stays whole.
+    name = "job_measurements_repeat" if args.repeat_only else "job_measurements"
+    rec = Recorder(name, quick=args.quick)
 
     from quantjobs.backends.fingerprint import fingerprint
 
@@ -216,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             "priority": serving.get("priority", "normal"),
             "tg_cpu_share": serving["generation"].get("runs_cpu_share", []),
             "pp_cpu_share": serving["prompt"].get("runs_cpu_share", []),
+            "tg_steal_share": serving["generation"].get("runs_steal_share", []),
+            "tg_wait_share": serving["generation"].get("runs_wait_share", []),
+            "tg_spread_pct": serving["generation"].get("spread_pct"),
+            "pp_spread_pct": serving["prompt"].get("spread_pct"),
         }
         _, row["roofline_pp"], row["roofline_tg"] = projected(
             "gguf-Q4_K_M", base["context_tokens"], serving, fp
@@ -230,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{serving['generation']['max_tokens_per_s']:.1f}); serving peak "
             f"{row['peak_memory_bytes'] / MIB:.1f} MiB, job peak "
             f"{row['job_peak_memory_bytes'] / MIB:.1f} MiB; CPU share of the tg "
-            f"runs {', '.join(f'{c:.2f}' for c in row['tg_cpu_share'])}, "
+            f"runs {', '.join(f'{c:.2f}' for c in row['tg_cpu_share'])}, steal "
+            f"{', '.join(f'{100 * c:.1f}%' for c in row['tg_steal_share'])}, "
+            f"waiting for a core "
+            f"{', '.join(f'{100 * c:.1f}%' for c in row['tg_wait_share'])}; "
+            f"spread pp {row['pp_spread_pct']}%, tg {row['tg_spread_pct']}%; "
             f"{row['priority']} priority ({load_str()})",
             flush=True,
         )
@@ -241,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         f"tg {tg_ratio:.3f} (goal <= 1.10 on an idle worker; {load_str()})"
     )
     rec.data["repeat"] = {"runs": repeat, "pp_ratio": pp_ratio, "tg_ratio": tg_ratio}
+    if args.repeat_only:
+        rec.write(args.json)
+        return 0
 
     # 2-3. every type at two contexts, in the job itself
     types = [t for t in args.types.split(",") if t]

@@ -143,6 +143,27 @@ class SpeedSamplesOutput(serializers.Serializer[dict[str, Any]]):
     contended_runs = serializers.IntegerField(
         required=False, help_text="Runs that got too little CPU time: contended."
     )
+    # Results measured before steal, wait and spread were recorded lack these.
+    runs_steal_share = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="Per run: share of the machine's CPU time the hypervisor took "
+        "(/proc/stat steal).",
+    )
+    runs_wait_share = serializers.ListField(
+        child=serializers.FloatField(),
+        required=False,
+        help_text="Per run: share of the threads' time spent waiting for a core "
+        "another process held.",
+    )
+    spread_pct = serializers.FloatField(
+        required=False, help_text="(max - min) of the runs, % of their median."
+    )
+    spread_warning = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Set when the runs spread more than 10%: the median is unreliable.",
+    )
 
 
 class SpeedOutput(serializers.Serializer[dict[str, Any]]):

@@ -191,3 +191,46 @@ def test_jobs_compare_side_by_side_with_one_chart(logged_in: Any, user: Any) -> 
     assert charts[0].count('class="point"') == 4
     assert "1:gguf-Q8_0" in charts[0] and "2:gguf-Q4_K_M" in charts[0]
     assert logged_in.get(f"/jobs/compare/?job={first.pk}").status_code == 302
+
+
+def test_speed_whose_runs_spread_is_marked_unreliable_on_the_page_and_in_the_api(
+    logged_in: Any, user: Any
+) -> None:
+    from quantjobs.backends.gguf.serving import ServingMeasurement, SpeedSamples
+    from quantjobs.models import JobResult
+
+    job = _finished_job(user)
+    serving = ServingMeasurement(
+        pid=4242,
+        peak_memory_bytes=300 * 2**20,
+        peak_memory_after_bench_bytes=300 * 2**20,
+        context_tokens=512,
+        load_time_s=0.4,
+        threads=2,
+        prompt=SpeedSamples("pp512", 512, (900.0, 905.0, 897.0)),
+        generation=SpeedSamples(
+            "tg128", 128, (94.8, 112.6, 100.0), runs_steal_share=(0.0, 0.05, 0.0)
+        ),
+        load_average_before=(1.5, 1.0, 0.5),
+        load_average_after=(1.6, 1.0, 0.5),
+        system_info="CPU : AVX2 = 1 |",
+        cpu_model="AMD EPYC",
+    )
+    result = JobResult.objects.get(job=job, format="gguf-Q4_K_M")
+    result.metrics = {**result.metrics, "serving": serving.to_dict()}
+    result.save()
+
+    html = html_of(logged_in.get(f"/jobs/{job.pk}/"))
+    tg_cell = html.split('class="speed-tg"')[2].split("</td>")[0]  # the Q4_K_M row
+    assert "unreliable: runs spread 18%" in tg_cell
+    assert "steal up to 5.0%" in tg_cell
+    pp_cell = html.split('class="speed-pp"')[2].split("</td>")[0]
+    assert "unreliable" not in pp_cell  # 900-905 tok/s agree
+
+    body = logged_in.get(f"/api/v1/jobs/{job.pk}/").json()
+    rows = {r["format"]: r for r in body["results"]}
+    speed = rows["gguf-Q4_K_M"]["speed"]
+    assert speed["generation"]["spread_pct"] == pytest.approx(17.8)
+    assert speed["generation"]["spread_warning"].startswith("tg128 is unreliable")
+    assert speed["generation"]["runs_steal_share"] == [0.0, 0.05, 0.0]
+    assert speed["prompt"]["spread_warning"] is None

@@ -26,6 +26,17 @@ for the measuring process only, never the job; Linux caps real-time tasks at 95%
 of each second) so that a worker shared with other work measures what an idle
 one would; without the permission it measures as usual and says so.
 
+Each run also records what took CPU time from it: the machine's steal (the
+hypervisor running other guests on our vCPUs, ``/proc/stat``) and the run delay
+of the process's threads (runnable, but another process of this machine held
+the core, ``/proc/<pid>/task/*/schedstat``). On a shared 2-vCPU VM these, and a
+host that is slower for minutes at a time without reporting steal, moved tg128
+by 10-30% between runs and jobs while pp512 moved less (its few, long matrix
+products stall less at llama.cpp's barriers). No measurement inside a job can
+remove that, so runs whose range passes ``SPREAD_WARNING_PCT`` of their median
+carry a warning, in the notes, the API and the job page: every run is kept and
+the median is of all of them.
+
 Run as ``python -m quantjobs.backends.gguf.serving REQUEST.json``; it prints one
 JSON object (a :class:`ServingMeasurement`) on stdout. :func:`measure_serving`
 starts it and reads it back.
@@ -67,6 +78,9 @@ _SEED = 1234
 PRIORITY_ENV = "QUANTPLAN_SERVING_PRIORITY"
 # A run that got less of its threads' CPU time than this was contended.
 CONTENDED_CPU_SHARE = 0.9
+# Runs whose range (max - min) passes this share of their median make the median
+# a figure a repeat of the job may miss by as much: it is flagged, never hidden.
+SPREAD_WARNING_PCT = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,12 @@ class SpeedSamples:
     runs_tokens_per_s: tuple[float, ...]
     # CPU seconds / (wall seconds x threads) of each run; empty when not recorded.
     runs_cpu_share: tuple[float, ...] = ()
+    # Share of the machine's CPU time the hypervisor gave to others (/proc/stat
+    # steal) during each run; empty when not recorded.
+    runs_steal_share: tuple[float, ...] = ()
+    # Share of the threads' time spent runnable but waiting for a core that
+    # another process of this machine held (schedstat run delay) in each run.
+    runs_wait_share: tuple[float, ...] = ()
 
     @property
     def median(self) -> float:
@@ -113,8 +133,37 @@ class SpeedSamples:
         runs = self.runs_tokens_per_s
         return float(statistics.stdev(runs)) if len(runs) > 1 else 0.0
 
+    @property
+    def spread_pct(self) -> float:
+        """(max - min) of the runs as a percentage of their median."""
+        median = self.median
+        runs = self.runs_tokens_per_s
+        return 100.0 * (max(runs) - min(runs)) / median if median > 0 else 0.0
+
+    def spread_warning(self) -> str | None:
+        """Why this median is unreliable, or None when the runs agree."""
+        spread = self.spread_pct
+        if spread <= SPREAD_WARNING_PCT:
+            return None
+        runs = self.runs_tokens_per_s
+        causes = []
+        if self.runs_steal_share:
+            causes.append(f"steal up to {100 * max(self.runs_steal_share):.1f}%")
+        if self.runs_wait_share:
+            causes.append(
+                f"threads waiting for a core up to {100 * max(self.runs_wait_share):.1f}%"
+            )
+        if self.runs_cpu_share:
+            causes.append(f"CPU share down to {min(self.runs_cpu_share):.2f}")
+        measured = f" ({', '.join(causes)})" if causes else ""
+        return (
+            f"{self.test} is unreliable: its {len(runs)} runs spread "
+            f"{spread:.0f}% ({min(runs):.1f}-{max(runs):.1f} tok/s), more than "
+            f"{SPREAD_WARNING_PCT:.0f}%{measured}; a repeat may differ by as much"
+        )
+
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: the runs, median, min, max, stdev."""
+        """JSON-ready: the runs, median, min, max, stdev, spread and conditions."""
         runs = self.runs_tokens_per_s
         return {
             "test": self.test,
@@ -129,6 +178,10 @@ class SpeedSamples:
             "contended_runs": sum(
                 1 for c in self.runs_cpu_share if c < CONTENDED_CPU_SHARE
             ),
+            "runs_steal_share": [round(c, 4) for c in self.runs_steal_share],
+            "runs_wait_share": [round(c, 4) for c in self.runs_wait_share],
+            "spread_pct": round(self.spread_pct, 2),
+            "spread_warning": self.spread_warning(),
         }
 
 
@@ -170,6 +223,8 @@ class ServingMeasurement:
                 tokens=int(d["tokens"]),
                 runs_tokens_per_s=tuple(float(x) for x in d["runs_tokens_per_s"]),
                 runs_cpu_share=tuple(float(x) for x in d.get("runs_cpu_share", ())),
+                runs_steal_share=tuple(float(x) for x in d.get("runs_steal_share", ())),
+                runs_wait_share=tuple(float(x) for x in d.get("runs_wait_share", ())),
             )
 
         def triple(v: Any) -> tuple[float, float, float]:
@@ -231,25 +286,109 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _time_prompt(session: Any, tokens: list[int]) -> tuple[float, float]:
-    """One pp run from an empty cache: (seconds, CPU seconds) to decode ``tokens``."""
+def _machine_ticks() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs so far (``/proc/stat``); 0s if unknown."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return (0, 0)
+    if len(fields) < 9 or fields[0] != "cpu":
+        return (0, 0)
+    # user nice system idle iowait irq softirq steal (guest time is in user)
+    ticks = [int(x) for x in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def _wait_ns() -> int:
+    """Nanoseconds this process's threads spent runnable, waiting for a core.
+
+    The second field of each thread's ``schedstat`` (run delay): the time
+    another process of this machine held the core a llama.cpp thread needed.
+    """
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile, or no schedstat
+    return total
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """Clocks read before and after a run."""
+
+    wall_s: float
+    cpu_s: float
+    steal_ticks: int
+    total_ticks: int
+    wait_ns: int
+
+    @classmethod
+    def now(cls) -> _Reading:
+        steal, total = _machine_ticks()
+        return cls(time.perf_counter(), _cpu_s(), steal, total, _wait_ns())
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One timed run: its seconds and the conditions it ran in."""
+
+    seconds: float
+    cpu_share: float  # CPU seconds / (wall x threads)
+    steal_share: float  # stolen / all CPU ticks of the machine meanwhile
+    wait_share: float  # run delay / (wall x threads)
+
+    @classmethod
+    def between(cls, start: _Reading, end: _Reading, threads: int) -> _Run:
+        wall = end.wall_s - start.wall_s
+        ticks = end.total_ticks - start.total_ticks
+        if wall <= 0:
+            return cls(wall, 0.0, 0.0, 0.0)
+        return cls(
+            seconds=wall,
+            cpu_share=(end.cpu_s - start.cpu_s) / (wall * threads),
+            steal_share=(end.steal_ticks - start.steal_ticks) / ticks
+            if ticks > 0
+            else 0.0,
+            wait_share=(end.wait_ns - start.wait_ns) / 1e9 / (wall * threads),
+        )
+
+
+def _time_prompt(session: Any, tokens: list[int], threads: int) -> _Run:
+    """One pp run from an empty cache: ``tokens`` decoded in one batch."""
     session.clear()
-    c0, t0 = _cpu_s(), time.perf_counter()
+    start = _Reading.now()
     session.decode(tokens, keep_logits=False)
-    return time.perf_counter() - t0, _cpu_s() - c0
+    return _Run.between(start, _Reading.now(), threads)
 
 
-def _time_generation(
-    session: Any, first: int, tokens: list[int]
-) -> tuple[float, float]:
-    """One tg run from an empty cache: (seconds, CPU seconds) of one-token decodes."""
+def _time_generation(session: Any, first: int, tokens: list[int], threads: int) -> _Run:
+    """One tg run from an empty cache: one-token decodes."""
     session.clear()
-    c0, t0 = _cpu_s(), time.perf_counter()
+    start = _Reading.now()
     token = first
     for pos, nxt in enumerate(tokens):
         session.decode([token], start_pos=pos, keep_logits=False)
         token = nxt  # llama-bench feeds random tokens: no sampling in the loop
-    return time.perf_counter() - t0, _cpu_s() - c0
+    return _Run.between(start, _Reading.now(), threads)
+
+
+def _samples(test: str, tokens: int, runs: list[_Run]) -> SpeedSamples:
+    return SpeedSamples(
+        test,
+        tokens,
+        tuple(tokens / r.seconds if r.seconds > 0 else 0.0 for r in runs),
+        tuple(r.cpu_share for r in runs),
+        tuple(r.steal_share for r in runs),
+        tuple(r.wait_share for r in runs),
+    )
 
 
 def _raise_priority(wanted: str) -> tuple[str, str | None]:
@@ -325,19 +464,26 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         gen = _random_tokens(request.generation_tokens, n_vocab, _SEED + 2)
         first = bos if bos is not None else gen[0]
         # llama-bench's warm-up: one pp run and a one-token tg run.
-        _time_prompt(session, prompt)
-        _time_generation(session, first, gen[:1])
-        pp_runs, tg_runs, pp_cpu, tg_cpu = [], [], [], []
         threads = max(1, request.threads)
+        _time_prompt(session, prompt, threads)
+        _time_generation(session, first, gen[:1], threads)
+        pp_runs: list[_Run] = []
+        tg_runs: list[_Run] = []
         for _ in range(request.repetitions):
-            pp_s, cpu_s = _time_prompt(session, prompt)
-            pp_runs.append(len(prompt) / pp_s if pp_s > 0 else 0.0)
-            pp_cpu.append(cpu_s / (pp_s * threads) if pp_s > 0 else 0.0)
-            tg_s, cpu_s = _time_generation(session, first, gen)
-            tg_runs.append(len(gen) / tg_s if tg_s > 0 else 0.0)
-            tg_cpu.append(cpu_s / (tg_s * threads) if tg_s > 0 else 0.0)
+            pp_runs.append(_time_prompt(session, prompt, threads))
+            tg_runs.append(_time_generation(session, first, gen, threads))
     finally:
         session.close()
+    prompt_samples = _samples(f"pp{request.prompt_tokens}", len(prompt), pp_runs)
+    generation_samples = _samples(f"tg{request.generation_tokens}", len(gen), tg_runs)
+    notes.extend(
+        warning
+        for warning in (
+            prompt_samples.spread_warning(),
+            generation_samples.spread_warning(),
+        )
+        if warning
+    )
     system_info = llama_cpp.llama_print_system_info()
     if isinstance(system_info, bytes):
         system_info = system_info.decode(errors="replace")
@@ -348,18 +494,8 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         context_tokens=n_ctx,
         load_time_s=load_time_s,
         threads=request.threads,
-        prompt=SpeedSamples(
-            f"pp{request.prompt_tokens}",
-            request.prompt_tokens,
-            tuple(pp_runs),
-            tuple(pp_cpu),
-        ),
-        generation=SpeedSamples(
-            f"tg{request.generation_tokens}",
-            request.generation_tokens,
-            tuple(tg_runs),
-            tuple(tg_cpu),
-        ),
+        prompt=prompt_samples,
+        generation=generation_samples,
         load_average_before=load_before,
         load_average_after=_load_average(),
         system_info=str(system_info).strip(),

@@ -9,8 +9,12 @@ import pytest
 
 from quantjobs.backends.base import BackendError
 from quantjobs.backends.gguf.serving import (
+    SPREAD_WARNING_PCT,
     ServingMeasurement,
     ServingRequest,
+    SpeedSamples,
+    _Reading,
+    _Run,
     measure_serving,
 )
 from quantjobs.samples import sample_path
@@ -128,3 +132,90 @@ def test_real_time_priority_is_used_when_asked_for_or_its_refusal_said(
     else:  # no permission (not root, no CAP_SYS_NICE): measured as usual, said so
         assert measured.priority == "normal"
         assert any("real-time priority refused" in note for note in measured.notes)
+
+
+def test_each_run_records_steal_and_the_wait_for_a_core(
+    measured: ServingMeasurement,
+) -> None:
+    for samples in (measured.prompt, measured.generation):
+        n = len(samples.runs_tokens_per_s)
+        assert len(samples.runs_steal_share) == len(samples.runs_wait_share) == n
+        assert all(0 <= share <= 1 for share in samples.runs_steal_share)
+        # Two threads waiting for the whole run would read 1.
+        assert all(0 <= share <= 1.05 for share in samples.runs_wait_share)
+        summary = samples.summary()
+        assert len(summary["runs_steal_share"]) == n
+        assert len(summary["runs_wait_share"]) == n
+
+
+def test_a_spread_measurement_says_so_in_its_notes(
+    measured: ServingMeasurement,
+) -> None:
+    # Whatever this machine's load made of the runs, the notes agree with them.
+    for samples in (measured.prompt, measured.generation):
+        warning = samples.spread_warning()
+        assert (warning is not None) == (samples.spread_pct > SPREAD_WARNING_PCT)
+        if warning:
+            assert warning in measured.notes
+        assert samples.summary()["spread_warning"] == warning
+
+
+def test_runs_that_agree_carry_no_warning() -> None:
+    samples = SpeedSamples("tg128", 128, (100.0, 104.0, 97.0, 101.0, 99.0))
+    assert samples.spread_pct == pytest.approx(7.0)
+    assert samples.spread_warning() is None
+    assert samples.summary()["spread_warning"] is None
+
+
+def test_runs_spread_past_ten_percent_are_flagged_with_what_was_measured() -> None:
+    samples = SpeedSamples(
+        "tg128",
+        128,
+        (94.8, 112.6, 101.0, 99.0, 100.0),
+        runs_cpu_share=(0.99, 0.98, 0.99, 0.99, 0.97),
+        runs_steal_share=(0.0, 0.052, 0.01, 0.0, 0.0),
+        runs_wait_share=(0.001, 0.0, 0.02, 0.0, 0.0),
+    )
+    # Every run is kept: the median is of all five, the spread is of all five.
+    assert samples.median == 100.0
+    assert samples.spread_pct == pytest.approx(17.8)
+    warning = samples.spread_warning()
+    assert warning is not None
+    assert warning.startswith("tg128 is unreliable: its 5 runs spread 18%")
+    assert "94.8-112.6 tok/s" in warning
+    assert "steal up to 5.2%" in warning
+    assert "waiting for a core up to 2.0%" in warning
+    assert "CPU share down to 0.97" in warning
+    summary = samples.summary()
+    assert summary["spread_pct"] == pytest.approx(17.8)
+    assert summary["runs_steal_share"] == [0.0, 0.052, 0.01, 0.0, 0.0]
+    again = SpeedSamples(
+        "tg128",
+        128,
+        tuple(summary["runs_tokens_per_s"]),
+        tuple(summary["runs_cpu_share"]),
+        tuple(summary["runs_steal_share"]),
+        tuple(summary["runs_wait_share"]),
+    )
+    assert again.spread_warning() == warning
+
+
+def test_a_run_reads_its_shares_from_the_clocks() -> None:
+    start = _Reading(
+        wall_s=10.0, cpu_s=3.0, steal_ticks=50, total_ticks=1000, wait_ns=0
+    )
+    end = _Reading(
+        wall_s=12.0, cpu_s=6.6, steal_ticks=70, total_ticks=1400, wait_ns=200_000_000
+    )
+    run = _Run.between(start, end, threads=2)
+    assert run.seconds == 2.0
+    assert run.cpu_share == pytest.approx(0.9)  # 3.6 CPU s of 2 s x 2 threads
+    assert run.steal_share == pytest.approx(0.05)  # 20 of 400 ticks
+    assert run.wait_share == pytest.approx(0.05)  # 0.2 s of 2 s x 2 threads
+
+
+def test_the_clocks_are_read_from_this_machine() -> None:
+    reading = _Reading.now()
+    assert reading.total_ticks > 0  # /proc/stat
+    assert 0 <= reading.steal_ticks <= reading.total_ticks
+    assert reading.wait_ns >= 0
