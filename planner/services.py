@@ -7,8 +7,9 @@ holds a rule of its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -31,6 +32,7 @@ DEFAULT_FORMATS = (
 )
 MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 20
+_T = TypeVar("_T")
 
 
 class PlanLimitReached(Exception):
@@ -251,6 +253,42 @@ def plan_compute(
     ``all_measurements`` use every user's measurements; requests from users read
     only the local model folders and their own measurements.
     """
+    request = _plan_request(
+        data=data, user=user, any_path=any_path, all_measurements=all_measurements
+    )
+    return _engine_errors(engine.plan, request)
+
+
+def plan_compute_json(*, data: PlanInput, user: AbstractBaseUser | None) -> str:
+    """``report_to_dict(plan_compute(...))`` as compact JSON text, for an answer
+    that is only shown: the engine's memoised plan of the very same request
+    (the ledger's measurements included)."""
+    request = _plan_request(
+        data=data, user=user, any_path=False, all_measurements=False
+    )
+    return _engine_errors(engine.plan_json, request)
+
+
+def _engine_errors(
+    fn: Callable[[engine.PlanRequest], _T], request: engine.PlanRequest
+) -> _T:
+    """``fn(request)``, the engine's refusals as the user's input errors."""
+    try:
+        return fn(request)
+    except engine.PlanError as exc:
+        raise PlanInputError(str(exc)) from None
+    except engine.CatalogError as exc:
+        raise PlanInputError(str(exc), field="api_price") from None
+
+
+def _plan_request(
+    *,
+    data: PlanInput,
+    user: AbstractBaseUser | None,
+    any_path: bool,
+    all_measurements: bool,
+) -> engine.PlanRequest:
+    """The engine's request for a plan input, with what the ledger knows."""
     spec, _model_id = model_resolve(
         model=data.model,
         config=data.config,
@@ -270,40 +308,34 @@ def plan_compute(
             engine.parse_format(text)
         except engine.FormatError as exc:
             raise PlanInputError(str(exc), field="formats") from None
-    try:
-        request = engine.PlanRequest(
-            model=spec,
+    return engine.PlanRequest(
+        model=spec,
+        gpu=gpu,
+        gpus=data.gpus,
+        formats=tuple(data.formats),
+        context_tokens=data.context_tokens,
+        concurrency=data.concurrency,
+        engine=data.engine,
+        utilization=data.utilization,
+        gpu_memory_utilization=data.gpu_memory_utilization,
+        kv_cache_dtype=data.kv_cache_dtype,
+        prompt_tokens=data.prompt_tokens,
+        output_tokens=data.output_tokens,
+        api_price_id=data.api_price,
+        price_usd_per_hour=data.price_usd_per_hour,
+        electricity_usd_per_kwh=data.electricity_usd_per_kwh,
+        max_quality_loss_pct=data.max_quality_loss_pct,
+        min_tokens_per_s=data.min_tokens_per_s,
+        max_ttft_s=data.max_ttft_s,
+        **measurements.plan_ledger(
+            user=user,
+            model_id=spec.model_id,
             gpu=gpu,
-            gpus=data.gpus,
-            formats=tuple(data.formats),
-            context_tokens=data.context_tokens,
-            concurrency=data.concurrency,
-            engine=data.engine,
-            utilization=data.utilization,
-            gpu_memory_utilization=data.gpu_memory_utilization,
-            kv_cache_dtype=data.kv_cache_dtype,
-            prompt_tokens=data.prompt_tokens,
-            output_tokens=data.output_tokens,
-            api_price_id=data.api_price,
-            price_usd_per_hour=data.price_usd_per_hour,
-            electricity_usd_per_kwh=data.electricity_usd_per_kwh,
-            max_quality_loss_pct=data.max_quality_loss_pct,
-            min_tokens_per_s=data.min_tokens_per_s,
-            max_ttft_s=data.max_ttft_s,
-            **measurements.plan_ledger(
-                user=user,
-                model_id=spec.model_id,
-                gpu=gpu,
-                device=device,
-                engine_name=data.engine,
-                all_measurements=all_measurements,
-            ),
-        )
-        return engine.plan(request)
-    except engine.PlanError as exc:
-        raise PlanInputError(str(exc)) from None
-    except engine.CatalogError as exc:
-        raise PlanInputError(str(exc), field="api_price") from None
+            device=device,
+            engine_name=data.engine,
+            all_measurements=all_measurements,
+        ),
+    )
 
 
 def _check_gpus_per_server(*, gpus: int | None, gpu: engine.GpuSpec) -> None:

@@ -122,7 +122,7 @@ def format_measurements_for_model(
         return []
     # Every plan asks, and most users have measured nothing: a bare EXISTS answers
     # them for a fraction of the cost of the query below (issue 14, point 7).
-    if user is not None and not JobResult.objects.filter(job__user=user).exists():
+    if user is not None and not _has_job_results(user_id=user.pk):
         return []
     results = JobResult.objects.filter(
         job__model_id=model_id, job__status__in=list(Job.KEEPS_ARTIFACTS)
@@ -165,6 +165,30 @@ def format_measurements_for_model(
             )
         )
     return found
+
+
+def _has_job_results(*, user_id: Any) -> bool:
+    """Whether any of the user's jobs has a result, as one precompiled SELECT.
+
+    The same question as ``JobResult.objects.filter(job__user=...).exists()``,
+    asked on every plan: the ORM spends ~0.4 ms of CPU compiling it each time, the
+    database ~0.02 ms answering it (issue 14, point 7).
+    """
+    from django.db import connections
+
+    connection = connections[JobResult.objects.db]
+    quote = connection.ops.quote_name
+    job_field = JobResult._meta.get_field("job")
+    user_column = Job._meta.get_field("user").column
+    sql = (
+        f"SELECT 1 FROM {quote(JobResult._meta.db_table)} r "
+        f"JOIN {quote(Job._meta.db_table)} j "
+        f"ON j.{quote(Job._meta.pk.column)} = r.{quote(job_field.column)} "  # type: ignore[union-attr]
+        f"WHERE j.{quote(user_column)} = %s LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user_id])
+        return cursor.fetchone() is not None
 
 
 def measuring_devices() -> list[Any]:

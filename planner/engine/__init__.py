@@ -40,7 +40,15 @@ from .gguf_rules import (
 from .gguf_spec import GgufTensor, model_spec_from_gguf
 from .gguf_types import GGUF_FILE_TYPES
 from .kv_cache import CACHE_DTYPES, CacheDtypeError, kv_cache_bytes
-from .plan import PlanError, PlanReport, PlanRequest, PlanResult, clear_caches, plan
+from .memo import plan_json
+from .plan import (
+    PlanError,
+    PlanReport,
+    PlanRequest,
+    PlanResult,
+    clear_caches,
+    plan,
+)
 from .quality import expected_quality_loss, measured_quality, quality_table
 from .recommend import Recommendation, pareto_front
 from .runtime import (
@@ -131,6 +139,7 @@ __all__ = [
     "pareto_front",
     "parse_format",
     "plan",
+    "plan_json",
     "quality_table",
     "quantization_job_estimate",
     "tensor_inventory",

@@ -433,7 +433,16 @@ def _report_assumptions(req: PlanRequest) -> list[str]:
 
 def clear_caches() -> None:
     """Forget every memoised size and layout (benchmarks measure cold runs with it)."""
-    from . import cost, gguf_file, gguf_rules, kv_cache, runtime, tensors, weights
+    from . import (
+        cost,
+        gguf_file,
+        gguf_rules,
+        kv_cache,
+        memo,
+        runtime,
+        tensors,
+        weights,
+    )
 
     for fn in (
         tensors._inventory,
@@ -446,6 +455,7 @@ def clear_caches() -> None:
         gguf_rules.gguf_tensor_sizes,
         weights._layout,
         weights._tensor_groups,
+        memo._plan_json,
         runtime._fixed_bytes_cached,
         cost._job,
         kv_cache.kv_bytes_per_token_per_layer,

@@ -250,3 +250,24 @@ def test_the_public_planner_names_no_workers(
     assert "calibrated from" not in refused.content.decode()
     client.force_login(user)
     assert "Worker w1" in client.get(reverse("plan")).content.decode()
+
+
+def test_the_shown_plan_is_the_saved_ones_and_a_new_measurement_changes_it(
+    user: Any, api: Any, worker: Any
+) -> None:
+    first = api.post("/api/v1/plans/", PLAN, format="json").json()
+    again = api.post("/api/v1/plans/", PLAN, format="json").json()  # memoised
+    assert again == first
+    # A saved plan is planned afresh (plan_compute), and says the same.
+    saved = api.post("/api/v1/plans/", {**PLAN, "save": True}, format="json")
+    assert saved.status_code == 201
+    saved_body = saved.json()
+    saved_body.pop("id")
+    assert saved_body == first
+    assert _row(first)["expected_quality_loss"]["kind"] == "published-estimate"
+
+    _measure(user, generation_ratio=0.5, perplexity=21.0)
+    after = _row(api.post("/api/v1/plans/", PLAN, format="json").json())
+    assert after["expected_quality_loss"]["kind"] == "measured"
+    assert after["expected_quality_loss"]["perplexity_increase_pct"] == pytest.approx(5)
+    assert after["artifact_bytes"] == 105_123_456

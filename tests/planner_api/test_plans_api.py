@@ -249,3 +249,53 @@ def test_catalog_lists_have_ids(api: Any, kind: str) -> None:
 def test_catalog_sizes_meet_the_brief(api: Any) -> None:
     assert len(api.get("/api/v1/catalog/models/").json()) >= 25
     assert len(api.get("/api/v1/catalog/gpus/").json()) >= 20
+
+
+def test_each_plan_input_binds_its_own_fields_and_keeps_its_own_errors() -> None:
+    from planner.api.serializers import PlanCreateInput
+
+    bad = PlanCreateInput(
+        data={"model": "llama-3.1-8b", "gpu": "l4", "formats": ["x" * 65], "context": 0}
+    )
+    good = PlanCreateInput(
+        data={"model": "llama-3.1-8b", "gpu": "l4", "formats": ["gguf-Q8_0"]}
+    )
+    assert not bad.is_valid()
+    assert set(bad.errors) == {"formats", "context"}
+    assert good.is_valid(), good.errors
+    assert good.validated_data["formats"] == ["gguf-Q8_0"]
+    assert set(PlanCreateInput(data=good.initial_data).fields) == set(good.fields)
+    # Shallow copies, each bound to its own serializer; the declared ones untouched.
+    assert good.fields["formats"] is not bad.fields["formats"]
+    assert good.fields["formats"].parent is good
+    assert bad.fields["formats"].parent is bad
+    assert PlanCreateInput._declared_fields["formats"].parent is None
+
+
+def test_a_shown_plan_is_the_bytes_drf_would_write_and_honours_indent(
+    api: Any, user: Any
+) -> None:
+    from rest_framework.renderers import JSONRenderer
+
+    from planner import services
+    from planner.api.serializers import PlanCreateInput
+
+    body = {
+        "model": "llama-3-70b",
+        "gpu": "a100-80gb",
+        "formats": ["fp16", "gguf-Q4_K_M"],
+    }
+    response = api.post("/api/v1/plans/", body, format="json")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    payload = PlanCreateInput(data=body)
+    assert payload.is_valid()
+    fresh = services.report_to_dict(
+        services.plan_compute(data=payload.to_plan_input(), user=user)
+    )
+    assert response.content == JSONRenderer().render(fresh)
+    pretty = api.post(
+        "/api/v1/plans/", body, format="json", HTTP_ACCEPT="application/json; indent=2"
+    )
+    assert pretty.content.startswith(b'{\n  "model"')
+    assert json.loads(pretty.content) == fresh
