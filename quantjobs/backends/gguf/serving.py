@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,12 @@ from pathlib import Path
 from typing import Any
 
 from quantjobs.backends.base import BackendError, peak_rss_bytes
+from quantjobs.backends.gguf.run_clock import (
+    RunClock,
+    TimedRun,
+    load_average,
+    raise_priority,
+)
 
 __all__ = [
     "DEFAULT_GENERATION_TOKENS",
@@ -261,18 +266,6 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _load_average() -> tuple[float, float, float]:
-    try:
-        return os.getloadavg()
-    except OSError:
-        return (0.0, 0.0, 0.0)
-
-
-# --------------------------------------------------------------------------
-# In the fresh process
-# --------------------------------------------------------------------------
-
-
 def _random_tokens(n: int, n_vocab: int, seed: int) -> list[int]:
     import numpy as np
 
@@ -280,107 +273,28 @@ def _random_tokens(n: int, n_vocab: int, seed: int) -> list[int]:
     return [int(t) for t in rng.integers(0, n_vocab, size=n)]
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process so far, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(steal, total) clock ticks of all CPUs so far (``/proc/stat``); 0s if unknown."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return (0, 0)
-    if len(fields) < 9 or fields[0] != "cpu":
-        return (0, 0)
-    # user nice system idle iowait irq softirq steal (guest time is in user)
-    ticks = [int(x) for x in fields[1:9]]
-    return ticks[7], sum(ticks)
-
-
-def _wait_ns() -> int:
-    """Nanoseconds this process's threads spent runnable, waiting for a core.
-
-    The second field of each thread's ``schedstat`` (run delay): the time
-    another process of this machine held the core a llama.cpp thread needed.
-    """
-    total = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that ended meanwhile, or no schedstat
-    return total
-
-
-@dataclass(frozen=True)
-class _Reading:
-    """Clocks read before and after a run."""
-
-    wall_s: float
-    cpu_s: float
-    steal_ticks: int
-    total_ticks: int
-    wait_ns: int
-
-    @classmethod
-    def now(cls) -> _Reading:
-        steal, total = _machine_ticks()
-        return cls(time.perf_counter(), _cpu_s(), steal, total, _wait_ns())
-
-
-@dataclass(frozen=True)
-class _Run:
-    """One timed run: its seconds and the conditions it ran in."""
-
-    seconds: float
-    cpu_share: float  # CPU seconds / (wall x threads)
-    steal_share: float  # stolen / all CPU ticks of the machine meanwhile
-    wait_share: float  # run delay / (wall x threads)
-
-    @classmethod
-    def between(cls, start: _Reading, end: _Reading, threads: int) -> _Run:
-        wall = end.wall_s - start.wall_s
-        ticks = end.total_ticks - start.total_ticks
-        if wall <= 0:
-            return cls(wall, 0.0, 0.0, 0.0)
-        return cls(
-            seconds=wall,
-            cpu_share=(end.cpu_s - start.cpu_s) / (wall * threads),
-            steal_share=(end.steal_ticks - start.steal_ticks) / ticks
-            if ticks > 0
-            else 0.0,
-            wait_share=(end.wait_ns - start.wait_ns) / 1e9 / (wall * threads),
-        )
-
-
-def _time_prompt(session: Any, tokens: list[int], threads: int) -> _Run:
+def _time_prompt(session: Any, tokens: list[int], threads: int) -> TimedRun:
     """One pp run from an empty cache: ``tokens`` decoded in one batch."""
     session.clear()
-    start = _Reading.now()
+    start = RunClock.now()
     session.decode(tokens, keep_logits=False)
-    return _Run.between(start, _Reading.now(), threads)
+    return TimedRun.between(start, RunClock.now(), threads)
 
 
-def _time_generation(session: Any, first: int, tokens: list[int], threads: int) -> _Run:
+def _time_generation(
+    session: Any, first: int, tokens: list[int], threads: int
+) -> TimedRun:
     """One tg run from an empty cache: one-token decodes."""
     session.clear()
-    start = _Reading.now()
+    start = RunClock.now()
     token = first
     for pos, nxt in enumerate(tokens):
         session.decode([token], start_pos=pos, keep_logits=False)
         token = nxt  # llama-bench feeds random tokens: no sampling in the loop
-    return _Run.between(start, _Reading.now(), threads)
+    return TimedRun.between(start, RunClock.now(), threads)
 
 
-def _samples(test: str, tokens: int, runs: list[_Run]) -> SpeedSamples:
+def _samples(test: str, tokens: int, runs: list[TimedRun]) -> SpeedSamples:
     return SpeedSamples(
         test,
         tokens,
@@ -389,23 +303,6 @@ def _samples(test: str, tokens: int, runs: list[_Run]) -> SpeedSamples:
         tuple(r.steal_share for r in runs),
         tuple(r.wait_share for r in runs),
     )
-
-
-def _raise_priority(wanted: str) -> tuple[str, str | None]:
-    """Ask for the scheduling class ``wanted``; (class obtained, note or None).
-
-    ``realtime`` is SCHED_FIFO at the lowest real-time priority, set before
-    llama.cpp starts its threads so that they inherit it (as ``llama-bench
-    --prio`` sets it on each of its threads).
-    """
-    if wanted != "realtime":
-        return "normal", None
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except (AttributeError, OSError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return "normal", f"real-time priority refused ({reason}); measured as normal"
-    return "realtime", None
 
 
 def _open(request: ServingRequest, n_ctx: int) -> Any:
@@ -425,10 +322,10 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
 
     request.check()
     notes: list[str] = []
-    priority, note = _raise_priority(os.environ.get(PRIORITY_ENV, "normal"))
+    priority, note = raise_priority(os.environ.get(PRIORITY_ENV, "normal"))
     if note:
         notes.append(note)
-    load_before = _load_average()
+    load_before = load_average()
     n_ctx = int(request.context_tokens)
     t0 = time.perf_counter()
     session = _open(request, n_ctx)
@@ -467,8 +364,8 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         threads = max(1, request.threads)
         _time_prompt(session, prompt, threads)
         _time_generation(session, first, gen[:1], threads)
-        pp_runs: list[_Run] = []
-        tg_runs: list[_Run] = []
+        pp_runs: list[TimedRun] = []
+        tg_runs: list[TimedRun] = []
         for _ in range(request.repetitions):
             pp_runs.append(_time_prompt(session, prompt, threads))
             tg_runs.append(_time_generation(session, first, gen, threads))
@@ -497,7 +394,7 @@ def run_serving(request: ServingRequest) -> ServingMeasurement:
         prompt=prompt_samples,
         generation=generation_samples,
         load_average_before=load_before,
-        load_average_after=_load_average(),
+        load_average_after=load_average(),
         system_info=str(system_info).strip(),
         cpu_model=cpu_model_name(),
         bench_context_tokens=bench_ctx,

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from quantjobs.backends.base import BackendError
+from quantjobs.backends.gguf.run_clock import RunClock, TimedRun
 from quantjobs.backends.gguf.serving import (
     SPREAD_WARNING_PCT,
     ServingMeasurement,
     ServingRequest,
     SpeedSamples,
-    _Reading,
-    _Run,
     measure_serving,
 )
 from quantjobs.samples import sample_path
@@ -201,13 +200,13 @@ def test_runs_spread_past_ten_percent_are_flagged_with_what_was_measured() -> No
 
 
 def test_a_run_reads_its_shares_from_the_clocks() -> None:
-    start = _Reading(
+    start = RunClock(
         wall_s=10.0, cpu_s=3.0, steal_ticks=50, total_ticks=1000, wait_ns=0
     )
-    end = _Reading(
+    end = RunClock(
         wall_s=12.0, cpu_s=6.6, steal_ticks=70, total_ticks=1400, wait_ns=200_000_000
     )
-    run = _Run.between(start, end, threads=2)
+    run = TimedRun.between(start, end, threads=2)
     assert run.seconds == 2.0
     assert run.cpu_share == pytest.approx(0.9)  # 3.6 CPU s of 2 s x 2 threads
     assert run.steal_share == pytest.approx(0.05)  # 20 of 400 ticks
@@ -215,7 +214,7 @@ def test_a_run_reads_its_shares_from_the_clocks() -> None:
 
 
 def test_the_clocks_are_read_from_this_machine() -> None:
-    reading = _Reading.now()
+    reading = RunClock.now()
     assert reading.total_ticks > 0  # /proc/stat
     assert 0 <= reading.steal_ticks <= reading.total_ticks
     assert reading.wait_ns >= 0
