@@ -66,6 +66,10 @@ GOAL_PCT = 20.0
 # Request lengths vary by +-50% around the means: real traffic does, and equal
 # requests in a closed loop fall into lockstep (see the module's docstring).
 LENGTH_SPREAD = 0.5
+MIN_REQUESTS = 8  # per slot count (not with --quick): 8 at 1 slot, 4 each at 2
+# A closed-loop client's next request waits the whole step just begun (see
+# model_points), a Poisson arrival half of one on average (load_point).
+CLOSED_LOOP_WAIT_SHARE = 1.0
 N_BATCH = 2048  # llama-server's defaults
 N_UBATCH = 512
 READY_TIMEOUT_S = 120.0
@@ -79,6 +83,7 @@ class LoadSettings:
     prompt_tokens: int = 128
     output_tokens: int = 32
     requests_per_client: int = 4
+    min_requests: int = 0  # per slot count: fewer slots, more requests each
     length_spread: float = LENGTH_SPREAD
     threads: int = 2
     gpu_layers: int = 0
@@ -226,6 +231,7 @@ class RequestTiming:
     tpot_s: float
     tokens: int
     server: dict[str, Any] = field(default_factory=dict)
+    prompt_tokens: int = 0
 
 
 def completion(port: int, prompt: list[int], output: int) -> RequestTiming:
@@ -272,7 +278,9 @@ def completion(port: int, prompt: list[int], output: int) -> RequestTiming:
     if not first:
         raise RuntimeError("the server streamed no token")
     n = tokens or output
-    return RequestTiming(first - t0, (last - first) / max(1, n - 1), n, server)
+    return RequestTiming(
+        first - t0, (last - first) / max(1, n - 1), n, server, len(prompt)
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -295,7 +303,7 @@ def run_load(
     def client(i: int) -> None:
         rng = np.random.default_rng(1000 * slots + i)
         time.sleep(i * stagger_s / slots)
-        for _ in range(s.requests_per_client):
+        for _ in range(max(s.requests_per_client, -(-s.min_requests // slots))):
             p, o = s.lengths(rng)
             prompt = [int(t) for t in rng.integers(100, n_vocab - 100, p)]
             try:
@@ -326,6 +334,8 @@ def run_load(
     return {
         "slots": slots,
         "requests": len(timings),
+        "prompt_tokens_mean": statistics.fmean(t.prompt_tokens for t in timings),
+        "output_tokens_mean": statistics.fmean(t.tokens for t in timings),
         "wall_s": wall,
         "output_tokens_per_s": sum(t.tokens for t in timings) / wall,
         "ttft_mean_s": statistics.fmean(ttft),
@@ -352,12 +362,19 @@ def model_points(
     model_id: str = SAMPLE_MODEL_ID,
     fmt: str = SAMPLE_FORMAT,
     scale: tuple[float, float] = (1.0, 1.0),
+    lengths: dict[int, tuple[float, float]] | None = None,
 ) -> dict[int, dict[str, float]]:
     """The latency model's TTFT and time per output token at each slot count.
 
-    Mean figures are ``load_point`` (requests in flight = slots); the p95 figures
-    are those of exactly ``slots`` in flight with a whole step to wait for (a
-    closed loop never has more in flight than it has clients).
+    Mean figures are ``load_point`` (requests in flight = slots), except that a
+    closed-loop client waits a whole step before its prompt runs: it sends its
+    next request as its last token arrives, just after the server has begun its
+    next step (measured at 8 slots: 279 ms from send to the prompt's start against
+    a 287 ms mean step), where ``load_point``'s Poisson arrival waits half of one.
+    The p95 figures are those of exactly ``slots`` in flight with a whole step to
+    wait for (a closed loop never has more in flight than it has clients).
+    ``lengths`` maps a slot count to the mean (prompt, output) tokens its requests
+    really had (they are drawn at random), else the settings' means are used.
 
     ``scale`` = (prompt, decode) slows the step model's prefill and decode down by
     those factors (``one_slot_scale``): the machine's speed taken from a measured
@@ -380,12 +397,13 @@ def model_points(
             bandwidth_bytes_per_s=m.bandwidth_bytes_per_s / decode_f,
             floor_s=m.floor_s * decode_f,
         )
-    p, o = s.prompt_tokens, s.output_tokens
     out: dict[int, dict[str, float]] = {}
     for n in s.slots:
+        sent = (lengths or {}).get(n, (s.prompt_tokens, s.output_tokens))
+        p, o = round(sent[0]), max(1, round(sent[1]))
         point = load_point(m, concurrency=n, prompt_tokens=p, output_tokens=o)
         out[n] = {
-            "ttft_mean_s": point.ttft_s,
+            "ttft_mean_s": _ttft(m, n, p, o, CLOSED_LOOP_WAIT_SHARE),
             "tpot_mean_s": point.tpot_s,
             "ttft_p95_s": _ttft(m, n, p, o, 1.0),
             "tpot_p95_s": _tpot(m, n, p, o),
@@ -535,6 +553,7 @@ def settings_from(args: argparse.Namespace) -> LoadSettings:
         prompt_tokens=args.prompt,
         output_tokens=args.output,
         requests_per_client=2 if args.quick else args.requests,
+        min_requests=0 if args.quick else MIN_REQUESTS,
         length_spread=args.spread,
         threads=args.threads,
         gpu_layers=args.gpu_layers,
@@ -572,7 +591,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = model_device(fp)
     rec.note(f"model device: {device.name}; {load_str()}")
     measured = serve_all(binary, model, s)
-    model = model_points(device, s)
+    lengths = {
+        int(m["slots"]): (m["prompt_tokens_mean"], m["output_tokens_mean"])
+        for m in measured
+    }
+    model = model_points(device, s, lengths=lengths)
     rows = compare(measured, model)
     print_table(rows)
     worst = worst_error(rows)
@@ -583,7 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = one_slot_scale(measured, model)
     calibrated_rows: list[dict[str, Any]] = []
     if scale and len(s.slots) > 1:
-        calibrated_rows = compare(measured, model_points(device, s, scale=scale))
+        calibrated_rows = compare(
+            measured, model_points(device, s, scale=scale, lengths=lengths)
+        )
         print(
             f"calibrated on the 1-slot run (prompt x{scale[0]:.2f}, decode "
             f"x{scale[1]:.2f} slower than the fingerprint's model):"

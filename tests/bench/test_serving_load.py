@@ -115,6 +115,30 @@ def test_the_model_batches_slots_and_the_error_is_relative_to_the_measurement() 
     assert all(r["error_tpot_mean_s_pct"] == pytest.approx(-50.0) for r in rows)
 
 
+def test_the_model_is_held_at_the_lengths_really_sent_and_waits_a_whole_step() -> None:
+    from planner.engine import get_model, parse_format
+    from planner.engine.latency import load_point, step_model
+
+    device = device_from_fingerprint(WorkerFingerprint.from_dict(FINGERPRINT))
+    s = LoadSettings()
+    nominal = model_points(device, s)
+    sent = model_points(device, s, lengths={1: (64.4, 16.2), 4: (128.0, 32.0)})
+    assert sent[1]["ttft_mean_s"] < nominal[1]["ttft_mean_s"]
+    assert sent[4] == nominal[4]
+    assert sent[8] == nominal[8]  # no lengths for it: the settings' means
+    # A closed-loop client waits the whole step in flight, a Poisson one half.
+    m = step_model(
+        get_model("smollm2-135m-instruct").spec,
+        parse_format("gguf-Q4_1"),
+        device,
+        engine="llama.cpp",
+        gpus=1,
+    )
+    poisson = load_point(m, concurrency=4, prompt_tokens=128, output_tokens=32)
+    assert nominal[4]["ttft_mean_s"] > poisson.ttft_s
+    assert nominal[4]["tpot_mean_s"] == pytest.approx(poisson.tpot_s)
+
+
 def test_a_model_calibrated_on_one_slot_matches_it_and_slows_every_slot_count() -> None:
     device = device_from_fingerprint(WorkerFingerprint.from_dict(FINGERPRINT))
     s = LoadSettings()
