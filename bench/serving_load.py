@@ -384,7 +384,12 @@ def model_points(
     from dataclasses import replace
 
     from planner.engine import get_model, parse_format
-    from planner.engine.latency import _tpot, _ttft, load_point, step_model
+    from planner.engine.latency import (
+        load_point,
+        step_model,
+        time_per_output_token,
+        time_to_first_token,
+    )
 
     spec = get_model(model_id).spec
     m = step_model(spec, parse_format(fmt), device, engine="llama.cpp", gpus=1)
@@ -403,10 +408,10 @@ def model_points(
         p, o = round(sent[0]), max(1, round(sent[1]))
         point = load_point(m, concurrency=n, prompt_tokens=p, output_tokens=o)
         out[n] = {
-            "ttft_mean_s": _ttft(m, n, p, o, CLOSED_LOOP_WAIT_SHARE),
+            "ttft_mean_s": time_to_first_token(m, n, p, o, CLOSED_LOOP_WAIT_SHARE),
             "tpot_mean_s": point.tpot_s,
-            "ttft_p95_s": _ttft(m, n, p, o, 1.0),
-            "tpot_p95_s": _tpot(m, n, p, o),
+            "ttft_p95_s": time_to_first_token(m, n, p, o, 1.0),
+            "tpot_p95_s": time_per_output_token(m, n, p, o),
             "output_tokens_per_s": point.output_tokens_per_s,
         }
     return out

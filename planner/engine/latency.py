@@ -343,7 +343,9 @@ def p95_in_flight(concurrency: float) -> float:
     return n + Z95 * math.sqrt(n) if n > 1 else 1.0
 
 
-def _tpot(m: StepModel, in_flight: float, p: int, o: int) -> float:
+def time_per_output_token(m: StepModel, in_flight: float, p: int, o: int) -> float:
+    """Mean seconds per output token of a request with ``in_flight`` requests
+    (``p`` prompt and ``o`` output tokens each) sharing every step."""
     # Each sequence is replaced once per o steps, so the prompts of the *other*
     # in_flight - 1 sequences add (in_flight - 1) * p / o tokens to the average
     # step between a request's first and last token (its own prompt ran before
@@ -351,9 +353,15 @@ def _tpot(m: StepModel, in_flight: float, p: int, o: int) -> float:
     return m.step(in_flight, p + o / 2, max(0.0, in_flight - 1) * p / o, p / 2)
 
 
-def _ttft(m: StepModel, in_flight: float, p: int, o: int, wait_share: float) -> float:
+def time_to_first_token(
+    m: StepModel, in_flight: float, p: int, o: int, wait_share: float
+) -> float:
+    """Seconds to a request's first token: ``wait_share`` of the step in flight
+    (1/2 for Poisson arrivals, 1 for a closed-loop client), then its prompt."""
     others = max(0.0, in_flight - 1)
-    wait = _tpot(m, others, p, o) if others else 0.0  # the step already running
+    wait = (
+        time_per_output_token(m, others, p, o) if others else 0.0
+    )  # the step already running
     return wait * wait_share + _prefill_s(m, others, p)
 
 
@@ -364,7 +372,7 @@ def p95_latency(
     p, o = max(0, prompt_tokens), max(1, output_tokens)
     high = p95_in_flight(concurrency)
     # At p95 a request waits for a whole step already running.
-    return _ttft(m, high, p, o, 1.0), _tpot(m, high, p, o)
+    return time_to_first_token(m, high, p, o, 1.0), time_per_output_token(m, high, p, o)
 
 
 def load_point(
@@ -373,8 +381,8 @@ def load_point(
     """Latency and throughput with ``concurrency`` requests in flight."""
     n = max(1, concurrency)
     p, o = max(0, prompt_tokens), max(1, output_tokens)
-    tpot_mean = _tpot(m, n, p, o)
-    ttft_mean = _ttft(m, n, p, o, 0.5)
+    tpot_mean = time_per_output_token(m, n, p, o)
+    ttft_mean = time_to_first_token(m, n, p, o, 0.5)
     ttft_p95, tpot_p95 = p95_latency(m, n, p, o)
     latency = ttft_mean + (o - 1) * tpot_mean
     return LoadPoint(
