@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
+from planner.engine.cost import ELECTRICITY_USD_PER_KWH, MAX_ELECTRICITY_USD_PER_KWH
 from quantjobs.models import Job
 from quantjobs.search import SEARCH_HELP, SEARCH_MAX_HELP, search_metric_choices
 
@@ -254,6 +255,13 @@ class PlanForm(forms.Form):
         required=False,
         label="Your price ($/GPU-hour)",
         help_text="Empty: catalog price.",
+    )
+    electricity_usd_per_kwh = forms.FloatField(
+        min_value=0,
+        max_value=MAX_ELECTRICITY_USD_PER_KWH,
+        required=False,
+        label="Electricity ($/kWh, if owned)",
+        help_text=f"Empty: ${ELECTRICITY_USD_PER_KWH:g}/kWh. Prices the “Owned” column.",
     )
     max_quality_loss_pct = forms.FloatField(
         min_value=0, max_value=100, required=False, label="Max quality loss (%)"

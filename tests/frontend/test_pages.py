@@ -73,6 +73,33 @@ def test_the_plan_page_shows_owning_next_to_renting_where_the_gpu_is_sold(
     assert row.owned_cost_usd_per_month is not None
     assert f"${row.owned_cost_usd_per_month:,.0f}" in html
     assert row.owned_price_source.split(" + ")[0] in html  # the hover names the price
+
+
+def test_the_plan_page_prices_owning_at_the_electricity_price_given(
+    logged_in: Any,
+) -> None:
+    from planner import services
+    from planner.services import PlanInput
+
+    def owned_month(price: float | None) -> str:
+        report = services.plan_compute(
+            data=PlanInput(model="llama-3-70b", gpu="a100-80gb", formats=("gguf-Q4_K_M",),
+                           context_tokens=8192, concurrency=8,
+                           electricity_usd_per_kwh=price),
+            user=None,
+        )  # fmt: skip
+        return f"${report.results[0].owned_cost_usd_per_month:,.0f}"
+
+    form = {**PLAN_FORM, "formats": ["gguf-Q4_K_M"]}
+    cheap, dear = owned_month(0.05), owned_month(0.50)
+    assert cheap != dear
+    page = html_of(logged_in.post("/", {**form, "electricity_usd_per_kwh": "0.5"}))
+    assert dear in page and cheap not in page
+    assert 'name="electricity_usd_per_kwh"' in page and 'value="0.5"' in page
+    # Out of range: a form error on the field, the rest of the form kept.
+    bad = html_of(logged_in.post("/", {**form, "electricity_usd_per_kwh": "99"}))
+    assert "Ensure this value is less than or equal to 10" in bad
+    assert 'value="llama-3-70b"' in bad
     # No purchase price listed (an A10): no owned column at all.
     a10 = html_of(logged_in.post("/", {**PLAN_FORM, "gpus_chosen": ["a10"]}))
     assert "Owned <span" not in a10 and "owned instead:" not in a10
