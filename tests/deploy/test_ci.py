@@ -27,3 +27,28 @@ def test_make_lint_checks_ruff_format_and_mypy() -> None:
     assert "ruff check ." in recipe
     assert "ruff format --check ." in recipe
     assert "mypy" in recipe
+
+
+def test_the_postgresql_pass_repeats_the_worker_tests_but_not_the_other_slow_ones() -> (
+    None
+):
+    import re
+    import subprocess
+    import sys
+
+    script = (ROOT / ".ci" / "run").read_text()
+    marks = re.search(r"-m '([^']+)'", script.split("PostgreSQL ==", 1)[1])
+    assert marks, "the PostgreSQL pass selects tests by marker"
+    files = [
+        "tests/quantjobs/test_job_lifecycle.py",  # a real worker's row locks: repeated
+        "tests/quantjobs/test_faults.py",
+        "tests/quantjobs/backends/test_families.py",  # llama.cpp only: not repeated
+        "tests/frontend/test_pages.py",  # fast database tests: repeated
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-m", marks.group(1), *files],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    ).stdout  # fmt: skip
+    selected = {line.split("::")[0] for line in out.splitlines() if "::" in line}
+    assert selected == set(files) - {"tests/quantjobs/backends/test_families.py"}, out

@@ -18,7 +18,7 @@ import pytest
 from tests import reliability
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.postgres]
 
 FAST_REAPER = {
     "QUANTPLAN_HEARTBEAT_INTERVAL_S": "1",

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.worker]
+pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.postgres]
 
 
 def _create(api: Any, **options: Any) -> dict[str, Any]:
