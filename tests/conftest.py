@@ -23,14 +23,19 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("QUANTPLAN_TEST_RUN", str(os.getpid()))
 TEST_VAR = ROOT / "var" / "test" / os.environ["QUANTPLAN_TEST_RUN"]
 TEST_VAR.mkdir(parents=True, exist_ok=True)
+# The session that owns the folder removes it. A pytest started inside a test inherits
+# QUANTPLAN_TEST_RUN, so without an owner it would delete its parent's SQLite file mid-run
+# (CI's 1 error at fff6b6a: "unable to open database file").
+os.environ.setdefault("QUANTPLAN_TEST_RUN_OWNER", str(os.getpid()))
+_OWNS_TEST_VAR = os.environ["QUANTPLAN_TEST_RUN_OWNER"] == str(os.getpid())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write docs/reliability.md if tests recorded figures; remove this session's folder."""
+    """Write docs/reliability.md if tests recorded figures; remove the folder this session owns."""
     from tests.reliability import write_report
 
     write_report()
-    if os.environ.get("QUANTPLAN_KEEP_TEST_VAR") != "1":
+    if _OWNS_TEST_VAR and os.environ.get("QUANTPLAN_KEEP_TEST_VAR") != "1":
         shutil.rmtree(TEST_VAR, ignore_errors=True)
 
 

@@ -52,3 +52,8 @@ def test_the_postgresql_pass_repeats_the_worker_tests_but_not_the_other_slow_one
     ).stdout  # fmt: skip
     selected = {line.split("::")[0] for line in out.splitlines() if "::" in line}
     assert selected == set(files) - {"tests/quantjobs/backends/test_families.py"}, out
+    # The inner pytest inherited this session's QUANTPLAN_TEST_RUN: it must leave this
+    # session's folder (and its SQLite file) alone when it ends.
+    import os
+
+    assert (ROOT / "var" / "test" / os.environ["QUANTPLAN_TEST_RUN"]).is_dir()
