@@ -104,3 +104,46 @@ def test_one_request_alone_has_no_prompt_in_its_time_per_output_token() -> None:
         decode_tokens=2, decode_context=128 + 16, prefill_tokens=4, prefill_context=64
     )
     assert two.tpot_s == pytest.approx(with_prompt)
+
+
+def _step(m, decode: float, decode_ctx: float, prefill: float) -> float:  # type: ignore[no-untyped-def]
+    return m.step_s(
+        decode_tokens=decode,
+        decode_context=decode_ctx,
+        prefill_tokens=prefill,
+        prefill_context=prefill / 2,
+    )
+
+
+def test_decode_tokens_in_a_step_with_a_prompt_run_at_the_prompts_efficiency() -> None:
+    m = _model("llama-3.1-8b", "gguf-Q4_K_M", "cpu-epyc-genoa-2s", "llama.cpp")
+    alone = _step(m, 8, 0, 0) - _step(m, 0, 0, 0)
+    beside_a_prompt = _step(m, 8, 0, 512) - _step(m, 0, 0, 512)
+    # One GEMM runs every token: 8 more rows of a 512-token prompt cost what 8
+    # prompt tokens cost, not what a decode-only step of 8 sequences does.
+    assert beside_a_prompt == pytest.approx(
+        8 / 512 * (_step(m, 0, 0, 512) - m.floor_s), rel=0.05
+    )
+    assert beside_a_prompt < 0.75 * alone
+
+
+def test_on_a_cpu_a_prompt_pays_for_the_other_sequences_cells_in_the_unified_cache() -> (
+    None
+):
+    cpu = _model("smollm2-135m-instruct", "gguf-Q4_1", "cpu-epyc-genoa-2s", "llama.cpp")
+    # 7 sequences of 150 tokens beside a 128-token prompt: measured +34% a prompt
+    # token at 8 slots with llama-server (bench/serving_load.py).
+    short, long = _step(cpu, 7, 1, 128), _step(cpu, 7, 150, 128)
+    assert 1.15 < long / short < 1.6
+    gpu = _model("smollm2-135m-instruct", "gguf-Q4_1", "rtx-4090", "llama.cpp")
+    assert _step(gpu, 7, 150, 128) / _step(gpu, 7, 1, 128) < 1.05
+
+
+def test_ttft_counts_the_context_of_the_sequences_decoding_beside_the_prompt() -> None:
+    from planner.engine.latency import time_to_first_token
+
+    cpu = _model("smollm2-135m-instruct", "gguf-Q4_1", "cpu-epyc-genoa-2s", "llama.cpp")
+    # Same prompt, same wait share: longer outputs mean longer contexts beside it.
+    assert time_to_first_token(cpu, 8, 128, 512, 0.0) > time_to_first_token(
+        cpu, 8, 128, 16, 0.0
+    )
