@@ -200,3 +200,13 @@ def test_gpt_oss_20b_mxfp4_projection_is_within_half_a_percent_of_ggml_orgs_file
     error = ours / row.bytes - 1
     assert abs(error) < 0.005, error
     assert row.format == "gguf-MXFP4_MOE"
+
+
+def test_gpt_oss_120b_mxfp4_tensor_data_matches_llama_benchs_size() -> None:
+    from planner.engine.gguf_rules import gguf_tensor_data_bytes
+
+    row = next(r for r in load_published_sizes() if r.model_id == "gpt-oss-120b")
+    ours = gguf_tensor_data_bytes(get_model("gpt-oss-120b").spec, "MXFP4_MOE")
+    # llama-bench on ggml-org's three shards: 59.02 GiB (to 0.01 GiB, +-0.0085%);
+    # we project 63,374,323,968 bytes = 59.0219 GiB.
+    assert abs(ours - row.bytes) <= 0.005 * 2**30, ours - row.bytes
