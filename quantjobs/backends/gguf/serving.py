@@ -168,23 +168,28 @@ class SpeedSamples:
         )
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: the runs, median, min, max, stdev, spread and conditions."""
+        """JSON-ready: the runs, median, min, max, stdev, spread and conditions.
+
+        The runs and their conditions keep full precision: ``from_dict`` rebuilds
+        the samples from them, and a rounded copy could land on the other side of
+        the spread threshold, or print a warning other than the one in the notes
+        (CI at d4ec783: a steal share rounded to 4 places did)."""
         runs = self.runs_tokens_per_s
         return {
             "test": self.test,
             "tokens": self.tokens,
             "repetitions": len(runs),
-            "runs_tokens_per_s": [round(r, 3) for r in runs],
+            "runs_tokens_per_s": list(runs),
             "median_tokens_per_s": round(self.median, 3),
             "min_tokens_per_s": round(min(runs), 3),
             "max_tokens_per_s": round(max(runs), 3),
             "stdev_tokens_per_s": round(self.stdev, 3),
-            "runs_cpu_share": [round(c, 3) for c in self.runs_cpu_share],
+            "runs_cpu_share": list(self.runs_cpu_share),
             "contended_runs": sum(
                 1 for c in self.runs_cpu_share if c < CONTENDED_CPU_SHARE
             ),
-            "runs_steal_share": [round(c, 4) for c in self.runs_steal_share],
-            "runs_wait_share": [round(c, 4) for c in self.runs_wait_share],
+            "runs_steal_share": list(self.runs_steal_share),
+            "runs_wait_share": list(self.runs_wait_share),
             "spread_pct": round(self.spread_pct, 2),
             "spread_warning": self.spread_warning(),
         }

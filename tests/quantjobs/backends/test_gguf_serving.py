@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -196,6 +197,32 @@ def test_runs_spread_past_ten_percent_are_flagged_with_what_was_measured() -> No
         tuple(summary["runs_steal_share"]),
         tuple(summary["runs_wait_share"]),
     )
+    assert again.spread_warning() == warning
+
+
+def test_the_warning_in_the_notes_survives_the_trip_from_the_serving_process() -> None:
+    # Values whose rounding to 3-4 places would print other figures: the serving
+    # process writes its notes with the full values, the job reads them back.
+    samples = SpeedSamples(
+        "tg16",
+        16,
+        (94.81249, 112.6, 101.0),
+        runs_cpu_share=(0.99, 0.97549, 0.99),
+        runs_steal_share=(0.0, 0.052549, 0.0),
+        runs_wait_share=(0.0, 0.000349, 0.0),
+    )
+    warning = samples.spread_warning()
+    assert warning is not None and "steal up to 5.3%" in warning
+    summary = json.loads(json.dumps(samples.summary()))
+    again = SpeedSamples(
+        "tg16",
+        16,
+        tuple(summary["runs_tokens_per_s"]),
+        tuple(summary["runs_cpu_share"]),
+        tuple(summary["runs_steal_share"]),
+        tuple(summary["runs_wait_share"]),
+    )
+    assert again == samples
     assert again.spread_warning() == warning
 
 
