@@ -14,9 +14,7 @@ where bytes read = dense weights + the experts the step's tokens route to
 (expected share ``1 - (1 - k/E)^tokens``) + every token's attention read of its
 KV cache (grows with context). Attention FLOPs grow with context too. The step's
 tokens run through one GEMM, so a step with a prompt in it runs its decode tokens
-at the prompt's efficiency. llama.cpp on a CPU keeps every sequence in one unified
-KV cache whose cells each token's attention walks (masked), so there attention
-grows with the cells of all sequences in flight.
+at the prompt's efficiency.
 
 A request sees (steady state, Poisson arrivals, ``n`` requests in flight):
 
@@ -24,7 +22,10 @@ A request sees (steady state, Poisson arrivals, ``n`` requests in flight):
   prompt tokens that arrive per step on average (``n * P / O``), as vLLM's
   benchmark defines TPOT (a request's mean);
 * time to first token = waiting for the step in flight, then its prompt in
-  chunks of the budget left after the decoders.
+  chunks of the budget left after the decoders, beside the other prompts that
+  arrived during the same step (``(n - 1) * P / O`` tokens on average: measured
+  with llama-server at 8 slots, a prompt shared its step with 0.17 others, the
+  estimate for its lengths 0.21).
 
 Percentiles: the number of requests in flight is Poisson around its mean (an
 M/G/inf queue), so p95 figures are evaluated at ``n + 1.645 * sqrt(n)`` in flight.
@@ -128,9 +129,6 @@ class StepModel:
     host_dense_bytes: float = 0.0
     host_expert_bytes: float = 0.0
     host_kv_share: float = 0.0
-    # llama.cpp's unified KV cache on a CPU: every token's attention walks the cells
-    # of every sequence in the cache, masked (see ``step``).
-    shared_kv_span: bool = False
 
     def allreduce_s(self, tokens: float) -> float:
         """Time of one step's all-reduces (2 per layer) for ``tokens`` tokens."""
@@ -210,20 +208,11 @@ class StepModel:
             self.matmul_flops_per_token,
             self.attention_flops_per_token_per_ctx,
         )
-        decode_span, prefill_span = decode_ctx, prefill_ctx
-        if self.shared_kv_span and decode:
-            # The other sequences' cells: measured with llama-server on 2 cores
-            # (bench/serving_load.py, 2026-12-03), a prompt token cost +2/+10/+34%
-            # at 2/4/8 slots of ~160 cells each against 1 slot, as attention over
-            # every cell in use would (+8/+16/+33%).
-            others = (decode - 1) * decode_ctx + prefill
-            decode_span += others
-            prefill_span += decode * decode_ctx
         # One GEMM runs every token of the step: with a prompt in it, the decode
         # tokens ride the prompt's tiled kernels at the prefill efficiency.
         compute_s = (
-            decode * (per_token + per_ctx * decode_span)
-            + prefill * (per_token + per_ctx * prefill_span)
+            decode * (per_token + per_ctx * decode_ctx)
+            + prefill * (per_token + per_ctx * prefill_ctx)
         ) / (self.prefill_flops_per_s if prefill else self.decode_flops_per_s)
         step = (memory_s if memory_s > compute_s else compute_s) + self.floor_s
         if self.tensor_parallel > 1:
@@ -338,15 +327,14 @@ def step_model(
         host_dense_bytes=offload.host_dense_bytes if offload else 0.0,
         host_expert_bytes=offload.host_expert_bytes if offload else 0.0,
         host_kv_share=offload.kv_host_share if offload else 0.0,
-        shared_kv_span=engine == "llama.cpp" and gpu.kind == "cpu",
     )
 
 
 def _prefill_s(
-    m: StepModel, decoders: float, prompt_tokens: int, decode_ctx: float = 0.0
+    m: StepModel, decoders: float, prompt_tokens: float, decode_ctx: float = 0.0
 ) -> float:
-    """Time to run a prompt in budget-sized chunks next to ``decoders`` sequences
-    (``decode_ctx`` tokens of context each)."""
+    """Time to run ``prompt_tokens`` of prompts in budget-sized chunks next to
+    ``decoders`` sequences (``decode_ctx`` tokens of context each)."""
     if prompt_tokens <= 0:
         return 0.0
     room = max(1.0, m.token_budget - decoders)
@@ -384,7 +372,9 @@ def time_to_first_token(
     wait = (
         time_per_output_token(m, others, p, o) if others else 0.0
     )  # the step already running
-    return wait * wait_share + _prefill_s(m, others, p, p + o / 2)
+    # The other prompts sent during the step it waited for run beside its own.
+    alongside = others * p / o
+    return wait * wait_share + _prefill_s(m, others, p + alongside, p + o / 2)
 
 
 def p95_latency(
