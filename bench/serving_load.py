@@ -33,9 +33,14 @@ this worker's fingerprint (``quantjobs.backends.fingerprint``: CPU, threads,
 llama.cpp instruction sets, measured read bandwidth) by ``device_from_fingerprint``
 -- the device a job on this worker is planned for, not one fitted to these runs.
 The error per point is (model - measured) / measured; goal: within 20%. A second
-table holds the model calibrated on the 1-slot run (its prefill and decode slowed
-by the factors that run measured, as the calibration ledger corrects a device from
-its jobs): the 2-8 slot rows then test the batching model alone.
+table holds the model calibrated on solo requests: before its load, every server
+answers ``SOLO_REQUESTS`` requests one at a time, and the model's prefill and
+decode are slowed by the factors those measured against the model's single request
+(as the calibration ledger corrects a device from its jobs), pooled over all the
+servers of the run. The 2-8 slot rows then test the batching model alone, against
+a baseline spread over the whole run rather than one 1-slot run: this VM's speed
+drifts by 10-15% between runs (the 1-slot factors were 0.76/0.86 in one run and
+0.89/0.94 in the next, 2026-12-03).
 
 ``--check`` prints what would run (server command lines, load, model device) and
 exits without building or serving: bench/gpu_check.py reuses this module with a
@@ -57,7 +62,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +78,7 @@ GOAL_PCT = 20.0
 LENGTH_SPREAD = 0.5
 REQUESTS_PER_CLIENT = 10  # the first of them ramp-up: 9, 18, 36 and 72 measured
 MIN_REQUESTS = 8  # per slot count (not with --quick)
+SOLO_REQUESTS = 9  # one at a time before each load, the first of them ramp-up
 # A closed-loop client's next request waits the whole step just begun (see
 # model_points), a Poisson arrival half of one on average (load_point).
 CLOSED_LOOP_WAIT_SHARE = 1.0
@@ -389,12 +395,10 @@ def model_points(
     really had (they are drawn at random), else the settings' means are used.
 
     ``scale`` = (prompt, decode) slows the step model's prefill and decode down by
-    those factors (``one_slot_scale``): the machine's speed taken from a measured
-    single-slot run, as the calibration ledger takes it from jobs, so that the
-    other slot counts test what the model says about batching alone.
+    those factors (``solo_scale``): the machine's speed taken from requests measured
+    one at a time, as the calibration ledger takes it from jobs, so that the other
+    slot counts test what the model says about batching alone.
     """
-    from dataclasses import replace
-
     from planner.engine import get_model, parse_format
     from planner.engine.latency import (
         load_point,
@@ -429,18 +433,68 @@ def model_points(
     return out
 
 
-def one_slot_scale(
-    measured: list[dict[str, Any]], model: dict[int, dict[str, float]]
-) -> tuple[float, float] | None:
-    """(prompt, decode) factors by which one slot measured slower than the model:
-    measured / model mean TTFT and time per output token; None without a 1-slot run."""
-    one = next((m for m in measured if int(m["slots"]) == 1), None)
-    if one is None or 1 not in model:
-        return None
+SOLO_KEYS = (
+    "requests",
+    "ttft_mean_s",
+    "tpot_mean_s",
+    "prompt_tokens_mean",
+    "output_tokens_mean",
+)
+
+
+def solo_scale(
+    device: Any, s: LoadSettings, solo: dict[str, Any]
+) -> tuple[float, float]:
+    """(prompt, decode) factors by which a server's solo requests measured slower
+    than the model's single request at the same lengths."""
+    one = model_points(
+        device,
+        replace(s, slots=(1,)),
+        lengths={1: (solo["prompt_tokens_mean"], solo["output_tokens_mean"])},
+    )[1]
     return (
-        one["ttft_mean_s"] / model[1]["ttft_mean_s"],
-        one["tpot_mean_s"] / model[1]["tpot_mean_s"],
+        solo["ttft_mean_s"] / one["ttft_mean_s"],
+        solo["tpot_mean_s"] / one["tpot_mean_s"],
     )
+
+
+def calibrated_points(
+    device: Any, s: LoadSettings, measured: list[dict[str, Any]]
+) -> tuple[
+    dict[int, dict[str, float]], dict[int, tuple[float, float]], tuple[float, float]
+]:
+    """The model at each slot count calibrated on the solo requests of every
+    server, the (prompt, decode) factors each server's solo requests measured, and
+    the pooled factors used (their mean weighted by solo requests). Pooled, because
+    one server's few solo requests are noisier than the drift they would correct
+    (2026-12-03: per-server prompt factors 0.68-0.88 within one run; calibrated
+    per server, TTFT at 4 slots was 20% off, pooled 3%). No solo run: no points."""
+    scales: dict[int, tuple[float, float]] = {}
+    weights: dict[int, int] = {}
+    for m in measured:
+        if m.get("solo"):
+            n = int(m["slots"])
+            scales[n] = solo_scale(device, s, m["solo"])
+            weights[n] = max(1, int(m["solo"]["requests"]))
+    if not scales:
+        return {}, {}, (1.0, 1.0)
+    total = sum(weights.values())
+    pooled = (
+        sum(scales[n][0] * weights[n] for n in scales) / total,
+        sum(scales[n][1] * weights[n] for n in scales) / total,
+    )
+    points = {
+        int(m["slots"]): model_points(
+            device,
+            replace(s, slots=(int(m["slots"]),)),
+            scale=pooled,
+            lengths={
+                int(m["slots"]): (m["prompt_tokens_mean"], m["output_tokens_mean"])
+            },
+        )[int(m["slots"])]
+        for m in measured
+    }
+    return points, scales, pooled
 
 
 def worst_error(rows: list[dict[str, Any]], *, skip_one: bool = False) -> float:
@@ -459,7 +513,14 @@ def compare(
     rows = []
     for m in measured:
         n = int(m["slots"])
-        row: dict[str, Any] = {"slots": n, "requests": m["requests"]}
+        if n not in model:
+            continue
+        row: dict[str, Any] = {
+            "slots": n,
+            "requests": m["requests"],
+            "prompt_tokens_mean": m.get("prompt_tokens_mean"),
+            "output_tokens_mean": m.get("output_tokens_mean"),
+        }
         for key in (
             "ttft_mean_s",
             "tpot_mean_s",
@@ -495,7 +556,15 @@ def serve_all(
                 t0 = time.perf_counter()
                 completion(port, rng[::-1], s.output_tokens)
                 one = time.perf_counter() - t0
+                solo = run_load(
+                    port,
+                    slots=1,
+                    s=replace(s, requests_per_client=SOLO_REQUESTS, min_requests=0),
+                    n_vocab=n_vocab,
+                    stagger_s=0.0,
+                )
                 result = run_load(port, slots=n, s=s, n_vocab=n_vocab, stagger_s=one)
+                result["solo"] = {k: solo[k] for k in SOLO_KEYS}
             except Exception:
                 log(f"llama-server log: {server.log_tail(8)}")
                 raise
@@ -625,20 +694,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"llama-server vs latency model, mean TTFT and TPOT at {list(s.slots)} "
         f"slots: worst error {worst:.0f}% (goal {GOAL_PCT:.0f}%; {load_str()})"
     )
-    scale = one_slot_scale(measured, model)
-    calibrated_rows: list[dict[str, Any]] = []
-    if scale and len(s.slots) > 1:
-        calibrated_rows = compare(
-            measured, model_points(device, s, scale=scale, lengths=lengths)
-        )
-        print(
-            f"calibrated on the 1-slot run (prompt x{scale[0]:.2f}, decode "
-            f"x{scale[1]:.2f} slower than the fingerprint's model):"
-        )
-        print_table(calibrated_rows)
+    calibrated, scales, pooled = calibrated_points(device, s, measured)
+    calibrated_rows = compare(measured, calibrated)
+    print(
+        f"calibrated on every server's solo requests (prompt x{pooled[0]:.2f}, "
+        f"decode x{pooled[1]:.2f} the fingerprint's model; per server "
+        + ", ".join(f"{n}: x{a:.2f}, x{b:.2f}" for n, (a, b) in scales.items())
+        + "):"
+    )
+    print_table(calibrated_rows)
+    if any(n != 1 for n in s.slots) and calibrated_rows:
         rec.note(
-            "batching alone (model calibrated on 1 slot), worst error at "
-            f"{[n for n in s.slots if n != 1]} slots: "
+            "batching alone (model calibrated on the solo requests), worst error "
+            f"at {[n for n in s.slots if n != 1]} slots: "
             f"{worst_error(calibrated_rows, skip_one=True):.0f}%"
         )
     rec.data.update(
@@ -648,7 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "device": device.name,
             "rows": rows,
             "worst_mean_error_pct": worst,
-            "one_slot_scale": list(scale) if scale else None,
+            "solo_scales": {str(n): list(f) for n, f in scales.items()},
+            "pooled_scale": list(pooled),
             "calibrated_rows": calibrated_rows,
         }
     )

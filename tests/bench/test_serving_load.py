@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.serving_load import (
+    SOLO_REQUESTS,
     LoadSettings,
+    calibrated_points,
     compare,
     main,
     model_points,
-    one_slot_scale,
     parse_args,
     percentile,
     serve_all,
@@ -139,26 +142,62 @@ def test_the_model_is_held_at_the_lengths_really_sent_and_waits_a_whole_step() -
     assert nominal[4]["tpot_mean_s"] == pytest.approx(poisson.tpot_s)
 
 
-def test_a_model_calibrated_on_one_slot_matches_it_and_slows_every_slot_count() -> None:
+def test_every_slot_count_is_calibrated_on_the_solo_requests_of_all_servers() -> None:
     device = device_from_fingerprint(WorkerFingerprint.from_dict(FINGERPRINT))
     s = LoadSettings()
     model = model_points(device, s)
-    # One slot measured 1.5x slower to first token and 1.2x slower per token.
-    one = {
-        "slots": 1,
-        "ttft_mean_s": model[1]["ttft_mean_s"] * 1.5,
-        "tpot_mean_s": model[1]["tpot_mean_s"] * 1.2,
-    }
-    scale = one_slot_scale([one], model)
-    assert scale == pytest.approx((1.5, 1.2))
-    calibrated = model_points(device, s, scale=scale)
-    assert calibrated[1]["ttft_mean_s"] == pytest.approx(one["ttft_mean_s"], rel=0.02)
-    assert calibrated[1]["tpot_mean_s"] == pytest.approx(one["tpot_mean_s"], rel=0.02)
-    for n in (2, 4, 8):
-        assert calibrated[n]["tpot_mean_s"] > model[n]["tpot_mean_s"]
-        assert calibrated[n]["ttft_mean_s"] > model[n]["ttft_mean_s"]
-    # No single-slot run: nothing to calibrate on.
-    assert one_slot_scale([{**one, "slots": 2}], model) is None
+    solo_model = model_points(device, LoadSettings(slots=(1,)))[1]
+
+    def row(n: int, prompt_x: float, decode_x: float, solo: int = 6) -> dict[str, Any]:
+        # A server whose solo requests measured this much slower than the model.
+        return {
+            "slots": n,
+            "requests": 8,
+            "prompt_tokens_mean": 128.0,
+            "output_tokens_mean": 32.0,
+            **{k: 1.0 for k in model[n]},
+            "solo": {
+                "requests": solo,
+                "prompt_tokens_mean": 128.0,
+                "output_tokens_mean": 32.0,
+                "ttft_mean_s": solo_model["ttft_mean_s"] * prompt_x,
+                "tpot_mean_s": solo_model["tpot_mean_s"] * decode_x,
+            },
+        }
+
+    same = [row(1, 1.5, 1.2), row(4, 1.5, 1.2), row(8, 1.5, 1.2)]
+    points, scales, pooled = calibrated_points(device, s, same)
+    assert scales[4] == pytest.approx((1.5, 1.2))
+    assert pooled == pytest.approx((1.5, 1.2))
+    # One slot calibrated on solo requests is those requests.
+    assert points[1]["ttft_mean_s"] == pytest.approx(
+        solo_model["ttft_mean_s"] * 1.5, rel=0.02
+    )
+    assert points[1]["tpot_mean_s"] == pytest.approx(
+        solo_model["tpot_mean_s"] * 1.2, rel=0.02
+    )
+    for n in (4, 8):
+        assert points[n]["ttft_mean_s"] > model[n]["ttft_mean_s"]
+        assert points[n]["tpot_mean_s"] > model[n]["tpot_mean_s"]
+    # Servers that disagree are pooled, weighted by their solo requests, and every
+    # slot count uses the pooled factors; a row without solo requests is still
+    # calibrated with them.
+    mixed = [
+        row(1, 1.0, 1.0, solo=2),
+        row(4, 2.0, 1.6, solo=6),
+        {**row(8, 9, 9), "solo": None},
+    ]
+    points, scales, pooled = calibrated_points(device, s, mixed)
+    assert set(scales) == {1, 4}
+    assert pooled == pytest.approx((1.75, 1.45))
+    assert set(points) == {1, 4, 8}
+    assert points[1]["tpot_mean_s"] == pytest.approx(
+        solo_model["tpot_mean_s"] * 1.45, rel=0.02
+    )
+    # No solo requests anywhere: nothing to calibrate on, nothing compared.
+    points, scales, pooled = calibrated_points(device, s, [{**same[0], "solo": None}])
+    assert (points, scales, pooled) == ({}, {}, (1.0, 1.0))
+    assert compare(same, points) == []
 
 
 @pytest.mark.slow
@@ -174,6 +213,9 @@ def test_llama_server_serves_every_slot_count_and_reports_what_clients_saw() -> 
     for m in measured:
         # Each client's first request is ramp-up, kept out of the figures.
         assert m["requests"] == m["ramp_up_requests"] == m["slots"]
+        # Before its load, each server answered requests one at a time.
+        assert m["solo"]["requests"] == SOLO_REQUESTS - 1
+        assert m["solo"]["ttft_mean_s"] > 0 and m["solo"]["tpot_mean_s"] > 0
         assert 0 < m["ttft_mean_s"] <= m["ttft_p95_s"]
         assert 0 < m["tpot_mean_s"] <= m["tpot_p95_s"]
         # The server's own per-token time agrees with what the clients saw.
