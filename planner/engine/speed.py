@@ -34,6 +34,9 @@ DECODE_MFU = 0.35
 # half the efficiency of the prompt's tiled GEMM: measured with llama-server on 2
 # EPYC cores (2026-12-02), a step took 20.6 ms for 1 sequence and 35.0 ms for 2
 # (+14.4 ms a sequence) while a prompt cost 7.0 ms a token (bench/serving_load.py).
+# Again on 2026-12-03, from streamed token times: decode-only steps took 9.5, 15-19,
+# 23, 29, 36, 43, 49 and 49 ms for 1-8 sequences (+6.3 ms a sequence) while a
+# prompt token cost 3.4-3.8 ms: 1.7-1.9x, linear in the sequences.
 CPU_DECODE_MFU = CPU_PREFILL_MFU / 2
 # Tensor parallelism loses this much per doubling to all-reduce (NVLink / PCIe).
 TP_EFFICIENCY_PER_DOUBLING_NVLINK = 0.9
