@@ -168,12 +168,8 @@ class SpeedSamples:
         )
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: the runs, median, min, max, stdev, spread and conditions.
-
-        The runs and their conditions keep full precision: ``from_dict`` rebuilds
-        the samples from them, and a rounded copy could land on the other side of
-        the spread threshold, or print a warning other than the one in the notes
-        (CI at d4ec783: a steal share rounded to 4 places did)."""
+        """JSON-ready: the runs (at full precision: ``from_dict`` rebuilds the
+        warning from them), median, min, max, stdev, spread and conditions."""
         runs = self.runs_tokens_per_s
         return {
             "test": self.test,
