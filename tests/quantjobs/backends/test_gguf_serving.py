@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,17 @@ def test_runs_that_agree_carry_no_warning() -> None:
     assert samples.summary()["spread_warning"] is None
 
 
+def _rebuilt(test: str, tokens: int, summary: dict[str, Any]) -> SpeedSamples:
+    """The samples as the job rebuilds them from the serving process's summary."""
+    keys = (
+        "runs_tokens_per_s",
+        "runs_cpu_share",
+        "runs_steal_share",
+        "runs_wait_share",
+    )
+    return SpeedSamples(test, tokens, *(tuple(summary[k]) for k in keys))
+
+
 def test_runs_spread_past_ten_percent_are_flagged_with_what_was_measured() -> None:
     samples = SpeedSamples(
         "tg128",
@@ -189,14 +201,7 @@ def test_runs_spread_past_ten_percent_are_flagged_with_what_was_measured() -> No
     summary = samples.summary()
     assert summary["spread_pct"] == pytest.approx(17.8)
     assert summary["runs_steal_share"] == [0.0, 0.052, 0.01, 0.0, 0.0]
-    again = SpeedSamples(
-        "tg128",
-        128,
-        tuple(summary["runs_tokens_per_s"]),
-        tuple(summary["runs_cpu_share"]),
-        tuple(summary["runs_steal_share"]),
-        tuple(summary["runs_wait_share"]),
-    )
+    again = _rebuilt("tg128", 128, summary)
     assert again.spread_warning() == warning
 
 
@@ -214,14 +219,7 @@ def test_the_warning_in_the_notes_survives_the_trip_from_the_serving_process() -
     warning = samples.spread_warning()
     assert warning is not None and "steal up to 5.3%" in warning
     summary = json.loads(json.dumps(samples.summary()))
-    again = SpeedSamples(
-        "tg16",
-        16,
-        tuple(summary["runs_tokens_per_s"]),
-        tuple(summary["runs_cpu_share"]),
-        tuple(summary["runs_steal_share"]),
-        tuple(summary["runs_wait_share"]),
-    )
+    again = _rebuilt("tg16", 16, summary)
     assert again == samples
     assert again.spread_warning() == warning
 
